@@ -1,0 +1,216 @@
+/* base.c — error messages, checked allocation, file helpers, mmap, RNG and clock.
+ * Nothing here knows about models or file formats. */
+#define _POSIX_C_SOURCE 200809L
+#include "base.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+static _Thread_local char g_err[2048];
+
+lc_status lc_error(lc_status code, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(g_err, sizeof g_err, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+lc_status lc_error_context(lc_status code, const char *fmt, ...) {
+    char ctx[512], old[sizeof g_err];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(ctx, sizeof ctx, fmt, ap);
+    va_end(ap);
+    memcpy(old, g_err, sizeof old);
+    size_t a = strlen(ctx), b = strnlen(old, sizeof old - 1);
+    if (a > sizeof g_err - 1) a = sizeof g_err - 1;
+    if (b > sizeof g_err - 1 - a) b = sizeof g_err - 1 - a;
+    memcpy(g_err, ctx, a);
+    memcpy(g_err + a, old, b);
+    g_err[a + b] = 0;
+    return code;
+}
+
+const char *lc_last_error(void) { return g_err[0] ? g_err : "no error"; }
+
+const char *lc_status_name(lc_status s) {
+    switch (s) {
+    case LC_OK: return "ok";
+    case LC_ERR_IO: return "I/O error";
+    case LC_ERR_FORMAT: return "format error";
+    case LC_ERR_CONFIG: return "config error";
+    case LC_ERR_SHAPE: return "tensor error";
+    case LC_ERR_NOMEM: return "out of memory";
+    case LC_ERR_ARG: return "invalid argument";
+    case LC_ERR_UNSUPPORTED: return "unsupported";
+    }
+    return "unknown error";
+}
+
+void *lc_malloc(size_t n, const char *what) {
+    void *p = malloc(n ? n : 1);
+    if (!p) lc_error(LC_ERR_NOMEM, "out of memory allocating %zu bytes for %s", n, what);
+    return p;
+}
+
+void *lc_calloc(size_t count, size_t size, const char *what) {
+    if (size && count > SIZE_MAX / size) {
+        lc_error(LC_ERR_NOMEM, "allocation size overflow for %s (%zu x %zu)", what, count, size);
+        return NULL;
+    }
+    void *p = calloc(count ? count : 1, size ? size : 1);
+    if (!p) lc_error(LC_ERR_NOMEM, "out of memory allocating %zu bytes for %s", count * size, what);
+    return p;
+}
+
+void *lc_aligned_alloc(size_t n, const char *what) {
+    void *p = NULL;
+    if (posix_memalign(&p, 64, n ? n : 64) != 0) {
+        lc_error(LC_ERR_NOMEM, "out of memory allocating %zu bytes for %s", n, what);
+        return NULL;
+    }
+    return p;
+}
+
+void lc_free(void *p) { free(p); }
+
+char *lc_strdup(const char *s) {
+    size_t n = strlen(s) + 1;
+    char *d = lc_malloc(n, "string");
+    if (d) memcpy(d, s, n);
+    return d;
+}
+
+char *lc_path_join(const char *dir, const char *name) {
+    size_t a = strlen(dir), b = strlen(name);
+    char *p = lc_malloc(a + b + 2, "path");
+    if (!p) return NULL;
+    memcpy(p, dir, a);
+    size_t k = a;
+    if (a && dir[a - 1] != '/') p[k++] = '/';
+    memcpy(p + k, name, b + 1);
+    return p;
+}
+
+int lc_is_dir(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+int lc_file_exists(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+lc_status lc_read_file(const char *path, char **data, size_t *size) {
+    *data = NULL;
+    FILE *f = fopen(path, "rb");
+    if (!f) return lc_error(LC_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    if (fseek(f, 0, SEEK_END) != 0) {
+        fclose(f);
+        return lc_error(LC_ERR_IO, "%s: cannot seek (not a regular file?)", path);
+    }
+    long n = ftell(f);
+    if (n < 0 || fseek(f, 0, SEEK_SET) != 0) {
+        fclose(f);
+        return lc_error(LC_ERR_IO, "%s: cannot determine size", path);
+    }
+    char *buf = lc_malloc((size_t)n + 1, path);
+    if (!buf) {
+        fclose(f);
+        return LC_ERR_NOMEM;
+    }
+    if (n && fread(buf, 1, (size_t)n, f) != (size_t)n) {
+        fclose(f);
+        free(buf);
+        return lc_error(LC_ERR_IO, "%s: short read", path);
+    }
+    fclose(f);
+    buf[n] = 0;
+    *data = buf;
+    if (size) *size = (size_t)n;
+    return LC_OK;
+}
+
+lc_status lc_mmap_open(lc_mmap *m, const char *path) {
+    memset(m, 0, sizeof *m);
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) return lc_error(LC_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return lc_error(LC_ERR_IO, "%s: not a regular file", path);
+    }
+    m->size = (size_t)st.st_size;
+    if (m->size > 0) {
+        void *p = mmap(NULL, m->size, PROT_READ, MAP_SHARED, fd, 0);
+        if (p == MAP_FAILED) {
+            close(fd);
+            return lc_error(LC_ERR_IO, "%s: mmap failed: %s", path, strerror(errno));
+        }
+        m->data = p;
+    }
+    close(fd);
+    m->path = lc_strdup(path);
+    if (!m->path) {
+        lc_mmap_close(m);
+        return LC_ERR_NOMEM;
+    }
+    return LC_OK;
+}
+
+void lc_mmap_close(lc_mmap *m) {
+    if (m->data) munmap((void *)m->data, m->size);
+    free(m->path);
+    memset(m, 0, sizeof *m);
+}
+
+static uint64_t splitmix64(uint64_t *x) {
+    uint64_t z = (*x += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+void lc_rng_seed(lc_rng *r, uint64_t seed) {
+    for (int i = 0; i < 4; i++) r->s[i] = splitmix64(&seed);
+}
+
+static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+
+uint64_t lc_rng_u64(lc_rng *r) {
+    uint64_t *s = r->s;
+    uint64_t result = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = rotl(s[3], 45);
+    return result;
+}
+
+float lc_rng_uniform(lc_rng *r) { return (float)(lc_rng_u64(r) >> 40) * (1.0f / 16777216.0f); }
+
+float lc_rng_normal(lc_rng *r) {
+    /* Box-Muller in double so the result does not depend on libm float paths. */
+    double u1 = ((double)(lc_rng_u64(r) >> 11) + 0.5) * (1.0 / 9007199254740992.0);
+    double u2 = (double)(lc_rng_u64(r) >> 11) * (1.0 / 9007199254740992.0);
+    return (float)(sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
+}
+
+double lc_time_sec(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}

@@ -1,0 +1,74 @@
+/* base.h — status codes, error messages, checked allocation and small helpers shared by
+ * every part of longcat.c. Holds no model, file-format or kernel knowledge. */
+#ifndef LC_BASE_H
+#define LC_BASE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Every public function returns an lc_status; on failure the message that says what was
+ * wrong and where is available from lc_last_error() (thread-local, like errno). */
+typedef enum {
+    LC_OK = 0,
+    LC_ERR_IO,      /* open/read/write/mmap failed */
+    LC_ERR_FORMAT,  /* a file is malformed (safetensors header, JSON, ...) */
+    LC_ERR_CONFIG,  /* config.json missing a key or holding an invalid value */
+    LC_ERR_SHAPE,   /* a tensor is missing or has the wrong shape or dtype */
+    LC_ERR_NOMEM,   /* allocation failed */
+    LC_ERR_ARG,     /* bad argument from the caller (token id out of range, ...) */
+    LC_ERR_UNSUPPORTED,
+} lc_status;
+
+/* Sets the thread's error message (printf-style) and returns `code`. */
+lc_status lc_error(lc_status code, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+/* Prepends context ("loading model.layers.3: ") to the current message; returns `code`. */
+lc_status lc_error_context(lc_status code, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+const char *lc_last_error(void);
+const char *lc_status_name(lc_status s);
+
+/* Allocation that records an error message on failure. Sizes are checked for overflow. */
+void *lc_malloc(size_t n, const char *what);
+void *lc_calloc(size_t count, size_t size, const char *what);
+void *lc_aligned_alloc(size_t n, const char *what); /* 64-byte aligned; free with lc_free */
+void lc_free(void *p);
+char *lc_strdup(const char *s);
+
+/* Paths: join dir and name into a new string. */
+char *lc_path_join(const char *dir, const char *name);
+int lc_is_dir(const char *path);
+int lc_file_exists(const char *path);
+
+/* Reads a whole (small) file into a NUL-terminated buffer. */
+lc_status lc_read_file(const char *path, char **data, size_t *size);
+
+/* A read-only memory map of a whole file. Pages are read only when touched. */
+typedef struct {
+    char *path;
+    const uint8_t *data;
+    size_t size;
+} lc_mmap;
+lc_status lc_mmap_open(lc_mmap *m, const char *path);
+void lc_mmap_close(lc_mmap *m);
+
+/* Deterministic random numbers (splitmix64 seeding xoshiro256**), identical on every
+ * platform, so `init --seed S` writes the same bytes everywhere. */
+typedef struct { uint64_t s[4]; } lc_rng;
+void lc_rng_seed(lc_rng *r, uint64_t seed);
+uint64_t lc_rng_u64(lc_rng *r);
+float lc_rng_uniform(lc_rng *r); /* [0, 1) */
+float lc_rng_normal(lc_rng *r);  /* N(0, 1) */
+
+double lc_time_sec(void); /* monotonic clock */
+
+#define LC_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define LC_MAX(a, b) ((a) > (b) ? (a) : (b))
+
+#endif

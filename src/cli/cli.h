@@ -1,0 +1,20 @@
+/* cli.h — the `longcat` subcommands and their shared argument helpers. Only the CLI prints
+ * and exits; the library returns statuses. */
+#ifndef LC_CLI_H
+#define LC_CLI_H
+
+#include "../model/model.h"
+
+int cmd_info(int argc, char **argv);
+int cmd_logits(int argc, char **argv);
+int cmd_init(int argc, char **argv);
+
+/* Prints "longcat: <status>: <message>" and returns 1. */
+int cli_fail(lc_status s);
+/* Parses "5,17,42" into a new array. */
+lc_status cli_parse_tokens(const char *text, int32_t **tokens, int64_t *n);
+/* Value of option argv[*i] (advancing *i); prints an error and returns NULL when missing. */
+const char *cli_value(int argc, char **argv, int *i);
+void cli_set_threads(int n);
+
+#endif

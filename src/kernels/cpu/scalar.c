@@ -1,0 +1,150 @@
+/* scalar.c — the reference CPU kernels: portable C, OpenMP over output rows, fixed reduction
+ * order (results do not depend on the thread count). Every faster path is tested against
+ * these. No model knowledge here. */
+#include "../kernels.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void row_f32(float *dst, const lc_mat *w, int64_t r) {
+    memcpy(dst, w->data + (size_t)(r * w->cols) * 4, (size_t)w->cols * 4);
+}
+
+static void row_bf16(float *dst, const lc_mat *w, int64_t r) {
+    const uint8_t *p = w->data + (size_t)(r * w->cols) * 2;
+    for (int64_t c = 0; c < w->cols; c++) {
+        uint16_t h;
+        memcpy(&h, p + 2 * c, 2);
+        dst[c] = lc_bf16_to_f32(h);
+    }
+}
+
+static void row_f16(float *dst, const lc_mat *w, int64_t r) {
+    const uint8_t *p = w->data + (size_t)(r * w->cols) * 2;
+    for (int64_t c = 0; c < w->cols; c++) {
+        uint16_t h;
+        memcpy(&h, p + 2 * c, 2);
+        dst[c] = lc_f16_to_f32(h);
+    }
+}
+
+static float g_fp8_lut[256];
+
+static void row_fp8(float *dst, const lc_mat *w, int64_t r) {
+    const uint8_t *p = w->data + (size_t)(r * w->cols);
+    const float *scale = w->scale_inv + (r / w->block_rows) * ((w->cols + w->block_cols - 1) / w->block_cols);
+    for (int64_t c0 = 0, b = 0; c0 < w->cols; c0 += w->block_cols, b++) {
+        int64_t c1 = LC_MIN(c0 + w->block_cols, w->cols);
+        float s = scale[b];
+        for (int64_t c = c0; c < c1; c++) dst[c] = g_fp8_lut[p[c]] * s;
+    }
+}
+
+int lc_mat_dtype_supported(lc_dtype t) {
+    return t == LC_DT_F32 || t == LC_DT_BF16 || t == LC_DT_F16 || t == LC_DT_F8_E4M3;
+}
+
+float lc_dot(const float *a, const float *b, int64_t n) {
+    /* Eight partial sums combined in a fixed tree: vectorisable and deterministic. */
+    float s[8] = {0};
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int k = 0; k < 8; k++) s[k] += a[i + k] * b[i + k];
+    for (; i < n; i++) s[i & 7] += a[i] * b[i];
+    return ((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7]));
+}
+
+void lc_axpy(float *y, float a, const float *x, int64_t n) {
+    for (int64_t i = 0; i < n; i++) y[i] += a * x[i];
+}
+
+static void matmul_scalar(float *out, int64_t ld_out, const float *x, int64_t ld_x, const lc_mat *w, int64_t r0,
+                          int64_t n_rows, int64_t T) {
+    lc_row_fn row = lc_k.row[w->dtype];
+    const int64_t cols = w->cols;
+#pragma omp parallel if (n_rows * cols * T > 32768)
+    {
+        float *buf = malloc((size_t)cols * sizeof *buf);
+        if (buf) {
+#pragma omp for schedule(static)
+            for (int64_t i = 0; i < n_rows; i++) {
+                row(buf, w, r0 + i);
+                for (int64_t t = 0; t < T; t++) out[t * ld_out + i] = lc_dot(buf, x + t * ld_x, cols);
+            }
+        } else {
+            /* Out of memory for one row: poison the output so the failure cannot pass unseen. */
+#pragma omp for schedule(static)
+            for (int64_t i = 0; i < n_rows; i++)
+                for (int64_t t = 0; t < T; t++) out[t * ld_out + i] = NAN;
+        }
+        free(buf);
+    }
+}
+
+static void matvec_t_scalar(float *out, const float *x, const lc_mat *w, int64_t r0, int64_t n_rows) {
+    /* Sequential over rows so every out[c] sums in the same order; columns split across
+     * threads by chunks. */
+    lc_row_fn row = lc_k.row[w->dtype];
+    const int64_t cols = w->cols;
+    float *buf = malloc((size_t)cols * sizeof *buf);
+    if (!buf) {
+        for (int64_t c = 0; c < cols; c++) out[c] = NAN;
+        return;
+    }
+    memset(out, 0, (size_t)cols * sizeof *out);
+    for (int64_t i = 0; i < n_rows; i++) {
+        row(buf, w, r0 + i);
+        lc_axpy(out, x[i], buf, cols);
+    }
+    free(buf);
+}
+
+void lc_rmsnorm(float *out, const float *x, const float *w, int64_t n, float eps) {
+    double ss = 0; /* double accumulator: the norm of a 6144-wide row stays exact to f32 */
+    for (int64_t i = 0; i < n; i++) ss += (double)x[i] * x[i];
+    float r = (float)(1.0 / sqrt(ss / (double)n + (double)eps));
+    for (int64_t i = 0; i < n; i++) out[i] = w[i] * (x[i] * r);
+}
+
+void lc_softmax(float *x, int64_t n) {
+    float mx = -INFINITY;
+    for (int64_t i = 0; i < n; i++) mx = x[i] > mx ? x[i] : mx;
+    double sum = 0;
+    for (int64_t i = 0; i < n; i++) {
+        x[i] = expf(x[i] - mx);
+        sum += x[i];
+    }
+    float inv = (float)(1.0 / sum);
+    for (int64_t i = 0; i < n; i++) x[i] *= inv;
+}
+
+void lc_rope(float *x, int64_t dr, int64_t pos, double theta) {
+    int64_t half = dr / 2;
+    float tmp[half > 0 ? 2 * half : 1];
+    for (int64_t i = 0; i < half; i++) {
+        double inv_freq = pow(theta, -2.0 * (double)i / (double)dr);
+        double ang = (double)pos * inv_freq;
+        float c = (float)cos(ang), s = (float)sin(ang);
+        float x0 = x[2 * i], x1 = x[2 * i + 1];
+        tmp[i] = x0 * c - x1 * s;
+        tmp[i + half] = x1 * c + x0 * s;
+    }
+    memcpy(x, tmp, (size_t)dr * sizeof *x);
+}
+
+static lc_kernels k_scalar = {
+    .name = "scalar",
+    .row = {[LC_DT_F32] = row_f32, [LC_DT_BF16] = row_bf16, [LC_DT_F16] = row_f16, [LC_DT_F8_E4M3] = row_fp8},
+    .matmul = matmul_scalar,
+    .matvec_t = matvec_t_scalar,
+};
+
+lc_kernels lc_k;
+
+const lc_kernels *lc_kernels_scalar(void) { return &k_scalar; }
+
+void lc_kernels_init(void) {
+    for (int i = 0; i < 256; i++) g_fp8_lut[i] = lc_fp8e4m3_to_f32((uint8_t)i);
+    lc_k = k_scalar;
+}

@@ -1,0 +1,60 @@
+/* kernels.h — the compute primitives the model is written in: weight-matrix products in any
+ * stored dtype (F32, F16, BF16, FP8-e4m3 with block scales), RMSNorm, RoPE, softmax, SiLU.
+ * Kernels know nothing of models: a matrix is a pointer, a dtype and a shape. Each op is
+ * picked once through the lc_kernels table so SIMD/threaded/quantized versions can slot in. */
+#ifndef LC_KERNELS_H
+#define LC_KERNELS_H
+
+#include "../base/base.h"
+#include "../base/dtype.h"
+
+/* A weight matrix W [rows, cols] (PyTorch [out, in]), stored row-major in `dtype`, usually
+ * inside a memory-mapped file. FP8 matrices carry scale_inv [ceil(rows/block_rows),
+ * ceil(cols/block_cols)]: the real weight is fp8 * scale_inv[r / block_rows][c / block_cols]. */
+typedef struct {
+    const uint8_t *data;
+    lc_dtype dtype;
+    int64_t rows, cols;
+    const float *scale_inv;
+    int64_t block_rows, block_cols;
+} lc_mat;
+
+/* Dequantises W[r, 0..cols) into dst[cols] (f32). */
+typedef void (*lc_row_fn)(float *dst, const lc_mat *w, int64_t r);
+
+typedef struct {
+    const char *name;
+    lc_row_fn row[LC_DT_COUNT];
+    /* out[t, i] = sum_c W[r0 + i, c] * x[t, c], i < n_rows, t < T; rows of out are ld_out
+     * apart, rows of x are ld_x apart. */
+    void (*matmul)(float *out, int64_t ld_out, const float *x, int64_t ld_x, const lc_mat *w,
+                   int64_t r0, int64_t n_rows, int64_t T);
+    /* out[c] = sum_{i < n_rows} W[r0 + i, c] * x[i]: the transposed product used to absorb
+     * kv_b_proj into the query in MLA decode. */
+    void (*matvec_t)(float *out, const float *x, const lc_mat *w, int64_t r0, int64_t n_rows);
+} lc_kernels;
+
+extern lc_kernels lc_k; /* the active kernel table */
+void lc_kernels_init(void);                 /* picks the best available (call once) */
+const lc_kernels *lc_kernels_scalar(void);  /* the reference */
+
+/* Convenience: out[T, rows] = x[T, cols] @ W^T. */
+static inline void lc_matmul(float *out, const float *x, const lc_mat *w, int64_t T) {
+    lc_k.matmul(out, w->rows, x, w->cols, w, 0, w->rows, T);
+}
+static inline void lc_mat_row(float *dst, const lc_mat *w, int64_t r) { lc_k.row[w->dtype](dst, w, r); }
+int lc_mat_dtype_supported(lc_dtype t);
+
+/* out[n] = w * x / sqrt(mean(x^2) + eps), in f32. out may equal x. */
+void lc_rmsnorm(float *out, const float *x, const float *w, int64_t n, float eps);
+/* In place: x[n] <- softmax(x) (max-subtracted, f32). */
+void lc_softmax(float *x, int64_t n);
+static inline float lc_silu(float x) { return x / (1.0f + __builtin_expf(-x)); }
+/* RoPE on dr dims at position pos: pair (x[2i], x[2i+1]) rotated by pos * theta^(-2i/dr),
+ * written de-interleaved: out[i] = x0 cos - x1 sin, out[i + dr/2] = x1 cos + x0 sin. In place. */
+void lc_rope(float *x, int64_t dr, int64_t pos, double theta);
+/* y[n] += a * x[n] */
+void lc_axpy(float *y, float a, const float *x, int64_t n);
+float lc_dot(const float *a, const float *b, int64_t n);
+
+#endif
