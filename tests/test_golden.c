@@ -1,0 +1,126 @@
+/* test_golden.c — every case in ../shared/golden against the independent reference:
+ * logits, hidden.L, router.L.topk_idx (exact) and mtp_logits, for prefill (expanded MLA),
+ * decode (absorbed MLA, one token at a time) and decode with expanded MLA.
+ * Tolerance 1e-4 x max|golden| (golden/README.md); we measure ~1e-6, float32 rounding. */
+#include "test.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define GOLDEN_TOL 1e-4
+
+typedef struct {
+    float *logits, *hidden, *normed, *mtp;
+    int32_t *topk;
+} outputs;
+
+static void run_case(const char *dir, lc_attn_mode mode, int one_by_one) {
+    char *gpath = lc_path_join(dir, "golden.safetensors");
+    lc_st g;
+    lc_model *m = NULL;
+    lc_session *s = NULL;
+    if (lc_st_open(&g, gpath)) {
+        t_fail(__FILE__, __LINE__, "%s", lc_last_error());
+        free(gpath);
+        return;
+    }
+    CHECK_OK(lc_model_load(&m, dir));
+    if (!m) goto done;
+    const lc_config *c = &m->cfg;
+    const int64_t H = c->hidden_size, V = c->vocab_size, K = c->moe_topk, L = c->num_layers;
+    int64_t T;
+    float *ids_f = t_read_f32(&g, "input_ids", &T);
+    int32_t *ids = malloc((size_t)T * sizeof *ids);
+    for (int64_t t = 0; t < T; t++) ids[t] = (int32_t)ids_f[t];
+    CHECK_OK(lc_session_new(&s, m, T));
+    s->attn_mode = mode;
+    outputs o = {malloc((size_t)(T * V) * 4), malloc((size_t)(L * T * H) * 4), malloc((size_t)(T * H) * 4),
+                 malloc((size_t)(T * V) * 4), malloc((size_t)(L * T * K) * 4)};
+    float *h1 = malloc((size_t)(L * H) * 4);
+    int32_t *k1 = malloc((size_t)(L * K) * 4);
+    if (!one_by_one) {
+        lc_forward_out fo = {o.logits, o.hidden, o.topk, o.normed, NULL};
+        CHECK_OK(lc_forward(s, ids, T, &fo));
+        if (m->has_mtp) CHECK_OK(lc_mtp_forward(s, o.normed, ids + 1, T - 1, o.mtp));
+    } else {
+        for (int64_t t = 0; t < T; t++) {
+            lc_forward_out fo = {o.logits + t * V, h1, k1, o.normed + t * H, NULL};
+            CHECK_OK(lc_forward(s, ids + t, 1, &fo));
+            for (int64_t l = 0; l < L; l++) {
+                memcpy(o.hidden + (l * T + t) * H, h1 + l * H, (size_t)H * 4);
+                memcpy(o.topk + (l * T + t) * K, k1 + l * K, (size_t)K * 4);
+            }
+            if (m->has_mtp && t > 0) CHECK_OK(lc_mtp_forward(s, o.normed + (t - 1) * H, ids + t, 1, o.mtp + (t - 1) * V));
+        }
+    }
+    int64_t n;
+    float *ref = t_read_f32(&g, "logits", &n);
+    double e = t_rel_err(o.logits, ref, T * V), worst = e;
+    CHECK(ref && n == T * V && e <= GOLDEN_TOL, "%s logits rel err %.3g", dir, e);
+    free(ref);
+    for (int64_t l = 0; l < L; l++) {
+        char name[64];
+        snprintf(name, sizeof name, "hidden.%lld", (long long)l);
+        ref = t_read_f32(&g, name, &n);
+        e = t_rel_err(o.hidden + l * T * H, ref, T * H);
+        worst = e > worst ? e : worst;
+        CHECK(ref && n == T * H && e <= GOLDEN_TOL, "%s %s rel err %.3g", dir, name, e);
+        free(ref);
+        snprintf(name, sizeof name, "router.%lld.topk_idx", (long long)l);
+        ref = t_read_f32(&g, name, &n);
+        int same = ref && n == T * K;
+        for (int64_t i = 0; same && i < T * K; i++) same = (int32_t)ref[i] == o.topk[l * T * K + i];
+        CHECK(same, "%s %s differs from golden", dir, name);
+        free(ref);
+    }
+    if (m->has_mtp) {
+        ref = t_read_f32(&g, "mtp_logits", &n);
+        e = t_rel_err(o.mtp, ref, (T - 1) * V);
+        worst = e > worst ? e : worst;
+        CHECK(ref && n == (T - 1) * V && e <= GOLDEN_TOL, "%s mtp_logits rel err %.3g", dir, e);
+        free(ref);
+    }
+    printf("    %-28s %-9s %s: worst rel err %.2e (tolerance %.0e)\n", strrchr(dir, '/') + 1,
+           one_by_one ? "decode" : "prefill", mode == LC_ATTN_EXPANDED ? "expanded MLA" : mode == LC_ATTN_ABSORBED ? "absorbed MLA" : "auto MLA", worst, GOLDEN_TOL);
+    free(ids_f);
+    free(ids);
+    free(o.logits);
+    free(o.hidden);
+    free(o.normed);
+    free(o.mtp);
+    free(o.topk);
+    free(h1);
+    free(k1);
+done:
+    lc_session_free(s);
+    lc_model_free(m);
+    lc_st_close(&g);
+    free(gpath);
+}
+
+static void for_each_case(lc_attn_mode mode, int one_by_one) {
+    const char *root = t_golden_dir();
+    if (!root) {
+        t_skip("no ../shared/golden (set LC_GOLDEN)");
+        return;
+    }
+    const char *cases[] = {"tiny-f32", "tiny-bf16", "tiny-fp8", "tiny-nozero"};
+    for (int i = 0; i < 4; i++) {
+        char *dir = lc_path_join(root, cases[i]);
+        if (lc_is_dir(dir)) run_case(dir, mode, one_by_one);
+        else t_fail(__FILE__, __LINE__, "golden case %s missing", dir);
+        free(dir);
+    }
+}
+
+static void test_golden_prefill(void) { for_each_case(LC_ATTN_AUTO, 0); }
+static void test_golden_decode_absorbed(void) { for_each_case(LC_ATTN_AUTO, 1); }
+static void test_golden_decode_expanded(void) { for_each_case(LC_ATTN_EXPANDED, 1); }
+static void test_golden_prefill_absorbed(void) { for_each_case(LC_ATTN_ABSORBED, 0); }
+
+void suite_golden(void) {
+    RUN(test_golden_prefill);
+    RUN(test_golden_decode_absorbed);
+    RUN(test_golden_decode_expanded);
+    RUN(test_golden_prefill_absorbed);
+}

@@ -1,0 +1,177 @@
+/* test_kernels.c — dtype conversions and every kernel of the active table against naive
+ * references on odd shapes (sizes that divide no block or unroll width). */
+#include "test.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void test_fp8_roundtrip(void) {
+    /* Every finite e4m3 code decodes and re-encodes to itself; 0x7f/0xff are NaN. */
+    for (int v = 0; v < 256; v++) {
+        float f = lc_fp8e4m3_to_f32((uint8_t)v);
+        if ((v & 0x7f) == 0x7f) {
+            CHECK(isnan(f), "code 0x%02x should be NaN", v);
+            continue;
+        }
+        CHECK(lc_f32_to_fp8e4m3(f) == v, "code 0x%02x -> %g -> 0x%02x", v, (double)f, lc_f32_to_fp8e4m3(f));
+    }
+    CHECK(lc_fp8e4m3_to_f32(0x7e) == 448.0f, "max finite is 448");
+    CHECK(lc_f32_to_fp8e4m3(1e6f) == 0x7e, "saturates at 448");
+    CHECK(lc_f32_to_fp8e4m3(1.0625f) == lc_f32_to_fp8e4m3(1.0f), "ties round to even");
+    CHECK(lc_fp8e4m3_to_f32(0x01) == ldexpf(1, -9), "smallest subnormal 2^-9");
+}
+
+static void test_half_roundtrip(void) {
+    int bad = 0;
+    for (int v = 0; v < 65536; v++) {
+        float f = lc_f16_to_f32((uint16_t)v);
+        if (!isnan(f) && lc_f32_to_f16(f) != v) bad++;
+        float g = lc_bf16_to_f32((uint16_t)v);
+        if (!isnan(g) && lc_f32_to_bf16(g) != v) bad++;
+    }
+    CHECK(bad == 0, "%d f16/bf16 codes do not round-trip", bad);
+    CHECK(lc_f16_to_f32(0x3c00) == 1.0f && lc_f16_to_f32(0x0001) == ldexpf(1, -24), "f16 1.0 and subnormal");
+    CHECK(lc_f32_to_bf16(1.00390625f) == 0x3f80, "bf16 tie rounds to even");
+}
+
+/* A random matrix in dtype dt with (for FP8) br x bc scale blocks; ref gets the exact f32
+ * values the kernels must see. */
+typedef struct {
+    lc_mat m;
+    uint8_t *data;
+    float *scale, *ref;
+} test_mat;
+
+static void make_mat(test_mat *t, lc_dtype dt, int64_t rows, int64_t cols, int64_t br, int64_t bc, uint64_t seed) {
+    lc_rng r;
+    lc_rng_seed(&r, seed);
+    memset(t, 0, sizeof *t);
+    t->data = malloc((size_t)(rows * cols) * (size_t)lc_dtype_size(dt) + 1); /* +1: unaligned below */
+    t->ref = malloc((size_t)(rows * cols) * sizeof(float));
+    int64_t sr = (rows + br - 1) / br, sc = (cols + bc - 1) / bc;
+    if (dt == LC_DT_F8_E4M3) {
+        t->scale = malloc((size_t)(sr * sc) * sizeof(float));
+        for (int64_t i = 0; i < sr * sc; i++) t->scale[i] = 0.001f + 0.01f * lc_rng_uniform(&r);
+    }
+    uint8_t *d = t->data + 1; /* deliberately misaligned: kernels must not assume alignment */
+    for (int64_t i = 0; i < rows * cols; i++) {
+        float v = lc_rng_normal(&r);
+        switch (dt) {
+        case LC_DT_F32: memcpy(d + 4 * i, &v, 4); t->ref[i] = v; break;
+        case LC_DT_BF16: { uint16_t h = lc_f32_to_bf16(v); memcpy(d + 2 * i, &h, 2); t->ref[i] = lc_bf16_to_f32(h); break; }
+        case LC_DT_F16: { uint16_t h = lc_f32_to_f16(v); memcpy(d + 2 * i, &h, 2); t->ref[i] = lc_f16_to_f32(h); break; }
+        default: {
+            uint8_t q = lc_f32_to_fp8e4m3(v * 50);
+            d[i] = q;
+            t->ref[i] = lc_fp8e4m3_to_f32(q) * t->scale[(i / cols / br) * sc + (i % cols) / bc];
+        }
+        }
+    }
+    t->m = (lc_mat){d, dt, rows, cols, t->scale, br, bc};
+}
+
+static void free_mat(test_mat *t) {
+    free(t->data);
+    free(t->scale);
+    free(t->ref);
+}
+
+static void test_matmul_all_dtypes(void) {
+    const lc_dtype dts[] = {LC_DT_F32, LC_DT_BF16, LC_DT_F16, LC_DT_F8_E4M3};
+    const int64_t shapes[][3] = {{1, 1, 1}, {13, 37, 3}, {7, 129, 1}, {33, 16, 5}, {64, 80, 2}};
+    for (size_t d = 0; d < 4; d++)
+        for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+            int64_t R = shapes[s][0], C = shapes[s][1], T = shapes[s][2];
+            test_mat w;
+            make_mat(&w, dts[d], R, C, 5, 8, 100 + s);
+            float *x = malloc((size_t)(T * C) * sizeof *x), *out = malloc((size_t)(T * R) * sizeof *out);
+            float *ref = malloc((size_t)(T * R) * sizeof *ref);
+            lc_rng r;
+            lc_rng_seed(&r, 7);
+            for (int64_t i = 0; i < T * C; i++) x[i] = lc_rng_normal(&r);
+            for (int64_t t = 0; t < T; t++)
+                for (int64_t i = 0; i < R; i++) {
+                    double acc = 0;
+                    for (int64_t c = 0; c < C; c++) acc += (double)w.ref[i * C + c] * x[t * C + c];
+                    ref[t * R + i] = (float)acc;
+                }
+            lc_matmul(out, x, &w.m, T);
+            double e = t_rel_err(out, ref, T * R);
+            CHECK(e < 1e-5, "%s [%lld x %lld] T=%lld: rel err %.3g", lc_dtype_name(dts[d]), (long long)R,
+                  (long long)C, (long long)T, e);
+            /* a row sub-range with strided output */
+            if (R > 3) {
+                lc_k.matmul(out, R, x, C, &w.m, 2, R - 3, T);
+                double e2 = 0;
+                for (int64_t t = 0; t < T; t++)
+                    for (int64_t i = 0; i < R - 3; i++)
+                        e2 = fmax(e2, fabs(out[t * R + i] - ref[t * R + i + 2]) / (fabs(ref[t * R + i + 2]) + 1));
+                CHECK(e2 < 1e-5, "%s row range: err %.3g", lc_dtype_name(dts[d]), e2);
+            }
+            /* transposed product: out[c] = sum_i W[r0+i, c] x[i] */
+            int64_t r0 = R > 2 ? 1 : 0, nr = R - r0;
+            float *yt = malloc((size_t)C * sizeof *yt), *yr = malloc((size_t)C * sizeof *yr);
+            float *xt = malloc((size_t)nr * sizeof *xt);
+            for (int64_t i = 0; i < nr; i++) xt[i] = lc_rng_normal(&r);
+            lc_k.matvec_t(yt, xt, &w.m, r0, nr);
+            for (int64_t c = 0; c < C; c++) {
+                double acc = 0;
+                for (int64_t i = 0; i < nr; i++) acc += (double)w.ref[(r0 + i) * C + c] * xt[i];
+                yr[c] = (float)acc;
+            }
+            CHECK(t_rel_err(yt, yr, C) < 1e-5, "%s matvec_t err %.3g", lc_dtype_name(dts[d]), t_rel_err(yt, yr, C));
+            free(xt);
+            free(yt);
+            free(yr);
+            free(x);
+            free(out);
+            free(ref);
+            free_mat(&w);
+        }
+}
+
+static void test_rope(void) {
+    enum { DR = 10 };
+    float x[DR], y[DR];
+    for (int i = 0; i < DR; i++) x[i] = (float)(i + 1);
+    memcpy(y, x, sizeof x);
+    lc_rope(y, DR, 0, 1e4);
+    for (int i = 0; i < DR / 2; i++) /* position 0: no rotation, only de-interleaving */
+        CHECK(y[i] == x[2 * i] && y[i + DR / 2] == x[2 * i + 1], "pos 0 de-interleaves (i=%d)", i);
+    /* Scores depend only on the distance: <rope(q, m), rope(k, n)> = <rope(q, m+3), rope(k, n+3)>. */
+    float q[DR], k[DR], q2[DR], k2[DR];
+    for (int i = 0; i < DR; i++) {
+        q[i] = sinf((float)i);
+        k[i] = cosf(2.0f * (float)i);
+    }
+    memcpy(q2, q, sizeof q);
+    memcpy(k2, k, sizeof k);
+    lc_rope(q, DR, 7, 1e4);
+    lc_rope(k, DR, 2, 1e4);
+    lc_rope(q2, DR, 10, 1e4);
+    lc_rope(k2, DR, 5, 1e4);
+    CHECK(fabsf(lc_dot(q, k, DR) - lc_dot(q2, k2, DR)) < 1e-4f, "relative-position property");
+}
+
+static void test_norm_softmax(void) {
+    float x[7] = {1, -2, 3, 0.5f, 4, -1, 2}, w[7] = {1, 1, 1, 1, 1, 1, 2}, y[7];
+    lc_rmsnorm(y, x, w, 7, 1e-6f);
+    double ms = 0;
+    for (int i = 0; i < 6; i++) ms += (double)y[i] * y[i];
+    ms += (double)(y[6] / 2) * (y[6] / 2);
+    CHECK(fabs(ms / 7 - 1) < 1e-5, "rmsnorm output has unit RMS (%g)", ms / 7);
+    float s[5] = {1000, 1001, 999, -INFINITY, 1000};
+    lc_softmax(s, 5);
+    double sum = 0;
+    for (int i = 0; i < 5; i++) sum += s[i];
+    CHECK(fabs(sum - 1) < 1e-6 && s[3] == 0 && s[1] > s[0], "softmax is stable and sums to 1");
+}
+
+void suite_kernels(void) {
+    RUN(test_fp8_roundtrip);
+    RUN(test_half_roundtrip);
+    RUN(test_matmul_all_dtypes);
+    RUN(test_rope);
+    RUN(test_norm_softmax);
+}
