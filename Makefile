@@ -92,10 +92,10 @@ MODEL ?=
 run: longcat
 	@if [ -n "$(MODEL)" ]; then ./longcat info $(MODEL) && ./longcat logits $(MODEL) --tokens 1,2,3,4,5,6,7,8 --decode; \
 	else \
-	  [ -f models/tiny-random/config.json ] || ./longcat init --preset tiny --seed 1 models/tiny-random; \
+	  [ -f models/tiny-random/config.json ] || ./longcat init --preset tiny --seed 1 models/tiny-random || exit 1; \
 	  ./longcat info models/tiny-random && \
 	  ./longcat logits models/tiny-random --tokens 1,20,30,40,50,60,70,80 && \
-	  ./longcat logits models/tiny-random --tokens 1,20,30,40,50,60,70,80 --decode --mtp -o models/tiny-random/last_logits.safetensors; \
+	  ./longcat logits models/tiny-random --tokens 1,20,30,40,50,60,70,80 --decode --mtp -o models/tiny-random.logits.safetensors; \
 	fi
 
 clean:

@@ -112,6 +112,23 @@ int lc_file_exists(const char *path) {
     return stat(path, &st) == 0 && S_ISREG(st.st_mode);
 }
 
+lc_status lc_mkdirs(const char *path) {
+    char buf[4096];
+    size_t n = strlen(path);
+    if (n == 0 || n >= sizeof buf) return lc_error(LC_ERR_ARG, "bad folder path \"%s\"", path);
+    memcpy(buf, path, n + 1);
+    for (size_t i = 1; i <= n; i++) {
+        if (buf[i] != '/' && buf[i] != 0) continue;
+        char c = buf[i];
+        buf[i] = 0;
+        if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+            return lc_error(LC_ERR_IO, "%s: cannot create folder: %s", buf, strerror(errno));
+        buf[i] = c;
+    }
+    if (!lc_is_dir(path)) return lc_error(LC_ERR_IO, "%s: exists and is not a folder", path);
+    return LC_OK;
+}
+
 lc_status lc_read_file(const char *path, char **data, size_t *size) {
     *data = NULL;
     FILE *f = fopen(path, "rb");

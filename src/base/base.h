@@ -45,6 +45,8 @@ char *lc_strdup(const char *s);
 char *lc_path_join(const char *dir, const char *name);
 int lc_is_dir(const char *path);
 int lc_file_exists(const char *path);
+/* mkdir -p */
+lc_status lc_mkdirs(const char *path);
 
 /* Reads a whole (small) file into a NUL-terminated buffer. */
 lc_status lc_read_file(const char *path, char **data, size_t *size);

@@ -2,11 +2,9 @@
  * of a preset shape, with --set overrides, in the Hugging Face layout. */
 #include "cli.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 static void init_usage(FILE *f) {
     fprintf(f, "usage: longcat init --preset NAME [--set key=value ...] [--dtype f32|bf16|f16|fp8] [--seed N]\n"
@@ -72,10 +70,8 @@ int cmd_init(int argc, char **argv) {
     if (!s) s = lc_config_validate(&c, "--preset/--set");
     if (s) return cli_fail(s);
     if (config_only) {
-        if (mkdir(out, 0755) != 0 && errno != EEXIST) {
-            fprintf(stderr, "longcat init: cannot create %s: %s\n", out, strerror(errno));
-            return 1;
-        }
+        s = lc_mkdirs(out);
+        if (s) return cli_fail(s);
         char *path = lc_path_join(out, "config.json");
         s = path ? lc_config_save(&c, path) : LC_ERR_NOMEM;
         lc_free(path);

@@ -3,12 +3,10 @@
  * Values depend only on (seed, tensor name), never on write order or shard size. */
 #include "model.h"
 
-#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 typedef struct {
     const lc_config *c;
@@ -97,7 +95,8 @@ lc_status lc_model_init_write(const lc_config *cfg, const lc_init_options *o, co
     snprintf(c.torch_dtype, sizeof c.torch_dtype, "%s", o->dtype == LC_DT_F32 ? "float32" : o->dtype == LC_DT_F16 ? "float16" : "bfloat16");
     lc_status s = lc_config_validate(&c, "init");
     if (s) return s;
-    if (mkdir(dir, 0755) != 0 && errno != EEXIST) return lc_error(LC_ERR_IO, "%s: cannot create folder: %s", dir, strerror(errno));
+    s = lc_mkdirs(dir);
+    if (s) return s;
     int64_t n = lc_model_tensor_specs(&c, NULL, NULL);
     lc_tensor_spec *specs = lc_calloc((size_t)n, sizeof *specs, "tensor table");
     lc_st_entry *e = lc_calloc((size_t)(2 * n), sizeof *e, "entries");
