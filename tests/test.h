@@ -49,5 +49,6 @@ void suite_golden(void);
 void suite_model(void);
 void suite_malformed(void);
 void suite_cli(void);
+void suite_tokenizer(void);
 
 #endif

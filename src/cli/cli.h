@@ -8,6 +8,7 @@
 int cmd_info(int argc, char **argv);
 int cmd_logits(int argc, char **argv);
 int cmd_init(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
 
 /* Prints "longcat: <status>: <message>" and returns 1. */
 int cli_fail(lc_status s);

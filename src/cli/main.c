@@ -70,7 +70,8 @@ static void usage(FILE *f) {
             "  logits MODEL_DIR --tokens 1,2,3      run the forward pass, write logits (and more) to safetensors\n"
             "         [--decode] [--hidden] [--routes] [--mtp] [-o OUT.safetensors] [--threads N]\n"
             "  init   --preset NAME [--set key=value ...] [--dtype f32|bf16|f16|fp8] [--seed N]\n"
-            "         [--shard-mb N] [--config-only] OUT_DIR      write a random-initialised checkpoint\n\n"
+            "         [--shard-mb N] [--config-only] OUT_DIR      write a random-initialised checkpoint\n"
+            "  tokenize MODEL_DIR \"text\" [--pieces]  text -> token ids (JSON); --decode IDS for the reverse\n\n"
             "presets: %s\n"
             "Run `longcat <command> --help` for details.\n",
             lc_config_preset_names());
@@ -86,6 +87,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "info")) return cmd_info(argc - 1, argv + 1);
     if (!strcmp(cmd, "logits")) return cmd_logits(argc - 1, argv + 1);
     if (!strcmp(cmd, "init")) return cmd_init(argc - 1, argv + 1);
+    if (!strcmp(cmd, "tokenize")) return cmd_tokenize(argc - 1, argv + 1);
     fprintf(stderr, "longcat: unknown command \"%s\"\n\n", cmd);
     usage(stderr);
     return 1;
