@@ -28,7 +28,7 @@ AOBJ  := $(SRC:%.c=$(A)/%.o) $(CLI:%.c=$(A)/%.o) $(TSRC:%.c=$(A)/%.o)
 
 FUZZ_SECONDS ?= 30
 
-.PHONY: all deps test-deps npm-deps run test test-plain test-asan check-clang fuzz clean help
+.PHONY: all deps test-deps npm-deps bench-tokenizer run test test-plain test-asan check-clang fuzz clean help
 all: longcat
 
 $(B)/.deps: scripts/deps.sh
@@ -97,16 +97,24 @@ fuzz: $(B)/fuzz_safetensors
 	@$(B)/fuzz_safetensors -max_total_time=$(FUZZ_SECONDS) -max_len=4096 $(B)/fuzz-corpus tests/fuzz/seeds >$(B)/fuzz.log 2>&1; \
 	rc=$$?; grep -E "^Done|ERROR|SUMMARY" $(B)/fuzz.log; [ $$rc = 0 ] && echo "fuzz: no crash" || { tail -40 $(B)/fuzz.log; exit $$rc; }
 
-# The main job. Until training lands: make a small random checkpoint and show the engine on it.
+# The main job. Until training lands: a tokenizer trained on the bundled corpus, a random
+# small model with its vocabulary, a generated sample, then chat when run from a terminal.
 MODEL ?=
+DEFAULT_MODEL := models/default
 run: longcat
-	@if [ -n "$(MODEL)" ]; then ./longcat info $(MODEL) && ./longcat logits $(MODEL) --tokens 1,2,3,4,5,6,7,8 --decode; \
-	else \
-	  [ -f models/tiny-random/config.json ] || ./longcat init --preset tiny --seed 1 models/tiny-random || exit 1; \
-	  ./longcat info models/tiny-random && \
-	  ./longcat logits models/tiny-random --tokens 1,20,30,40,50,60,70,80 && \
-	  ./longcat logits models/tiny-random --tokens 1,20,30,40,50,60,70,80 --decode --mtp -o models/tiny-random.logits.safetensors; \
-	fi
+	@if [ -z "$(MODEL)" ] && [ ! -f $(DEFAULT_MODEL)/tokenizer.json ]; then \
+	  ./longcat tokenizer train -q --vocab 4096 data/tinyshakespeare.txt -o $(DEFAULT_MODEL) && \
+	  ./longcat init --preset small --seed 1 $(DEFAULT_MODEL) || exit 1; fi
+	@M=$${MODEL:-$(DEFAULT_MODEL)}; M=$(if $(MODEL),$(MODEL),$(DEFAULT_MODEL)); \
+	./longcat info $$M && \
+	./longcat generate $$M -p "ROMEO:" -n 64 --seed 1 && \
+	if [ -t 0 ]; then ./longcat chat $$M; else echo "(stdin is not a terminal: skipping chat; run ./longcat chat $$M)"; fi
+
+# Benchmarks (not tests): figures go to docs/PERFORMANCE.md.
+$(B)/bench_tokenize: bench/bench_tokenize.c $(B)/liblongcat.a
+	$(CC) $(STD) $(CFLAGS) $(OMP) $(WARN) $^ -o $@ $(LDLIBS)
+bench-tokenizer: $(B)/bench_tokenize
+	bash bench/tokenizer.sh
 
 clean:
 	rm -rf build longcat

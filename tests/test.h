@@ -51,5 +51,6 @@ void suite_malformed(void);
 void suite_cli(void);
 void suite_tokenizer(void);
 void suite_chat(void);
+void suite_generate(void);
 
 #endif

@@ -39,12 +39,12 @@ static void run_case(const char *dir, lc_attn_mode mode, int one_by_one) {
     float *h1 = malloc((size_t)(L * H) * 4);
     int32_t *k1 = malloc((size_t)(L * K) * 4);
     if (!one_by_one) {
-        lc_forward_out fo = {o.logits, o.hidden, o.topk, o.normed, NULL};
+        lc_forward_out fo = {.logits = o.logits, .hidden = o.hidden, .topk_idx = o.topk, .normed = o.normed};
         CHECK_OK(lc_forward(s, ids, T, &fo));
         if (m->has_mtp) CHECK_OK(lc_mtp_forward(s, o.normed, ids + 1, T - 1, o.mtp));
     } else {
         for (int64_t t = 0; t < T; t++) {
-            lc_forward_out fo = {o.logits + t * V, h1, k1, o.normed + t * H, NULL};
+            lc_forward_out fo = {.logits = o.logits + t * V, .hidden = h1, .topk_idx = k1, .normed = o.normed + t * H};
             CHECK_OK(lc_forward(s, ids + t, 1, &fo));
             for (int64_t l = 0; l < L; l++) {
                 memcpy(o.hidden + (l * T + t) * H, h1 + l * H, (size_t)H * 4);

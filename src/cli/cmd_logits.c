@@ -20,7 +20,7 @@ static lc_status run(lc_session *s, const int32_t *tok, int64_t T, const logits_
     if (!normed) return LC_ERR_NOMEM;
     lc_status st = LC_OK;
     if (!o->decode) {
-        lc_forward_out out = {logits, hidden, topk, normed, NULL};
+        lc_forward_out out = {.logits = logits, .hidden = hidden, .topk_idx = topk, .normed = normed};
         st = lc_forward(s, tok, T, &out);
         if (!st && mtp) st = lc_mtp_forward(s, normed, tok + 1, T - 1, mtp);
     } else {
@@ -30,7 +30,7 @@ static lc_status run(lc_session *s, const int32_t *tok, int64_t T, const logits_
         int32_t *k1 = lc_malloc((size_t)(L * K) * sizeof *k1, "routes row");
         if (!h1 || !k1) st = LC_ERR_NOMEM;
         for (int64_t t = 0; t < T && !st; t++) {
-            lc_forward_out out = {logits + t * V, h1, k1, normed + t * H, NULL};
+            lc_forward_out out = {.logits = logits + t * V, .hidden = h1, .topk_idx = k1, .normed = normed + t * H};
             st = lc_forward(s, tok + t, 1, &out);
             for (int64_t l = 0; l < L && !st; l++) {
                 if (hidden) memcpy(hidden + (l * T + t) * H, h1 + l * H, (size_t)H * sizeof *h1);

@@ -71,7 +71,10 @@ static void usage(FILE *f) {
             "         [--decode] [--hidden] [--routes] [--mtp] [-o OUT.safetensors] [--threads N]\n"
             "  init   --preset NAME [--set key=value ...] [--dtype f32|bf16|f16|fp8] [--seed N]\n"
             "         [--shard-mb N] [--config-only] OUT_DIR      write a random-initialised checkpoint\n"
-            "  tokenize MODEL_DIR \"text\" [--pieces]  text -> token ids (JSON); --decode IDS for the reverse\n\n"
+            "  tokenize MODEL_DIR \"text\" [--pieces]  text -> token ids (JSON); --decode IDS for the reverse\n"
+            "  tokenizer train --vocab N FILE... -o DIR   train a byte-level BPE tokenizer\n"
+            "  generate MODEL_DIR -p PROMPT [-n N] [--temp T --top-p P --seed S ...]   complete a prompt\n"
+            "  chat   MODEL_DIR [--system TEXT]       interactive multi-turn chat\n\n"
             "presets: %s\n"
             "Run `longcat <command> --help` for details.\n",
             lc_config_preset_names());
@@ -88,6 +91,9 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "logits")) return cmd_logits(argc - 1, argv + 1);
     if (!strcmp(cmd, "init")) return cmd_init(argc - 1, argv + 1);
     if (!strcmp(cmd, "tokenize")) return cmd_tokenize(argc - 1, argv + 1);
+    if (!strcmp(cmd, "tokenizer")) return cmd_tokenizer(argc - 1, argv + 1);
+    if (!strcmp(cmd, "generate")) return cmd_generate(argc - 1, argv + 1);
+    if (!strcmp(cmd, "chat")) return cmd_chat(argc - 1, argv + 1);
     fprintf(stderr, "longcat: unknown command \"%s\"\n\n", cmd);
     usage(stderr);
     return 1;

@@ -78,7 +78,10 @@ lc_status lc_forward(lc_session *s, const int32_t *tokens, int64_t T, lc_forward
     if (!st) {
         rmsnorm_rows(hn, h, mdl->norm, T, H, (float)c->rms_norm_eps);
         if (out && out->normed) memcpy(out->normed, hn, (size_t)(T * H) * sizeof *hn);
-        if (out && out->logits) lc_matmul(out->logits, hn, &mdl->lm_head, T);
+        if (out && out->logits) {
+            if (out->logits_last_only) lc_matmul(out->logits, hn + (T - 1) * H, &mdl->lm_head, 1);
+            else lc_matmul(out->logits, hn, &mdl->lm_head, T);
+        }
         if (out && out->n_ffn_experts) *out->n_ffn_experts = n_ffn_total;
         s->pos += T;
     }

@@ -107,7 +107,8 @@ void lc_session_free(lc_session *s);
 
 /* What a forward call should return; any pointer may be NULL. */
 typedef struct {
-    float *logits;        /* [T, V] */
+    float *logits;        /* [T, V], or [1, V] with logits_last_only */
+    int logits_last_only; /* compute lm_head for the last token only (generation) */
     float *hidden;        /* [num_layers, T, H]: h after each layer (before the final norm) */
     int32_t *topk_idx;    /* [num_layers, T, K]: chosen experts, ascending */
     float *normed;        /* [T, H]: rmsnorm(h, model.norm), the lm_head input (MTP input) */

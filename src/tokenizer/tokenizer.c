@@ -298,11 +298,11 @@ static lc_status parse_decoder(lc_tokenizer *t, const cJSON *j, const char *wher
 }
 
 static lc_status set_piece(lc_tokenizer *t, int64_t id, const char *s, size_t n) {
-    if (id >= t->n_ids) {
-        int64_t cap = id + 1;
+    if (id >= t->n_ids) { /* grow geometrically: ids usually arrive in ascending order */
+        int64_t cap = LC_MAX(id + 1, 2 * t->n_ids);
         char **p = realloc(t->piece, (size_t)cap * sizeof *p);
-        size_t *l = p ? realloc(t->piece_len, (size_t)cap * sizeof *l) : NULL;
         if (p) t->piece = p;
+        size_t *l = p ? realloc(t->piece_len, (size_t)cap * sizeof *l) : NULL;
         if (l) t->piece_len = l;
         unsigned char *sp = l ? realloc(t->special, (size_t)cap) : NULL;
         if (!sp) return lc_error(LC_ERR_NOMEM, "out of memory for the vocabulary");
@@ -516,6 +516,9 @@ lc_status lc_tokenizer_load(lc_tokenizer **out, const char *path) {
         if (!s) s = parse_post(t, cJSON_GetObjectItemCaseSensitive(root, "post_processor"), where);
         snprintf(where, sizeof where, "%s: $.decoder", file);
         if (!s) s = parse_decoder(t, cJSON_GetObjectItemCaseSensitive(root, "decoder"), where);
+    }
+    if (!s) { /* the id space ends at the highest id actually defined */
+        while (t->n_ids > 0 && !t->piece[t->n_ids - 1]) t->n_ids--;
     }
     if (!s) {
         /* the symbol of each byte: byte-level alphabet, else <0xXX> for byte fallback */
