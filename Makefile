@@ -13,7 +13,7 @@ ifeq ($(OMP),)
   WARN += -Wno-unknown-pragmas
 endif
 
-SRC  := $(wildcard src/base/*.c src/io/*.c src/kernels/*.c src/kernels/cpu/*.c src/model/*.c src/tokenizer/*.c src/generate/*.c)
+SRC  := $(wildcard src/base/*.c src/io/*.c src/kernels/*.c src/kernels/cpu/*.c src/model/*.c src/tokenizer/*.c src/generate/*.c src/train/*.c)
 CLI  := $(wildcard src/cli/*.c)
 TSRC := $(wildcard tests/test_*.c)
 

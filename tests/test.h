@@ -52,5 +52,6 @@ void suite_cli(void);
 void suite_tokenizer(void);
 void suite_chat(void);
 void suite_generate(void);
+void suite_train(void);
 
 #endif

@@ -53,6 +53,17 @@ static inline float lc_silu(float x) { return x / (1.0f + __builtin_expf(-x)); }
 /* RoPE on dr dims at position pos: pair (x[2i], x[2i+1]) rotated by pos * theta^(-2i/dr),
  * written de-interleaved: out[i] = x0 cos - x1 sin, out[i + dr/2] = x1 cos + x0 sin. In place. */
 void lc_rope(float *x, int64_t dr, int64_t pos, double theta);
+/* ---- backward (training; weights in F32) ----
+ * Gradients of out = x @ W^T for W [rows, cols], x [T, cols], dout [T, rows]:
+ * dx[T, cols] += dout @ W (dx may be NULL) and dW[rows, cols] += dout^T @ x (dw may be NULL).
+ * Fixed summation order: results do not depend on the thread count. */
+void lc_matmul_backward(float *dx, float *dw, const float *dout, const float *x, const lc_mat *w, int64_t T);
+/* RMSNorm backward for one row: dx[n] += d(out)/dx, dw[n] += d(out)/dw. */
+void lc_rmsnorm_backward(float *dx, float *dw, const float *dout, const float *x, const float *w, int64_t n, float eps);
+/* RoPE backward in place: the gradient w.r.t. the interleaved input from the gradient of the
+ * de-interleaved output (the inverse rotation). */
+void lc_rope_backward(float *d, int64_t dr, int64_t pos, double theta);
+
 /* y[n] += a * x[n] */
 void lc_axpy(float *y, float a, const float *x, int64_t n);
 float lc_dot(const float *a, const float *b, int64_t n);

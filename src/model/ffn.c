@@ -2,6 +2,7 @@
  * the MTP head: out = down(silu(gate x) * up x). Routing lives in moe.c. */
 #include "sublayers.h"
 
+#include <math.h>
 #include <stdlib.h>
 
 lc_status ffn_forward(float *out, const float *x, const lc_ffn_weights *w, int64_t T) {
@@ -19,5 +20,31 @@ lc_status ffn_forward(float *out, const float *x, const lc_ffn_weights *w, int64
     lc_matmul(out, g, &w->down_proj, T);
     free(g);
     free(u);
+    return LC_OK;
+}
+
+/* Backward of ffn_forward: recomputes gate and up, then
+ * dact = dout @ W_down; dg = dact * up * silu'(g); du = dact * silu(g). */
+lc_status ffn_backward(float *dx, lc_ffn_weights *g, const float *dout, const float *x, const lc_ffn_weights *w, int64_t T) {
+    const int64_t F = w->gate_proj.rows;
+    float *ga = lc_malloc((size_t)(T * F) * sizeof *ga, "FFN gate"), *u = lc_malloc((size_t)(T * F) * sizeof *u, "FFN up");
+    float *act = lc_malloc((size_t)(T * F) * sizeof *act, "FFN act"), *da = calloc((size_t)(T * F), sizeof *da);
+    if (!ga || !u || !act || !da) {
+        free(ga); free(u); free(act); free(da);
+        return lc_error(LC_ERR_NOMEM, "out of memory for the FFN backward pass");
+    }
+    lc_matmul(ga, x, &w->gate_proj, T);
+    lc_matmul(u, x, &w->up_proj, T);
+    for (int64_t i = 0; i < T * F; i++) act[i] = lc_silu(ga[i]) * u[i];
+    lc_matmul_backward(da, (float *)(uintptr_t)g->down_proj.data, dout, act, &w->down_proj, T);
+    for (int64_t i = 0; i < T * F; i++) {
+        float s = 1.0f / (1.0f + expf(-ga[i])), silu = ga[i] * s;
+        float dgate = da[i] * u[i] * s * (1.0f + ga[i] * (1.0f - s));
+        act[i] = da[i] * silu; /* reuse: d(up) */
+        ga[i] = dgate;         /* reuse: d(gate) */
+    }
+    lc_matmul_backward(dx, (float *)(uintptr_t)g->gate_proj.data, ga, x, &w->gate_proj, T);
+    lc_matmul_backward(dx, (float *)(uintptr_t)g->up_proj.data, act, x, &w->up_proj, T);
+    free(ga); free(u); free(act); free(da);
     return LC_OK;
 }

@@ -9,35 +9,44 @@
 /* One layer, in place on h [T, H]:
  *   h += attn0(norm(h));  x = norm(h);  m = moe(x)   <- shortcut branch starts here
  *   h += mlp0(x);  h += attn1(norm(h));  h += mlp1(norm(h)) + m   <- and is added here */
-static lc_status scmoe_layer_forward(float *h,            /* [T, H] residual stream */
-                                     int32_t *topk_idx,   /* [T, K] out: chosen experts */
-                                     int64_t *n_ffn,      /* out: FFN-expert slots used */
-                                     lc_session *sess, int64_t layer, int64_t T, int absorbed) {
+lc_status scmoe_layer_forward(float *h,            /* [T, H] residual stream */
+                              int32_t *topk_idx,   /* [T, K] out: chosen experts */
+                              int64_t *n_ffn,      /* out: FFN-expert slots used */
+                              lc_session *sess, int64_t layer, int64_t T, int absorbed, layer_acts *acts) {
     const lc_config *c = &sess->m->cfg;
     const lc_layer_weights *w = &sess->m->layers[layer];
     const int64_t H = c->hidden_size, K = c->moe_topk, kvr = c->kv_lora_rank, dr = c->qk_rope_head_dim;
     const float eps = (float)c->rms_norm_eps;
-    float *xn = lc_malloc((size_t)(T * H) * sizeof *xn, "layer normed input");
-    float *y = lc_malloc((size_t)(T * H) * sizeof *y, "layer sublayer output");
-    float *m = lc_malloc((size_t)(T * H) * sizeof *m, "layer MoE output");
-    float *tw = lc_malloc((size_t)(T * K) * sizeof *tw, "router weights");
+    const size_t row_bytes = (size_t)(T * H) * sizeof(float);
+    float *xn = lc_malloc(row_bytes, "layer normed input");
+    float *y = lc_malloc(row_bytes, "layer sublayer output");
+    float *m = lc_malloc(row_bytes, "layer MoE output");
+    float *tw = acts ? acts->topk_w : lc_malloc((size_t)(T * K) * sizeof *tw, "router weights");
     lc_status s = (xn && y && m && tw) ? LC_OK : LC_ERR_NOMEM;
+    if (acts && !s) memcpy(acts->h0, h, row_bytes);
     for (int sub = 0; sub < 2 && !s; sub++) {
         const int64_t a = 2 * layer + sub; /* attention sublayer index into the cache */
         float *lat = sess->kv_latent + a * sess->n_ctx * kvr, *rope = sess->kv_rope + a * sess->n_ctx * dr;
-        rmsnorm_rows(xn, h, w->input_layernorm[sub], T, H, eps);
-        s = mla_forward(y, xn, lat, rope, &w->self_attn[sub], c, T, sess->pos, absorbed);
+        float *xa = acts ? (sub ? acts->x3 : acts->x1) : xn;
+        rmsnorm_rows(xa, h, w->input_layernorm[sub], T, H, eps);
+        s = mla_forward(y, xa, lat, rope, &w->self_attn[sub], c, T, sess->pos, absorbed, acts ? &acts->attn[sub] : NULL);
         if (s) break;
         for (int64_t i = 0; i < T * H; i++) h[i] += y[i];
-        rmsnorm_rows(xn, h, w->post_attention_layernorm[sub], T, H, eps);
+        if (acts) memcpy(sub ? acts->h3 : acts->h1, h, row_bytes);
+        float *xf = acts ? (sub ? acts->x4 : acts->x) : xn;
+        rmsnorm_rows(xf, h, w->post_attention_layernorm[sub], T, H, eps);
         if (sub == 0) {
-            s = router_forward(topk_idx, tw, xn, w, c, T);
-            if (!s) s = moe_forward(m, xn, topk_idx, tw, w, c, T, n_ffn);
-            if (!s) s = ffn_forward(y, xn, &w->mlps[0], T);
+            s = router_forward(topk_idx, tw, xf, w, c, T);
+            if (!s) s = moe_forward(m, xf, topk_idx, tw, w, c, T, n_ffn);
+            if (!s) s = ffn_forward(y, xf, &w->mlps[0], T);
             if (!s)
                 for (int64_t i = 0; i < T * H; i++) h[i] += y[i];
+            if (acts) {
+                memcpy(acts->h2, h, row_bytes);
+                memcpy(acts->topk_idx, topk_idx, (size_t)(T * K) * sizeof *topk_idx);
+            }
         } else {
-            s = ffn_forward(y, xn, &w->mlps[1], T);
+            s = ffn_forward(y, xf, &w->mlps[1], T);
             if (!s)
                 for (int64_t i = 0; i < T * H; i++) h[i] = (h[i] + y[i]) + m[i];
         }
@@ -45,7 +54,50 @@ static lc_status scmoe_layer_forward(float *h,            /* [T, H] residual str
     free(xn);
     free(y);
     free(m);
-    free(tw);
+    if (!acts) free(tw);
+    return s;
+}
+
+/* dx of a row-wise RMSNorm added into dh; weight gradient into dw. */
+static void rmsnorm_rows_backward(float *dh, float *dw, const float *dxn, const float *h, const float *w, int64_t T,
+                                  int64_t H, float eps) {
+    for (int64_t t = 0; t < T; t++) lc_rmsnorm_backward(dh + t * H, dw, dxn + t * H, h + t * H, w, H, eps);
+}
+
+/* The layer's steps in reverse: mlp1 (+ the MoE output's gradient), attn1, mlp0 + MoE, attn0. */
+lc_status scmoe_layer_backward(float *dh, lc_layer_weights *g, unsigned char *touched, const layer_acts *a,
+                               const lc_session *sess, int64_t layer, int64_t T) {
+    const lc_config *c = &sess->m->cfg;
+    const lc_layer_weights *w = &sess->m->layers[layer];
+    const int64_t H = c->hidden_size, kvr = c->kv_lora_rank, dr = c->qk_rope_head_dim;
+    const float eps = (float)c->rms_norm_eps;
+    float *dx = calloc((size_t)(T * H), sizeof *dx), *dm = malloc((size_t)(T * H) * sizeof *dm);
+    if (!dx || !dm) {
+        free(dx);
+        free(dm);
+        return lc_error(LC_ERR_NOMEM, "out of memory for the layer backward pass");
+    }
+    memcpy(dm, dh, (size_t)(T * H) * sizeof *dm); /* h4 = h3 + mlp1(x4) + m */
+    lc_status s = ffn_backward(dx, &g->mlps[1], dh, a->x4, &w->mlps[1], T);
+    if (!s) rmsnorm_rows_backward(dh, (float *)(uintptr_t)g->post_attention_layernorm[1], dx, a->h3,
+                                  w->post_attention_layernorm[1], T, H, eps);
+    for (int sub = 1; sub >= 0 && !s; sub--) {
+        const int64_t at = 2 * layer + sub;
+        const float *lat = sess->kv_latent + at * sess->n_ctx * kvr, *kpe = sess->kv_rope + at * sess->n_ctx * dr;
+        memset(dx, 0, (size_t)(T * H) * sizeof *dx);
+        s = mla_backward(dx, &g->self_attn[sub], dh, sub ? a->x3 : a->x1, lat, kpe, &a->attn[sub], &w->self_attn[sub], c, T);
+        if (!s) rmsnorm_rows_backward(dh, (float *)(uintptr_t)g->input_layernorm[sub], dx, sub ? a->h2 : a->h0,
+                                      w->input_layernorm[sub], T, H, eps);
+        if (sub == 1 && !s) { /* h2 = h1 + mlp0(x), and the MoE branch also reads x */
+            memset(dx, 0, (size_t)(T * H) * sizeof *dx);
+            s = ffn_backward(dx, &g->mlps[0], dh, a->x, &w->mlps[0], T);
+            if (!s) s = moe_backward(dx, g, touched, dm, a->x, a->topk_idx, a->topk_w, w, c, T);
+            if (!s) rmsnorm_rows_backward(dh, (float *)(uintptr_t)g->post_attention_layernorm[0], dx, a->h1,
+                                          w->post_attention_layernorm[0], T, H, eps);
+        }
+    }
+    free(dx);
+    free(dm);
     return s;
 }
 
@@ -70,7 +122,7 @@ lc_status lc_forward(lc_session *s, const int32_t *tokens, int64_t T, lc_forward
     for (int64_t t = 0; t < T && !st; t++) lc_mat_row(h + t * H, &mdl->embed_tokens, tokens[t]);
     for (int64_t L = 0; L < c->num_layers && !st; L++) {
         int64_t n_ffn = 0;
-        st = scmoe_layer_forward(h, idx, &n_ffn, s, L, T, absorbed);
+        st = scmoe_layer_forward(h, idx, &n_ffn, s, L, T, absorbed, NULL);
         n_ffn_total += n_ffn;
         if (!st && out && out->hidden) memcpy(out->hidden + L * T * H, h, (size_t)(T * H) * sizeof *h);
         if (!st && out && out->topk_idx) memcpy(out->topk_idx + L * T * K, idx, (size_t)(T * K) * sizeof *idx);

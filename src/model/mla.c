@@ -16,11 +16,11 @@ void rmsnorm_rows(float *out, const float *x, const float *w, int64_t T, int64_t
 /* Expanded attention: kv = kv_b_proj @ latent for every cached row, then ordinary MHA with
  * the shared roped key. ctx [T, nh*dv]. */
 static lc_status attend_expanded(float *ctx, const float *q, const float *cache_latent, const float *cache_rope,
-                                 const lc_mla_weights *w, const lc_config *c, int64_t T, int64_t p0) {
+                                 const lc_mla_weights *w, const lc_config *c, int64_t T, int64_t p0, mla_acts *acts) {
     const int64_t nh = c->num_attention_heads, dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim;
     const int64_t dv = c->v_head_dim, kvr = c->kv_lora_rank, P = p0 + T, dkv = dn + dv, dq = dn + dr;
     const float scale = 1.0f / sqrtf((float)dq);
-    float *kv = lc_malloc((size_t)(P * nh * dkv) * sizeof *kv, "MLA expanded K/V");
+    float *kv = acts ? acts->kv : lc_malloc((size_t)(P * nh * dkv) * sizeof *kv, "MLA expanded K/V");
     if (!kv) return LC_ERR_NOMEM;
     lc_k.matmul(kv, nh * dkv, cache_latent, kvr, &w->kv_b_proj, 0, nh * dkv, P);
     int fail = 0;
@@ -39,13 +39,14 @@ static lc_status attend_expanded(float *ctx, const float *q, const float *cache_
                     scores[u] = (lc_dot(qh, k, dn) + lc_dot(qh + dn, cache_rope + u * dr, dr)) * scale;
                 }
                 lc_softmax(scores, n); /* causal: only u <= p0 + t */
+                if (acts) memcpy(acts->p + (h * T + t) * T, scores, (size_t)n * sizeof *scores);
                 float *o = ctx + (t * nh + h) * dv;
                 memset(o, 0, (size_t)dv * sizeof *o);
                 for (int64_t u = 0; u < n; u++) lc_axpy(o, scores[u], kv + (u * nh + h) * dkv + dn, dv);
             }
         free(scores);
     }
-    free(kv);
+    if (!acts) free(kv);
     return fail ? lc_error(LC_ERR_NOMEM, "out of memory for attention scores") : LC_OK;
 }
 
@@ -86,21 +87,23 @@ static lc_status attend_absorbed(float *ctx, const float *q, const float *cache_
 }
 
 lc_status mla_forward(float *out, const float *x, float *cache_latent, float *cache_rope, const lc_mla_weights *w,
-                      const lc_config *c, int64_t T, int64_t p0, int absorbed) {
+                      const lc_config *c, int64_t T, int64_t p0, int absorbed, mla_acts *acts) {
     const int64_t H = c->hidden_size, nh = c->num_attention_heads, qr = c->q_lora_rank, kvr = c->kv_lora_rank;
     const int64_t dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim, dv = c->v_head_dim, dq = dn + dr;
     const float sq = c->mla_scale_q_lora ? sqrtf((float)H / (float)qr) : 1.0f;
     const float skv = c->mla_scale_kv_lora ? sqrtf((float)H / (float)kvr) : 1.0f;
-    float *qa = lc_malloc((size_t)(T * qr) * sizeof(float), "MLA q_a");
-    float *q = lc_malloc((size_t)(T * nh * dq) * sizeof(float), "MLA q");
-    float *ckv = lc_malloc((size_t)(T * (kvr + dr)) * sizeof(float), "MLA kv_a");
-    float *ctx = lc_malloc((size_t)(T * nh * dv) * sizeof(float), "MLA context");
+    if (acts && (p0 != 0 || absorbed)) return lc_error(LC_ERR_ARG, "mla_forward: training runs expanded from position 0");
+    float *qa = acts ? acts->qa : lc_malloc((size_t)(T * qr) * sizeof(float), "MLA q_a");
+    float *qn = acts ? acts->qn : qa; /* inference normalises in place */
+    float *q = acts ? acts->q : lc_malloc((size_t)(T * nh * dq) * sizeof(float), "MLA q");
+    float *ckv = acts ? acts->ckv : lc_malloc((size_t)(T * (kvr + dr)) * sizeof(float), "MLA kv_a");
+    float *ctx = acts ? acts->ctx : lc_malloc((size_t)(T * nh * dv) * sizeof(float), "MLA context");
     lc_status s = (qa && q && ckv && ctx) ? LC_OK : LC_ERR_NOMEM;
     if (!s) {
         /* queries: q = q_b_proj @ rmsnorm(q_a_proj @ x) * sq, rope on each head's last dr dims */
         lc_matmul(qa, x, &w->q_a_proj, T);
-        rmsnorm_rows(qa, qa, w->q_a_layernorm, T, qr, MLA_NORM_EPS);
-        lc_matmul(q, qa, &w->q_b_proj, T);
+        rmsnorm_rows(qn, qa, w->q_a_layernorm, T, qr, MLA_NORM_EPS);
+        lc_matmul(q, qn, &w->q_b_proj, T);
         for (int64_t i = 0; i < T * nh * dq; i++) q[i] *= sq;
         for (int64_t t = 0; t < T; t++)
             for (int64_t h = 0; h < nh; h++) lc_rope(q + (t * nh + h) * dq + dn, dr, p0 + t, c->rope_theta);
@@ -115,12 +118,80 @@ lc_status mla_forward(float *out, const float *x, float *cache_latent, float *ca
             lc_rope(kr, dr, p0 + t, c->rope_theta);
         }
         s = absorbed ? attend_absorbed(ctx, q, cache_latent, cache_rope, w, c, T, p0)
-                     : attend_expanded(ctx, q, cache_latent, cache_rope, w, c, T, p0);
+                     : attend_expanded(ctx, q, cache_latent, cache_rope, w, c, T, p0, acts);
     }
     if (!s) lc_matmul(out, ctx, &w->o_proj, T);
-    free(qa);
-    free(q);
-    free(ckv);
-    free(ctx);
+    if (!acts) {
+        free(qa);
+        free(q);
+        free(ckv);
+        free(ctx);
+    }
     return s;
+}
+
+/* Backward of mla_forward, in reverse order of its steps. */
+lc_status mla_backward(float *dx, lc_mla_weights *g, const float *dout, const float *x, const float *lat,
+                       const float *kpe, const mla_acts *a, const lc_mla_weights *w, const lc_config *c, int64_t T) {
+    const int64_t H = c->hidden_size, nh = c->num_attention_heads, qr = c->q_lora_rank, kvr = c->kv_lora_rank;
+    const int64_t dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim, dv = c->v_head_dim, dq = dn + dr, dkv = dn + dv;
+    const float sq = c->mla_scale_q_lora ? sqrtf((float)H / (float)qr) : 1.0f;
+    const float skv = c->mla_scale_kv_lora ? sqrtf((float)H / (float)kvr) : 1.0f;
+    const float scale = 1.0f / sqrtf((float)dq);
+    float *dctx = calloc((size_t)(T * nh * dv), sizeof(float)), *dq_ = calloc((size_t)(T * nh * dq), sizeof(float));
+    float *dkv_ = calloc((size_t)(T * nh * dkv), sizeof(float)), *dkpe = calloc((size_t)(T * dr), sizeof(float));
+    float *dlat = calloc((size_t)(T * kvr), sizeof(float)), *dckv = calloc((size_t)(T * (kvr + dr)), sizeof(float));
+    float *dqn = calloc((size_t)(T * qr), sizeof(float)), *dqa = calloc((size_t)(T * qr), sizeof(float));
+    float *dp = malloc((size_t)T * sizeof(float));
+    if (!dctx || !dq_ || !dkv_ || !dkpe || !dlat || !dckv || !dqn || !dqa || !dp) {
+        free(dctx); free(dq_); free(dkv_); free(dkpe); free(dlat); free(dckv); free(dqn); free(dqa); free(dp);
+        return lc_error(LC_ERR_NOMEM, "out of memory for the MLA backward pass");
+    }
+    /* out = o_proj @ ctx */
+    lc_matmul_backward(dctx, (float *)(uintptr_t)g->o_proj.data, dout, a->ctx, &w->o_proj, T);
+    /* attention, head by head (sequential: dkpe is shared by all heads) */
+    for (int64_t h = 0; h < nh; h++)
+        for (int64_t t = 0; t < T; t++) {
+            const float *p = a->p + (h * T + t) * T, *qh = a->q + (t * nh + h) * dq, *dct = dctx + (t * nh + h) * dv;
+            double sum = 0;
+            for (int64_t u = 0; u <= t; u++) {
+                const float *v = a->kv + (u * nh + h) * dkv + dn;
+                dp[u] = lc_dot(dct, v, dv);
+                lc_axpy(dkv_ + (u * nh + h) * dkv + dn, p[u], dct, dv); /* dv(u) += p(t,u) do(t) */
+                sum += (double)p[u] * dp[u];
+            }
+            float *dqh = dq_ + (t * nh + h) * dq;
+            for (int64_t u = 0; u <= t; u++) {
+                float ds = p[u] * (dp[u] - (float)sum) * scale; /* softmax backward */
+                const float *kn = a->kv + (u * nh + h) * dkv;
+                lc_axpy(dqh, ds, kn, dn);
+                lc_axpy(dqh + dn, ds, kpe + u * dr, dr);
+                lc_axpy(dkv_ + (u * nh + h) * dkv, ds, qh, dn);
+                lc_axpy(dkpe + u * dr, ds, qh + dn, dr);
+            }
+        }
+    /* kv = kv_b_proj @ lat */
+    lc_matmul_backward(dlat, (float *)(uintptr_t)g->kv_b_proj.data, dkv_, lat, &w->kv_b_proj, T);
+    for (int64_t t = 0; t < T; t++) {
+        /* lat = rmsnorm(ckv[:kvr]) * skv ; kpe = rope(ckv[kvr:]) */
+        for (int64_t i = 0; i < kvr; i++) dlat[t * kvr + i] *= skv;
+        lc_rmsnorm_backward(dckv + t * (kvr + dr), (float *)(uintptr_t)g->kv_a_layernorm, dlat + t * kvr,
+                            a->ckv + t * (kvr + dr), w->kv_a_layernorm, kvr, MLA_NORM_EPS);
+        memcpy(dckv + t * (kvr + dr) + kvr, dkpe + t * dr, (size_t)dr * sizeof(float));
+        lc_rope_backward(dckv + t * (kvr + dr) + kvr, dr, t, c->rope_theta);
+        /* q: rope on the last dr of each head, then the scale */
+        for (int64_t h = 0; h < nh; h++) {
+            float *d = dq_ + (t * nh + h) * dq;
+            lc_rope_backward(d + dn, dr, t, c->rope_theta);
+            for (int64_t i = 0; i < dq; i++) d[i] *= sq;
+        }
+    }
+    lc_matmul_backward(dx, (float *)(uintptr_t)g->kv_a_proj_with_mqa.data, dckv, x, &w->kv_a_proj_with_mqa, T);
+    lc_matmul_backward(dqn, (float *)(uintptr_t)g->q_b_proj.data, dq_, a->qn, &w->q_b_proj, T);
+    for (int64_t t = 0; t < T; t++)
+        lc_rmsnorm_backward(dqa + t * qr, (float *)(uintptr_t)g->q_a_layernorm, dqn + t * qr, a->qa + t * qr,
+                            w->q_a_layernorm, qr, MLA_NORM_EPS);
+    lc_matmul_backward(dx, (float *)(uintptr_t)g->q_a_proj.data, dqa, x, &w->q_a_proj, T);
+    free(dctx); free(dq_); free(dkv_); free(dkpe); free(dlat); free(dckv); free(dqn); free(dqa); free(dp);
+    return LC_OK;
 }

@@ -97,3 +97,59 @@ lc_status moe_forward(float *out, const float *x, const int32_t *topk_idx, const
     free(ye);
     return s;
 }
+
+/* Backward of router_forward + moe_forward. out = sum_e w_e y_e with w_e = s_e * scale,
+ * s = softmax(classifier x): dy_e = w_e dout; dw_e = dout . y_e; ds = scale * dw (chosen only);
+ * dlogits = s * (ds - s . ds). Experts are recomputed on their tokens. */
+lc_status moe_backward(float *dx, lc_layer_weights *g, unsigned char *touched, const float *dout, const float *x,
+                       const int32_t *topk_idx, const float *topk_w, const lc_layer_weights *w, const lc_config *c,
+                       int64_t T) {
+    const int64_t H = c->hidden_size, K = c->moe_topk, N = c->n_routed_experts, E = N + c->zero_expert_num;
+    float *s = lc_malloc((size_t)(T * E) * sizeof *s, "router scores"), *ds = calloc((size_t)(T * E), sizeof *ds);
+    float *xe = lc_malloc((size_t)(T * H) * sizeof *xe, "MoE gathered"), *ye = lc_malloc((size_t)(T * H) * sizeof *ye, "MoE y");
+    float *dye = lc_malloc((size_t)(T * H) * sizeof *dye, "MoE dy"), *dxe = calloc((size_t)(T * H), sizeof *dxe);
+    int64_t *tok = lc_malloc((size_t)(T * K) * sizeof *tok, "MoE tokens"), *slot = lc_malloc((size_t)(T * K) * sizeof *slot, "slots");
+    lc_status st = (s && ds && xe && ye && dye && dxe && tok && slot) ? LC_OK : LC_ERR_NOMEM;
+    if (!st) {
+        lc_matmul(s, x, &w->router_classifier, T);
+        for (int64_t t = 0; t < T; t++) lc_softmax(s + t * E, E);
+    }
+    for (int64_t e = 0; e < N && !st; e++) {
+        int64_t n = 0;
+        for (int64_t i = 0; i < T * K; i++)
+            if (topk_idx[i] == e) {
+                tok[n] = i / K;
+                slot[n++] = i;
+            }
+        if (n == 0) continue; /* PyTorch leaves this expert's grads at None */
+        touched[e] = 1;
+        for (int64_t j = 0; j < n; j++) {
+            memcpy(xe + j * H, x + tok[j] * H, (size_t)H * sizeof *xe);
+            for (int64_t i = 0; i < H; i++) dye[j * H + i] = topk_w[slot[j]] * dout[tok[j] * H + i];
+        }
+        st = ffn_forward(ye, xe, &w->experts[e], n);
+        for (int64_t j = 0; j < n && !st; j++)
+            ds[tok[j] * E + e] = (float)c->routed_scaling_factor * lc_dot(dout + tok[j] * H, ye + j * H, H);
+        if (!st) {
+            memset(dxe, 0, (size_t)(n * H) * sizeof *dxe);
+            st = ffn_backward(dxe, &g->experts[e], dye, xe, &w->experts[e], n);
+        }
+        for (int64_t j = 0; j < n && !st; j++) lc_axpy(dx + tok[j] * H, 1.0f, dxe + j * H, H);
+    }
+    /* identity experts: y = x */
+    for (int64_t i = 0; i < T * K && !st; i++)
+        if (topk_idx[i] >= N) {
+            int64_t t = i / K;
+            lc_axpy(dx + t * H, topk_w[i], dout + t * H, H);
+            ds[t * E + topk_idx[i]] = (float)c->routed_scaling_factor * lc_dot(dout + t * H, x + t * H, H);
+        }
+    /* softmax backward into the router logits (reuse ds as dlogits) */
+    for (int64_t t = 0; t < T && !st; t++) {
+        double dot = 0;
+        for (int64_t e = 0; e < E; e++) dot += (double)s[t * E + e] * ds[t * E + e];
+        for (int64_t e = 0; e < E; e++) ds[t * E + e] = s[t * E + e] * (ds[t * E + e] - (float)dot);
+    }
+    if (!st) lc_matmul_backward(dx, (float *)(uintptr_t)g->router_classifier.data, ds, x, &w->router_classifier, T);
+    free(s); free(ds); free(xe); free(ye); free(dye); free(dxe); free(tok); free(slot);
+    return st;
+}

@@ -6,6 +6,18 @@
 
 #include "model.h"
 
+/* Activations an MLA sublayer keeps for its backward pass (training: p0 = 0, expanded
+ * attention). Buffers are owned by the caller (src/train). */
+typedef struct {
+    float *qa;   /* [T, q_lora_rank] q_a_proj @ x, before its norm */
+    float *qn;   /* [T, q_lora_rank] after q_a_layernorm */
+    float *q;    /* [T, nh, dn+dr] scaled, rope applied to the last dr */
+    float *ckv;  /* [T, kv_lora_rank+dr] kv_a_proj_with_mqa @ x */
+    float *kv;   /* [T, nh, dn+dv] kv_b_proj @ latent */
+    float *p;    /* [nh, T, T] attention probabilities (row t covers u <= t) */
+    float *ctx;  /* [T, nh*dv] attention output before o_proj */
+} mla_acts;
+
 /* MLA for T tokens at positions p0..p0+T-1 (SPEC §3). Appends each token's latent
  * (rmsnorm(kv_a.latent) * skv) and roped shared key to cache rows p0.., then attends causally
  * over cache rows 0..p0+t. absorbed: attend in latent space (kv_b_proj folded into q and out). */
@@ -13,12 +25,20 @@ lc_status mla_forward(float *out,                 /* [T, H] */
                       const float *x,             /* [T, H] normed input */
                       float *cache_latent,        /* [n_ctx, kv_lora_rank] */
                       float *cache_rope,          /* [n_ctx, qk_rope_head_dim] */
-                      const lc_mla_weights *w, const lc_config *c, int64_t T, int64_t p0, int absorbed);
+                      const lc_mla_weights *w, const lc_config *c, int64_t T, int64_t p0, int absorbed,
+                      mla_acts *acts /* NULL, or where to keep activations (p0 = 0, expanded) */);
+/* Gradients of mla_forward (with acts) w.r.t. its input and weights; parameter grads +=,
+ * dx +=. g holds gradient buffers shaped like w. lat/kpe are the cache rows it wrote. */
+lc_status mla_backward(float *dx, lc_mla_weights *g, const float *dout, const float *x, const float *lat,
+                       const float *kpe, const mla_acts *acts, const lc_mla_weights *w, const lc_config *c, int64_t T);
 
 /* out = down(silu(gate x) * up x), SwiGLU of width w->gate_proj.rows. */
 lc_status ffn_forward(float *out,       /* [T, H] */
                       const float *x,   /* [T, H] */
                       const lc_ffn_weights *w, int64_t T);
+
+/* dx += d/dx, g += d/dweights of ffn_forward (recomputes its activations). */
+lc_status ffn_backward(float *dx, lc_ffn_weights *g, const float *dout, const float *x, const lc_ffn_weights *w, int64_t T);
 
 /* Router: s = softmax(classifier x); chosen = top-K of s + e_score_correction_bias (the bias
  * only selects); weight = s * routed_scaling_factor. Chosen ids come out ascending. */
@@ -35,6 +55,30 @@ lc_status moe_forward(float *out,              /* [T, H] */
                       const int32_t *topk_idx, /* [T, K] */
                       const float *topk_w,     /* [T, K] */
                       const lc_layer_weights *w, const lc_config *c, int64_t T, int64_t *n_ffn);
+
+/* Backward of router + moe_forward: dx += (experts, identity experts, router), router and
+ * expert weight grads +=. Experts are recomputed; `touched[e]` is set for experts that got
+ * tokens (their grads exist, as PyTorch leaves untouched experts' grads at None). */
+lc_status moe_backward(float *dx, lc_layer_weights *g, unsigned char *touched, const float *dout, const float *x,
+                       const int32_t *topk_idx, const float *topk_w, const lc_layer_weights *w, const lc_config *c,
+                       int64_t T);
+
+/* What one ScMoE layer keeps for its backward pass (buffers owned by src/train). */
+typedef struct {
+    float *h0, *h1, *h2, *h3;   /* [T, H] the residual stream entering / after attn0, mlp0, attn1 */
+    float *x1, *x, *x3, *x4;    /* [T, H] normed inputs of attn0, mlp0 + MoE, attn1, mlp1 */
+    int32_t *topk_idx;          /* [T, K] */
+    float *topk_w;              /* [T, K] */
+    mla_acts attn[2];
+} layer_acts;
+
+/* One layer in place on h [T, H] (see layer.c); acts: NULL, or where to keep activations. */
+lc_status scmoe_layer_forward(float *h, int32_t *topk_idx, int64_t *n_ffn, lc_session *sess, int64_t layer, int64_t T,
+                              int absorbed, layer_acts *acts);
+/* dh: on entry the gradient w.r.t. the layer's output, on return w.r.t. its input. g: weight
+ * gradients of this layer (+=); touched[e]: expert e received tokens. */
+lc_status scmoe_layer_backward(float *dh, lc_layer_weights *g, unsigned char *touched, const layer_acts *acts,
+                               const lc_session *sess, int64_t layer, int64_t T);
 
 /* Row-wise RMSNorm of T rows of width n. */
 void rmsnorm_rows(float *out, const float *x, const float *w, int64_t T, int64_t n, float eps);

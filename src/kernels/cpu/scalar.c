@@ -133,6 +133,67 @@ void lc_rope(float *x, int64_t dr, int64_t pos, double theta) {
     memcpy(x, tmp, (size_t)dr * sizeof *x);
 }
 
+void lc_matmul_backward(float *dx, float *dw, const float *dout, const float *x, const lc_mat *w, int64_t T) {
+    const int64_t R = w->rows, C = w->cols;
+    lc_row_fn row = lc_k.row[w->dtype];
+    if (dx) {
+        /* dx[t] += sum_r dout[t][r] * W[r]: rows in order, so each dx element sums in a fixed order */
+#pragma omp parallel if (T * R * C > 32768)
+        {
+            float *buf = malloc((size_t)C * sizeof *buf);
+#pragma omp for schedule(static)
+            for (int64_t t = 0; t < T; t++) {
+                if (!buf) continue;
+                for (int64_t r = 0; r < R; r++) {
+                    float g = dout[t * R + r];
+                    if (g == 0) continue;
+                    if (w->dtype == LC_DT_F32) lc_axpy(dx + t * C, g, (const float *)(const void *)(w->data) + r * C, C);
+                    else {
+                        row(buf, w, r);
+                        lc_axpy(dx + t * C, g, buf, C);
+                    }
+                }
+            }
+            free(buf);
+        }
+    }
+    if (dw) {
+        /* dW[r] += sum_t dout[t][r] * x[t], tokens in order */
+#pragma omp parallel for schedule(static) if (T * R * C > 32768)
+        for (int64_t r = 0; r < R; r++)
+            for (int64_t t = 0; t < T; t++) {
+                float g = dout[t * R + r];
+                if (g != 0) lc_axpy(dw + r * C, g, x + t * C, C);
+            }
+    }
+}
+
+void lc_rmsnorm_backward(float *dx, float *dw, const float *dout, const float *x, const float *w, int64_t n, float eps) {
+    double ss = 0, dot = 0;
+    for (int64_t i = 0; i < n; i++) ss += (double)x[i] * x[i];
+    float r = (float)(1.0 / sqrt(ss / (double)n + (double)eps));
+    for (int64_t i = 0; i < n; i++) dot += (double)dout[i] * w[i] * x[i];
+    /* d/dx of w*x*r: r*(w*dout) - x * r^3 * mean(w*dout*x) */
+    float c = (float)(dot / (double)n) * r * r * r;
+    for (int64_t i = 0; i < n; i++) {
+        if (dw) dw[i] += dout[i] * x[i] * r;
+        if (dx) dx[i] += dout[i] * w[i] * r - x[i] * c;
+    }
+}
+
+void lc_rope_backward(float *d, int64_t dr, int64_t pos, double theta) {
+    int64_t half = dr / 2;
+    float tmp[half > 0 ? 2 * half : 1];
+    for (int64_t i = 0; i < half; i++) {
+        double ang = (double)pos * pow(theta, -2.0 * (double)i / (double)dr);
+        float c = (float)cos(ang), s = (float)sin(ang);
+        float d0 = d[i], d1 = d[i + half]; /* gradients of out[i], out[i + half] */
+        tmp[2 * i] = d0 * c + d1 * s;
+        tmp[2 * i + 1] = -d0 * s + d1 * c;
+    }
+    memcpy(d, tmp, (size_t)dr * sizeof *d);
+}
+
 static lc_kernels k_scalar = {
     .name = "scalar",
     .row = {[LC_DT_F32] = row_f32, [LC_DT_BF16] = row_bf16, [LC_DT_F16] = row_f16, [LC_DT_F8_E4M3] = row_fp8},

@@ -1,0 +1,241 @@
+/* train.c — the training state and the whole-model forward/backward of the next-token loss:
+ * embedding, layers (layer.c keeps activations and runs them backwards), final norm, lm_head,
+ * cross entropy; then AdamW. Accumulate rule: parameter grads +=, activation grads =,
+ * residual stream +=. Data loading, schedules and routing-balance mechanisms come on top. */
+#include "train.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../model/sublayers.h"
+
+/* An lc_model whose every weight is F32 at arena + offset[i] (shapes from the table). */
+static lc_status make_view(lc_model **out, const lc_config *c, float *arena, const int64_t *offset, int64_t n) {
+    lc_model *v = lc_calloc(1, sizeof *v, "model view");
+    if (!v) return LC_ERR_NOMEM;
+    v->cfg = *c;
+    v->layers = lc_calloc((size_t)c->num_layers, sizeof *v->layers, "layers");
+    lc_status s = v->layers ? LC_OK : LC_ERR_NOMEM;
+    for (int64_t L = 0; L < c->num_layers && !s; L++)
+        if (!(v->layers[L].experts = lc_calloc((size_t)c->n_routed_experts, sizeof(lc_ffn_weights), "experts"))) s = LC_ERR_NOMEM;
+    lc_tensor_spec *sp = s ? NULL : lc_calloc((size_t)n, sizeof *sp, "tensor table");
+    if (!s && !sp) s = LC_ERR_NOMEM;
+    if (!s) {
+        lc_model_tensor_specs(c, v, sp);
+        for (int64_t i = 0; i < n; i++) {
+            if (sp[i].mat) *sp[i].mat = (lc_mat){(const uint8_t *)(arena + offset[i]), LC_DT_F32, sp[i].rows, sp[i].cols, NULL, 0, 0};
+            else *sp[i].vec = arena + offset[i];
+        }
+        if (c->tie_word_embeddings) v->lm_head = v->embed_tokens;
+        v->has_mtp = c->num_nextn_predict_layers > 0;
+    }
+    free(sp);
+    if (s) lc_model_free(v);
+    else *out = v;
+    return s;
+}
+
+void lc_train_free(lc_train *tr) {
+    if (!tr) return;
+    lc_model_free(tr->params);
+    lc_model_free(tr->grads);
+    free(tr->param);
+    free(tr->grad);
+    free(tr->m);
+    free(tr->v);
+    free(tr->specs);
+    free(tr->offset);
+    free(tr->touched);
+    free(tr->steps);
+    free(tr);
+}
+
+lc_status lc_train_from_model(lc_train **out, const lc_model *m) {
+    *out = NULL;
+    lc_train *tr = lc_calloc(1, sizeof *tr, "training state");
+    if (!tr) return LC_ERR_NOMEM;
+    tr->cfg = m->cfg;
+    tr->n_specs = lc_model_tensor_specs(&m->cfg, NULL, NULL);
+    tr->specs = lc_calloc((size_t)tr->n_specs, sizeof *tr->specs, "tensor table");
+    lc_tensor_spec *msp = lc_calloc((size_t)tr->n_specs, sizeof *msp, "tensor table");
+    tr->offset = lc_calloc((size_t)tr->n_specs, sizeof *tr->offset, "offsets");
+    tr->touched = lc_calloc((size_t)tr->n_specs, 1, "touched");
+    tr->steps = lc_calloc((size_t)tr->n_specs, sizeof *tr->steps, "steps");
+    lc_status s = (tr->specs && msp && tr->offset && tr->touched && tr->steps) ? LC_OK : LC_ERR_NOMEM;
+    if (!s) {
+        lc_model_tensor_specs(&m->cfg, NULL, tr->specs);
+        lc_model_tensor_specs(&m->cfg, (lc_model *)m, msp); /* only to read the slots of the loaded model */
+        for (int64_t i = 0; i < tr->n_specs; i++) {
+            tr->offset[i] = tr->n_params;
+            tr->n_params += tr->specs[i].rows * (tr->specs[i].cols ? tr->specs[i].cols : 1);
+        }
+        tr->param = lc_calloc((size_t)tr->n_params, sizeof(float), "parameters");
+        tr->grad = lc_calloc((size_t)tr->n_params, sizeof(float), "gradients");
+        tr->m = lc_calloc((size_t)tr->n_params, sizeof(float), "AdamW first moments");
+        tr->v = lc_calloc((size_t)tr->n_params, sizeof(float), "AdamW second moments");
+        if (!tr->param || !tr->grad || !tr->m || !tr->v) s = LC_ERR_NOMEM;
+    }
+    for (int64_t i = 0; i < tr->n_specs && !s; i++) {
+        float *dst = tr->param + tr->offset[i];
+        if (msp[i].mat)
+            for (int64_t r = 0; r < msp[i].rows; r++) lc_mat_row(dst + r * msp[i].cols, msp[i].mat, r);
+        else memcpy(dst, *msp[i].vec, (size_t)msp[i].rows * sizeof(float));
+    }
+    free(msp);
+    if (!s) s = make_view(&tr->params, &m->cfg, tr->param, tr->offset, tr->n_specs);
+    if (!s) s = make_view(&tr->grads, &m->cfg, tr->grad, tr->offset, tr->n_specs);
+    if (s) lc_train_free(tr);
+    else *out = tr;
+    return s;
+}
+
+int64_t lc_train_find(const lc_train *tr, const char *name) {
+    for (int64_t i = 0; i < tr->n_specs; i++)
+        if (!strcmp(tr->specs[i].name, name)) return i;
+    return -1;
+}
+
+/* Activation buffers of one layer, carved from one allocation. */
+static float *carve(float **p, int64_t n) {
+    float *r = *p;
+    *p += n;
+    return r;
+}
+
+static int64_t layer_acts_floats(const lc_config *c, int64_t T) {
+    const int64_t H = c->hidden_size, nh = c->num_attention_heads, qr = c->q_lora_rank, kvr = c->kv_lora_rank;
+    const int64_t dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim, dv = c->v_head_dim, K = c->moe_topk;
+    int64_t mla = 2 * T * qr + T * nh * (dn + dr) + T * (kvr + dr) + T * nh * (dn + dv) + nh * T * T + T * nh * dv;
+    return 8 * T * H + 2 * T * K + 2 * mla;
+}
+
+static void layer_acts_init(layer_acts *a, float *p, const lc_config *c, int64_t T) {
+    const int64_t H = c->hidden_size, nh = c->num_attention_heads, qr = c->q_lora_rank, kvr = c->kv_lora_rank;
+    const int64_t dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim, dv = c->v_head_dim, K = c->moe_topk;
+    a->h0 = carve(&p, T * H); a->h1 = carve(&p, T * H); a->h2 = carve(&p, T * H); a->h3 = carve(&p, T * H);
+    a->x1 = carve(&p, T * H); a->x = carve(&p, T * H); a->x3 = carve(&p, T * H); a->x4 = carve(&p, T * H);
+    a->topk_idx = (int32_t *)carve(&p, T * K); /* int32 and float share a size */
+    a->topk_w = carve(&p, T * K);
+    for (int s = 0; s < 2; s++) {
+        mla_acts *m = &a->attn[s];
+        m->qa = carve(&p, T * qr); m->qn = carve(&p, T * qr); m->q = carve(&p, T * nh * (dn + dr));
+        m->ckv = carve(&p, T * (kvr + dr)); m->kv = carve(&p, T * nh * (dn + dv)); m->p = carve(&p, nh * T * T);
+        m->ctx = carve(&p, T * nh * dv);
+    }
+}
+
+/* Which expert of which layer a tensor belongs to (-1 if none). */
+static int expert_of(const char *name, int64_t *layer, int64_t *e) {
+    long long L, E;
+    if (sscanf(name, "model.layers.%lld.mlp.experts.%lld.", &L, &E) == 2) {
+        *layer = L;
+        *e = E;
+        return 1;
+    }
+    return 0;
+}
+
+lc_status lc_train_forward_backward(lc_train *tr, const int32_t *tokens, int64_t T, float *loss) {
+    const lc_config *c = &tr->cfg;
+    const lc_model *pm = tr->params;
+    const int64_t H = c->hidden_size, V = c->vocab_size, L = c->num_layers, N = c->n_routed_experts;
+    if (T < 2) return lc_error(LC_ERR_ARG, "train: need at least 2 tokens");
+    for (int64_t t = 0; t < T; t++)
+        if (tokens[t] < 0 || tokens[t] >= V)
+            return lc_error(LC_ERR_ARG, "train: token %d at index %lld is outside the vocabulary", tokens[t], (long long)t);
+    memset(tr->grad, 0, (size_t)tr->n_params * sizeof(float));
+    memset(tr->touched, 0, (size_t)tr->n_specs);
+    lc_session *sess = NULL;
+    lc_status s = lc_session_new(&sess, pm, T);
+    if (!s && sess->n_ctx < T) s = lc_error(LC_ERR_ARG, "train: %lld tokens exceed the context", (long long)T);
+    int64_t per_layer = layer_acts_floats(c, T);
+    float *act_mem = s ? NULL : lc_malloc((size_t)(L * per_layer) * sizeof(float), "activations");
+    layer_acts *acts = s ? NULL : lc_calloc((size_t)L, sizeof *acts, "activations");
+    float *h = s ? NULL : lc_malloc((size_t)(T * H) * sizeof *h, "hidden");
+    float *hn = s ? NULL : lc_malloc((size_t)(T * H) * sizeof *hn, "normed");
+    float *logits = s ? NULL : lc_malloc((size_t)(T * V) * sizeof *logits, "logits");
+    float *dh = s ? NULL : lc_calloc((size_t)(T * H), sizeof *dh, "d hidden");
+    float *dhn = s ? NULL : lc_calloc((size_t)(T * H), sizeof *dhn, "d normed");
+    int32_t *idx = s ? NULL : lc_malloc((size_t)(T * c->moe_topk) * sizeof *idx, "routes");
+    unsigned char *touched = s ? NULL : lc_calloc((size_t)(L * N), 1, "expert use");
+    if (!s && (!act_mem || !acts || !h || !hn || !logits || !dh || !dhn || !idx || !touched)) s = LC_ERR_NOMEM;
+    /* ---- forward ---- */
+    for (int64_t t = 0; t < T && !s; t++) lc_mat_row(h + t * H, &pm->embed_tokens, tokens[t]);
+    for (int64_t l = 0; l < L && !s; l++) {
+        layer_acts_init(&acts[l], act_mem + l * per_layer, c, T);
+        int64_t n_ffn;
+        s = scmoe_layer_forward(h, idx, &n_ffn, sess, l, T, 0, &acts[l]);
+    }
+    if (!s) {
+        rmsnorm_rows(hn, h, pm->norm, T, H, (float)c->rms_norm_eps);
+        lc_matmul(logits, hn, &pm->lm_head, T);
+        /* cross entropy over positions 0..T-2; logits become d loss / d logits */
+        double total = 0;
+        const float inv = 1.0f / (float)(T - 1);
+        for (int64_t t = 0; t < T; t++) {
+            float *row = logits + t * V;
+            if (t == T - 1) {
+                memset(row, 0, (size_t)V * sizeof *row);
+                continue;
+            }
+            float mx = row[0];
+            for (int64_t v = 1; v < V; v++) mx = row[v] > mx ? row[v] : mx;
+            double se = 0;
+            for (int64_t v = 0; v < V; v++) se += exp((double)(row[v] - mx));
+            total += log(se) + mx - row[tokens[t + 1]];
+            for (int64_t v = 0; v < V; v++) row[v] = (float)(exp((double)(row[v] - mx)) / se) * inv;
+            row[tokens[t + 1]] -= inv;
+        }
+        *loss = (float)(total / (double)(T - 1));
+        /* ---- backward ---- */
+        lc_matmul_backward(dhn, (float *)(uintptr_t)tr->grads->lm_head.data, logits, hn, &pm->lm_head, T);
+        for (int64_t t = 0; t < T; t++)
+            lc_rmsnorm_backward(dh + t * H, (float *)(uintptr_t)tr->grads->norm, dhn + t * H, h + t * H, pm->norm, H,
+                                (float)c->rms_norm_eps);
+    }
+    for (int64_t l = L - 1; l >= 0 && !s; l--)
+        s = scmoe_layer_backward(dh, &tr->grads->layers[l], touched + l * N, &acts[l], sess, l, T);
+    if (!s) {
+        float *de = (float *)(uintptr_t)tr->grads->embed_tokens.data;
+        for (int64_t t = 0; t < T; t++) lc_axpy(de + (int64_t)tokens[t] * H, 1.0f, dh + t * H, H);
+        /* which tensors have a gradient now (PyTorch: grad is not None) */
+        for (int64_t i = 0; i < tr->n_specs; i++) {
+            int64_t l, e;
+            const char *name = tr->specs[i].name;
+            if (tr->specs[i].kind == LC_T_BIAS || !strncmp(name, "model.mtp.", 10)) continue;
+            tr->touched[i] = expert_of(name, &l, &e) ? touched[l * N + e] : 1;
+        }
+    }
+    free(act_mem);
+    free(acts);
+    free(h);
+    free(hn);
+    free(logits);
+    free(dh);
+    free(dhn);
+    free(idx);
+    free(touched);
+    lc_session_free(sess);
+    return s;
+}
+
+void lc_train_adamw_step(lc_train *tr, const lc_adamw *o) {
+    for (int64_t i = 0; i < tr->n_specs; i++) {
+        if (!tr->touched[i]) continue;
+        int64_t n = tr->specs[i].rows * (tr->specs[i].cols ? tr->specs[i].cols : 1), step = ++tr->steps[i];
+        float *p = tr->param + tr->offset[i], *g = tr->grad + tr->offset[i], *m = tr->m + tr->offset[i],
+              *v = tr->v + tr->offset[i];
+        /* torch.optim.AdamW, step by step in float32 */
+        const float bc1 = 1.0f - powf(o->beta1, (float)step), bc2 = 1.0f - powf(o->beta2, (float)step);
+        const float step_size = o->lr / bc1, bc2_sqrt = sqrtf(bc2), decay = 1.0f - o->lr * o->weight_decay;
+        for (int64_t k = 0; k < n; k++) {
+            p[k] *= decay;
+            m[k] += (g[k] - m[k]) * (1.0f - o->beta1);
+            v[k] = v[k] * o->beta2 + (1.0f - o->beta2) * g[k] * g[k];
+            float denom = sqrtf(v[k]) / bc2_sqrt + o->eps;
+            p[k] -= step_size * (m[k] / denom);
+        }
+    }
+}
