@@ -97,17 +97,16 @@ fuzz: $(B)/fuzz_safetensors
 	@$(B)/fuzz_safetensors -max_total_time=$(FUZZ_SECONDS) -max_len=4096 $(B)/fuzz-corpus tests/fuzz/seeds >$(B)/fuzz.log 2>&1; \
 	rc=$$?; grep -E "^Done|ERROR|SUMMARY" $(B)/fuzz.log; [ $$rc = 0 ] && echo "fuzz: no crash" || { tail -40 $(B)/fuzz.log; exit $$rc; }
 
-# The main job. Until training lands: a tokenizer trained on the bundled corpus, a random
-# small model with its vocabulary, a generated sample, then chat when run from a terminal.
+# The main job: train the default model on the bundled corpus (once; about 2 minutes on 2
+# cores), then generate a sample and, from a terminal, chat with it. MODEL=DIR uses yours.
 MODEL ?=
-DEFAULT_MODEL := models/default
+DEFAULT_MODEL := runs/default
 run: longcat
-	@if [ -z "$(MODEL)" ] && [ ! -f $(DEFAULT_MODEL)/tokenizer.json ]; then \
-	  ./longcat tokenizer train -q --vocab 4096 data/tinyshakespeare.txt -o $(DEFAULT_MODEL) && \
-	  ./longcat init --preset small --seed 1 $(DEFAULT_MODEL) || exit 1; fi
-	@M=$${MODEL:-$(DEFAULT_MODEL)}; M=$(if $(MODEL),$(MODEL),$(DEFAULT_MODEL)); \
+	@if [ -z "$(MODEL)" ] && [ ! -f $(DEFAULT_MODEL)/trainer_state.json ]; then \
+	  ./longcat train --preset tiny --steps 1000 --eval-every 100 --out $(DEFAULT_MODEL) || exit 1; fi
+	@M=$(if $(MODEL),$(MODEL),$(DEFAULT_MODEL)); \
 	./longcat info $$M && \
-	./longcat generate $$M -p "ROMEO:" -n 64 --seed 1 && \
+	./longcat generate $$M -p "ROMEO:" -n 100 --temp 0.8 --seed 1 && \
 	if [ -t 0 ]; then ./longcat chat $$M; else echo "(stdin is not a terminal: skipping chat; run ./longcat chat $$M)"; fi
 
 # Benchmarks (not tests): figures go to docs/PERFORMANCE.md.

@@ -53,5 +53,6 @@ void suite_tokenizer(void);
 void suite_chat(void);
 void suite_generate(void);
 void suite_train(void);
+void suite_trainer(void);
 
 #endif

@@ -30,7 +30,8 @@ static void check_case(const char *dir) {
     int32_t *ids = malloc((size_t)T * sizeof *ids);
     for (int64_t t = 0; t < T; t++) ids[t] = (int32_t)ids_f[t];
     float loss = 0;
-    CHECK_OK(lc_train_forward_backward(tr, ids, T, &loss));
+    lc_train_zero_grad(tr);
+    CHECK_OK(lc_train_forward_backward(tr, ids, T, 1.0f, &loss));
     float *ref_loss = t_read_f32(&g, "loss", NULL);
     CHECK(ref_loss && fabsf(loss - ref_loss[0]) <= 1e-4f * fabsf(ref_loss[0]), "%s loss %.7f vs %.7f", dir, loss, ref_loss ? ref_loss[0] : 0);
     double worst_g = 0, worst_a = 0;

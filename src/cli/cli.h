@@ -13,6 +13,8 @@ int cmd_tokenize(int argc, char **argv);
 int cmd_tokenizer(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_chat(int argc, char **argv);
+int cmd_grads(int argc, char **argv);
+int cmd_train(int argc, char **argv);
 
 /* Prints "longcat: <status>: <message>" and returns 1. */
 int cli_fail(lc_status s);

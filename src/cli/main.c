@@ -74,7 +74,9 @@ static void usage(FILE *f) {
             "  tokenize MODEL_DIR \"text\" [--pieces]  text -> token ids (JSON); --decode IDS for the reverse\n"
             "  tokenizer train --vocab N FILE... -o DIR   train a byte-level BPE tokenizer\n"
             "  generate MODEL_DIR -p PROMPT [-n N] [--temp T --top-p P --seed S ...]   complete a prompt\n"
-            "  chat   MODEL_DIR [--system TEXT]       interactive multi-turn chat\n\n"
+            "  chat   MODEL_DIR [--system TEXT]       interactive multi-turn chat\n"
+            "  train  --preset NAME --data FILE --out DIR [--steps N ...]   train a model (see train --help)\n"
+            "  grads  MODEL_DIR --tokens 1,2,3 -o OUT.safetensors   loss and every parameter's gradient\n\n"
             "presets: %s\n"
             "Run `longcat <command> --help` for details.\n",
             lc_config_preset_names());
@@ -94,6 +96,8 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "tokenizer")) return cmd_tokenizer(argc - 1, argv + 1);
     if (!strcmp(cmd, "generate")) return cmd_generate(argc - 1, argv + 1);
     if (!strcmp(cmd, "chat")) return cmd_chat(argc - 1, argv + 1);
+    if (!strcmp(cmd, "grads")) return cmd_grads(argc - 1, argv + 1);
+    if (!strcmp(cmd, "train")) return cmd_train(argc - 1, argv + 1);
     fprintf(stderr, "longcat: unknown command \"%s\"\n\n", cmd);
     usage(stderr);
     return 1;

@@ -49,6 +49,9 @@ void lc_train_free(lc_train *tr) {
     free(tr->offset);
     free(tr->touched);
     free(tr->steps);
+    free(tr->expert_tokens);
+    free(tr->pid_integral);
+    free(tr->pid_prev);
     free(tr);
 }
 
@@ -63,7 +66,13 @@ lc_status lc_train_from_model(lc_train **out, const lc_model *m) {
     tr->offset = lc_calloc((size_t)tr->n_specs, sizeof *tr->offset, "offsets");
     tr->touched = lc_calloc((size_t)tr->n_specs, 1, "touched");
     tr->steps = lc_calloc((size_t)tr->n_specs, sizeof *tr->steps, "steps");
-    lc_status s = (tr->specs && msp && tr->offset && tr->touched && tr->steps) ? LC_OK : LC_ERR_NOMEM;
+    const int64_t LN = m->cfg.num_layers * m->cfg.n_routed_experts;
+    tr->expert_tokens = lc_calloc((size_t)(m->cfg.num_layers * (m->cfg.n_routed_experts + m->cfg.zero_expert_num)),
+                                  sizeof *tr->expert_tokens, "routing counts");
+    tr->pid_integral = lc_calloc((size_t)LN, sizeof(double), "bias controller");
+    tr->pid_prev = lc_calloc((size_t)LN, sizeof(double), "bias controller");
+    lc_status s = (tr->specs && msp && tr->offset && tr->touched && tr->steps && tr->expert_tokens && tr->pid_integral &&
+                   tr->pid_prev) ? LC_OK : LC_ERR_NOMEM;
     if (!s) {
         lc_model_tensor_specs(&m->cfg, NULL, tr->specs);
         lc_model_tensor_specs(&m->cfg, (lc_model *)m, msp); /* only to read the slots of the loaded model */
@@ -137,7 +146,12 @@ static int expert_of(const char *name, int64_t *layer, int64_t *e) {
     return 0;
 }
 
-lc_status lc_train_forward_backward(lc_train *tr, const int32_t *tokens, int64_t T, float *loss) {
+void lc_train_zero_grad(lc_train *tr) {
+    memset(tr->grad, 0, (size_t)tr->n_params * sizeof(float));
+    memset(tr->touched, 0, (size_t)tr->n_specs);
+}
+
+lc_status lc_train_forward_backward(lc_train *tr, const int32_t *tokens, int64_t T, float scale, float *loss) {
     const lc_config *c = &tr->cfg;
     const lc_model *pm = tr->params;
     const int64_t H = c->hidden_size, V = c->vocab_size, L = c->num_layers, N = c->n_routed_experts;
@@ -145,8 +159,6 @@ lc_status lc_train_forward_backward(lc_train *tr, const int32_t *tokens, int64_t
     for (int64_t t = 0; t < T; t++)
         if (tokens[t] < 0 || tokens[t] >= V)
             return lc_error(LC_ERR_ARG, "train: token %d at index %lld is outside the vocabulary", tokens[t], (long long)t);
-    memset(tr->grad, 0, (size_t)tr->n_params * sizeof(float));
-    memset(tr->touched, 0, (size_t)tr->n_specs);
     lc_session *sess = NULL;
     lc_status s = lc_session_new(&sess, pm, T);
     if (!s && sess->n_ctx < T) s = lc_error(LC_ERR_ARG, "train: %lld tokens exceed the context", (long long)T);
@@ -173,7 +185,7 @@ lc_status lc_train_forward_backward(lc_train *tr, const int32_t *tokens, int64_t
         lc_matmul(logits, hn, &pm->lm_head, T);
         /* cross entropy over positions 0..T-2; logits become d loss / d logits */
         double total = 0;
-        const float inv = 1.0f / (float)(T - 1);
+        const float inv = scale / (float)(T - 1);
         for (int64_t t = 0; t < T; t++) {
             float *row = logits + t * V;
             if (t == T - 1) {
@@ -205,8 +217,12 @@ lc_status lc_train_forward_backward(lc_train *tr, const int32_t *tokens, int64_t
             int64_t l, e;
             const char *name = tr->specs[i].name;
             if (tr->specs[i].kind == LC_T_BIAS || !strncmp(name, "model.mtp.", 10)) continue;
-            tr->touched[i] = expert_of(name, &l, &e) ? touched[l * N + e] : 1;
+            tr->touched[i] |= expert_of(name, &l, &e) ? touched[l * N + e] : 1;
         }
+        const int64_t K = c->moe_topk, E = N + c->zero_expert_num;
+        for (int64_t l = 0; l < L; l++)
+            for (int64_t i = 0; i < T * K; i++) tr->expert_tokens[l * E + acts[l].topk_idx[i]]++;
+        tr->stat_tokens += T;
     }
     free(act_mem);
     free(acts);
@@ -238,4 +254,61 @@ void lc_train_adamw_step(lc_train *tr, const lc_adamw *o) {
             p[k] -= step_size * (m[k] / denom);
         }
     }
+}
+
+double lc_train_clip_grad(lc_train *tr, double max_norm) {
+    double ss = 0;
+    for (int64_t i = 0; i < tr->n_specs; i++) {
+        if (!tr->touched[i]) continue;
+        const float *g = tr->grad + tr->offset[i];
+        int64_t n = tr->specs[i].rows * (tr->specs[i].cols ? tr->specs[i].cols : 1);
+        for (int64_t k = 0; k < n; k++) ss += (double)g[k] * g[k];
+    }
+    double norm = sqrt(ss);
+    if (max_norm > 0 && norm > max_norm) {
+        float f = (float)(max_norm / (norm + 1e-6));
+        for (int64_t i = 0; i < tr->n_specs; i++) {
+            if (!tr->touched[i]) continue;
+            float *g = tr->grad + tr->offset[i];
+            int64_t n = tr->specs[i].rows * (tr->specs[i].cols ? tr->specs[i].cols : 1);
+            for (int64_t k = 0; k < n; k++) g[k] *= f;
+        }
+    }
+    return norm;
+}
+
+double lc_train_ffn_per_token(const lc_train *tr) {
+    const lc_config *c = &tr->cfg;
+    const int64_t N = c->n_routed_experts, E = N + c->zero_expert_num;
+    if (!tr->stat_tokens) return 0;
+    int64_t ffn = 0;
+    for (int64_t l = 0; l < c->num_layers; l++)
+        for (int64_t e = 0; e < N; e++) ffn += tr->expert_tokens[l * E + e];
+    return (double)ffn / ((double)tr->stat_tokens * (double)c->num_layers);
+}
+
+void lc_train_reset_stats(lc_train *tr) {
+    const lc_config *c = &tr->cfg;
+    memset(tr->expert_tokens, 0, (size_t)(c->num_layers * (c->n_routed_experts + c->zero_expert_num)) * sizeof *tr->expert_tokens);
+    tr->stat_tokens = 0;
+}
+
+double lc_train_update_bias(lc_train *tr, const lc_bias_pid *pid) {
+    const lc_config *c = &tr->cfg;
+    const int64_t N = c->n_routed_experts, E = N + c->zero_expert_num, K = c->moe_topk;
+    double avg = lc_train_ffn_per_token(tr);
+    if (tr->stat_tokens > 0)
+        for (int64_t l = 0; l < c->num_layers; l++) {
+            float *bias = (float *)(uintptr_t)tr->params->layers[l].e_score_correction_bias;
+            for (int64_t i = 0; i < N; i++) {
+                double share = (double)tr->expert_tokens[l * E + i] / ((double)K * (double)tr->stat_tokens);
+                double err = pid->target / ((double)K * (double)N) - share;
+                double *integ = &tr->pid_integral[l * N + i], *prev = &tr->pid_prev[l * N + i];
+                *integ += err;
+                bias[i] += (float)(pid->kp * err + pid->ki * *integ + pid->kd * (err - *prev));
+                *prev = err;
+            }
+        }
+    lc_train_reset_stats(tr);
+    return avg;
 }

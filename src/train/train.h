@@ -22,19 +22,42 @@ typedef struct lc_train {
     int64_t *offset;       /* [n_specs] element offset of each tensor in the arenas */
     unsigned char *touched;/* [n_specs] tensor got a gradient since the last zero_grad */
     int64_t *steps;        /* [n_specs] AdamW steps taken by each tensor (PyTorch per-parameter state) */
+    int64_t *expert_tokens;/* [L][N+Z] routing slots per expert since lc_train_reset_stats */
+    int64_t stat_tokens;   /* tokens seen since then */
+    double *pid_integral, *pid_prev; /* [L][N] controller state */
 } lc_train;
 
 /* Copies (dequantising FP8/BF16/F16) the weights of a loaded model into a new training state. */
 lc_status lc_train_from_model(lc_train **out, const lc_model *m);
 void lc_train_free(lc_train *tr);
 
-/* Zeroes the gradients, then runs forward + backward of the mean next-token cross entropy over
- * positions 0..T-2 (targets tokens[1..T-1]); *loss receives it. MTP is not trained yet. */
-lc_status lc_train_forward_backward(lc_train *tr, const int32_t *tokens, int64_t T, float *loss);
+void lc_train_zero_grad(lc_train *tr);
+/* Forward + backward of the mean next-token cross entropy over positions 0..T-2 (targets
+ * tokens[1..T-1]); gradients += scale * d loss / d params (scale 1/B averages a batch). *loss
+ * gets the unscaled loss. Routing statistics are added to tr->expert_tokens. MTP is not
+ * trained yet. */
+lc_status lc_train_forward_backward(lc_train *tr, const int32_t *tokens, int64_t T, float scale, float *loss);
 
 /* One AdamW step on every tensor that has a gradient (untouched experts are skipped, as
  * PyTorch skips parameters whose grad is None; the router bias is not a parameter). */
 void lc_train_adamw_step(lc_train *tr, const lc_adamw *opt);
+
+/* Global L2 norm of the gradients (touched tensors); scales them down to max_norm if above
+ * (max_norm <= 0: no clipping). Returns the norm before clipping. */
+double lc_train_clip_grad(lc_train *tr, double max_norm);
+
+/* Expert-bias budget control (SPEC §4.1): for FFN expert i, error
+ * e_i = K_e/(K*N) - T_i/(K*T) from the routing counts since the last call; the correction
+ * bias moves by kp*e + ki*sum(e) + kd*(e - e_prev). Zero experts' biases stay fixed.
+ * Resets the counts. Returns the measured average FFN experts per token (all layers). */
+typedef struct {
+    double target;   /* K_e: wanted FFN experts per token (e.g. 8 of 12 for LongCat-Flash) */
+    double kp, ki, kd;
+} lc_bias_pid;
+double lc_train_update_bias(lc_train *tr, const lc_bias_pid *pid);
+/* FFN experts per token per layer since the last reset (without updating anything). */
+double lc_train_ffn_per_token(const lc_train *tr);
+void lc_train_reset_stats(lc_train *tr);
 
 /* Index of the tensor named `name` in the table, or -1. */
 int64_t lc_train_find(const lc_train *tr, const char *name);
