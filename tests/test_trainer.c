@@ -16,8 +16,8 @@ static void test_train_lowers_val_loss(void) {
     char *out = NULL;
     /* tiny preset, 60 steps of 8 x 64 tokens (~5 s): val loss falls from ~6.25 (uniform over 512 is 6.24) */
     int rc = t_sh(&out, "%s train --preset tiny --steps 60 --eval-every 30 --out %s/run -q", t_bin(), dir);
-    double loss, val, first, ffn;
-    long long step;
+    double loss = 0, val = 0, first = 0, ffn = 0;
+    long long step = 0;
     const char *line = out ? strstr(out, "step 60:") : NULL;
     CHECK(rc == 0 && line && sscanf(line, "step %lld: loss %lf, val loss %lf (from %lf), FFN experts/token %lf", &step, &loss, &val,
                                     &first, &ffn) == 5,
