@@ -159,6 +159,25 @@ lc_status lc_read_file(const char *path, char **data, size_t *size) {
     return LC_OK;
 }
 
+lc_status lc_write_text(const char *path, const char *text) {
+    size_t n = strlen(path);
+    char *tmp = lc_malloc(n + 5, "path");
+    if (!tmp) return LC_ERR_NOMEM;
+    memcpy(tmp, path, n);
+    memcpy(tmp + n, ".tmp", 5);
+    FILE *f = fopen(tmp, "w");
+    lc_status s = LC_OK;
+    if (!f) s = lc_error(LC_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
+    else {
+        if (fputs(text, f) < 0) s = lc_error(LC_ERR_IO, "%s: write failed: %s", tmp, strerror(errno));
+        if (fclose(f) != 0 && !s) s = lc_error(LC_ERR_IO, "%s: write failed: %s", tmp, strerror(errno));
+        if (!s && rename(tmp, path) != 0) s = lc_error(LC_ERR_IO, "%s: cannot rename: %s", path, strerror(errno));
+        if (s) remove(tmp);
+    }
+    free(tmp);
+    return s;
+}
+
 lc_status lc_mmap_open(lc_mmap *m, const char *path) {
     memset(m, 0, sizeof *m);
     int fd = open(path, O_RDONLY);

@@ -48,6 +48,10 @@ int lc_file_exists(const char *path);
 /* mkdir -p */
 lc_status lc_mkdirs(const char *path);
 
+/* Writes text to path through a temporary file and a rename, so a failure never leaves a
+ * half-written file in place. */
+lc_status lc_write_text(const char *path, const char *text);
+
 /* Reads a whole (small) file into a NUL-terminated buffer. */
 lc_status lc_read_file(const char *path, char **data, size_t *size);
 

@@ -147,14 +147,7 @@ static lc_status turn(lc_session *s, const lc_tokenizer *t, cJSON *msgs, const l
 
 static lc_status save_messages(const cJSON *msgs, const char *path) {
     char *js = cJSON_Print(msgs);
-    FILE *f = js ? fopen(path, "w") : NULL;
-    lc_status st = LC_OK;
-    if (!f) st = lc_error(LC_ERR_IO, "%s: cannot write", path);
-    else {
-        fputs(js, f);
-        fputc('\n', f);
-        if (fclose(f) != 0) st = lc_error(LC_ERR_IO, "%s: write failed", path);
-    }
+    lc_status st = js ? lc_write_text(path, js) : lc_error(LC_ERR_NOMEM, "out of memory saving the conversation");
     free(js);
     return st;
 }

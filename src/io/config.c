@@ -263,13 +263,7 @@ lc_status lc_config_save(const lc_config *c, const char *path) {
     char *text = cJSON_Print(root);
     cJSON_Delete(root);
     if (!text) return lc_error(LC_ERR_NOMEM, "cannot render config.json");
-    FILE *f = fopen(path, "w");
-    lc_status s = LC_OK;
-    if (!f) s = lc_error(LC_ERR_IO, "%s: cannot create", path);
-    else {
-        if (fputs(text, f) < 0 || fputc('\n', f) < 0) s = lc_error(LC_ERR_IO, "%s: write failed", path);
-        if (fclose(f) != 0 && !s) s = lc_error(LC_ERR_IO, "%s: write failed", path);
-    }
+    lc_status s = lc_write_text(path, text);
     free(text);
     return s;
 }

@@ -77,21 +77,27 @@ static lc_status pattern_regex(const cJSON *pat, pcre2_code **re, char **literal
     return s;
 }
 
+/* A {"type": "Sequence", list_key: [...]} component: each element through `fn`, with its JSON
+ * path for messages. */
+typedef lc_status (*component_parser)(lc_tokenizer *t, const cJSON *j, const char *where);
+static lc_status parse_sequence(lc_tokenizer *t, const cJSON *j, const char *list_key, const char *where,
+                                component_parser fn) {
+    const cJSON *list = cJSON_GetObjectItemCaseSensitive(j, list_key);
+    char w[256];
+    int i = 0;
+    for (const cJSON *c = list ? list->child : NULL; c; c = c->next, i++) {
+        snprintf(w, sizeof w, "%s.%s[%d]", where, list_key, i);
+        lc_status s = fn(t, c, w);
+        if (s) return s;
+    }
+    return LC_OK;
+}
+
 static lc_status parse_normalizer(lc_tokenizer *t, const cJSON *j, const char *where) {
     if (!j || cJSON_IsNull(j)) return LC_OK;
     const char *type = jstr(j, "type");
     if (!type) return lc_error(LC_ERR_FORMAT, "%s: missing \"type\"", where);
-    if (!strcmp(type, "Sequence")) {
-        const cJSON *list = cJSON_GetObjectItemCaseSensitive(j, "normalizers");
-        char w[256];
-        int i = 0;
-        for (const cJSON *c = list ? list->child : NULL; c; c = c->next, i++) {
-            snprintf(w, sizeof w, "%s.normalizers[%d]", where, i);
-            lc_status s = parse_normalizer(t, c, w);
-            if (s) return s;
-        }
-        return LC_OK;
-    }
+    if (!strcmp(type, "Sequence")) return parse_sequence(t, j, "normalizers", where, parse_normalizer);
     norm_step st = {0};
     if (!strcmp(type, "NFC")) st.type = NORM_NFC;
     else if (!strcmp(type, "NFD")) st.type = NORM_NFD;
@@ -128,17 +134,7 @@ static lc_status parse_pretokenizer(lc_tokenizer *t, const cJSON *j, const char 
     if (!j || cJSON_IsNull(j)) return LC_OK;
     const char *type = jstr(j, "type");
     if (!type) return lc_error(LC_ERR_FORMAT, "%s: missing \"type\"", where);
-    if (!strcmp(type, "Sequence")) {
-        const cJSON *list = cJSON_GetObjectItemCaseSensitive(j, "pretokenizers");
-        char w[256];
-        int i = 0;
-        for (const cJSON *c = list ? list->child : NULL; c; c = c->next, i++) {
-            snprintf(w, sizeof w, "%s.pretokenizers[%d]", where, i);
-            lc_status s = parse_pretokenizer(t, c, w);
-            if (s) return s;
-        }
-        return LC_OK;
-    }
+    if (!strcmp(type, "Sequence")) return parse_sequence(t, j, "pretokenizers", where, parse_pretokenizer);
     pre_step st = {0};
     lc_status s = LC_OK;
     if (!strcmp(type, "Split")) {
@@ -198,17 +194,7 @@ static lc_status parse_post(lc_tokenizer *t, const cJSON *j, const char *where) 
     const char *type = jstr(j, "type");
     if (!type) return lc_error(LC_ERR_FORMAT, "%s: missing \"type\"", where);
     if (!strcmp(type, "ByteLevel")) return LC_OK; /* only adjusts offsets */
-    if (!strcmp(type, "Sequence")) {
-        const cJSON *list = cJSON_GetObjectItemCaseSensitive(j, "processors");
-        char w[256];
-        int i = 0;
-        for (const cJSON *c = list ? list->child : NULL; c; c = c->next, i++) {
-            snprintf(w, sizeof w, "%s.processors[%d]", where, i);
-            lc_status s = parse_post(t, c, w);
-            if (s) return s;
-        }
-        return LC_OK;
-    }
+    if (!strcmp(type, "Sequence")) return parse_sequence(t, j, "processors", where, parse_post);
     if (strcmp(type, "TemplateProcessing"))
         return lc_error(LC_ERR_UNSUPPORTED, "%s: post-processor type \"%s\" is not supported", where, type);
     const cJSON *single = cJSON_GetObjectItemCaseSensitive(j, "single");
@@ -254,17 +240,7 @@ static lc_status parse_decoder(lc_tokenizer *t, const cJSON *j, const char *wher
     t->has_decoder = 1;
     const char *type = jstr(j, "type");
     if (!type) return lc_error(LC_ERR_FORMAT, "%s: missing \"type\"", where);
-    if (!strcmp(type, "Sequence")) {
-        const cJSON *list = cJSON_GetObjectItemCaseSensitive(j, "decoders");
-        char w[256];
-        int i = 0;
-        for (const cJSON *c = list ? list->child : NULL; c; c = c->next, i++) {
-            snprintf(w, sizeof w, "%s.decoders[%d]", where, i);
-            lc_status s = parse_decoder(t, c, w);
-            if (s) return s;
-        }
-        return LC_OK;
-    }
+    if (!strcmp(type, "Sequence")) return parse_sequence(t, j, "decoders", where, parse_decoder);
     dec_step d = {0};
     if (!strcmp(type, "ByteLevel")) d.type = DEC_BYTELEVEL;
     else if (!strcmp(type, "Fuse")) d.type = DEC_FUSE;

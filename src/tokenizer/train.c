@@ -182,12 +182,7 @@ static lc_status write_tokenizer(const char *dir, char **tok_str, int64_t n_tok,
     const char *bodies[2] = {text, ctext};
     for (int i = 0; i < 2 && !s; i++) {
         char *path = lc_path_join(dir, names[i]);
-        FILE *f = path ? fopen(path, "w") : NULL;
-        if (!f) s = lc_error(LC_ERR_IO, "%s: cannot create", path ? path : dir);
-        else {
-            if (fputs(bodies[i], f) < 0 || fputc('\n', f) < 0) s = lc_error(LC_ERR_IO, "%s: write failed", path);
-            if (fclose(f) != 0 && !s) s = lc_error(LC_ERR_IO, "%s: write failed", path);
-        }
+        s = path ? lc_write_text(path, bodies[i]) : LC_ERR_NOMEM;
         free(path);
     }
     free(text);

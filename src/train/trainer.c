@@ -124,12 +124,7 @@ static lc_status save_run(const lc_train *tr, const lc_trainer_options *o, int64
         char *text = cJSON_Print(j);
         cJSON_Delete(j);
         char *p = lc_path_join(o->out, "trainer_state.json");
-        FILE *f = p && text ? fopen(p, "w") : NULL;
-        if (!f) s = lc_error(LC_ERR_IO, "%s: cannot write", p ? p : o->out);
-        else {
-            fputs(text, f);
-            if (fclose(f) != 0) s = lc_error(LC_ERR_IO, "%s: write failed", p);
-        }
+        s = p && text ? lc_write_text(p, text) : LC_ERR_NOMEM;
         free(p);
         free(text);
     }
