@@ -104,4 +104,83 @@ static void test_golden_gradients_and_adamw(void) {
     }
 }
 
-void suite_train(void) { RUN(test_golden_gradients_and_adamw); }
+static void test_fd_hidden_z_loss(void);
+static void test_fd_load_balance_loss(void);
+void suite_train(void) {
+    RUN(test_golden_gradients_and_adamw);
+    RUN(test_fd_hidden_z_loss);
+    RUN(test_fd_load_balance_loss);
+}
+
+/* Central differences of an auxiliary loss against its analytic gradient, on a random model
+ * of another shape. Step 1e-3 is small enough that no routing choice flips (the loss is then
+ * smooth) and large enough for float32: agreement within 3% + a small absolute floor. */
+static double aux_value(lc_train *tr, const int32_t *ids, int64_t T, int which) {
+    float lm;
+    lc_train_zero_grad(tr);
+    if (lc_train_forward_backward(tr, ids, T, 1.0f, &lm)) return NAN;
+    return which == 0 ? tr->loss_z : tr->loss_lb;
+}
+
+static void check_fd(const char *what, int which) {
+    lc_config c;
+    lc_config_preset(&c, "tiny");
+    lc_config_set(&c, "vocab_size=64");
+    lc_config_set(&c, "hidden_size=32");
+    lc_config_set(&c, "num_nextn_predict_layers=0");
+    lc_init_options io = {.seed = 5, .dtype = LC_DT_F32, .init_std = 0.3f};
+    const char *dir = t_tmpdir(which == 0 ? "fd_z" : "fd_lb");
+    lc_model *m = NULL;
+    lc_train *tr = NULL;
+    CHECK_OK(lc_model_init_write(&c, &io, dir));
+    CHECK_OK(lc_model_load(&m, dir));
+    if (m) CHECK_OK(lc_train_from_model(&tr, m));
+    if (!tr) {
+        lc_model_free(m);
+        return;
+    }
+    tr->aux = (lc_aux_losses){.lm_weight = 0, .z_lambda = which == 0 ? 0.01f : 0, .lb_alpha = which == 1 ? 1.0f : 0,
+                              .lb_groups = 2};
+    const int32_t ids[9] = {3, 17, 42, 5, 63, 0, 9, 9, 31};
+    aux_value(tr, ids, 9, which);
+    lc_train_merge_aux_grads(tr); /* the LB router gradient joins the others */
+    float *g = malloc((size_t)tr->n_params * sizeof *g);
+    memcpy(g, tr->grad, (size_t)tr->n_params * sizeof *g);
+    const char *names[] = {"model.layers.0.mlp.router.classifier.weight", "model.layers.1.mlp.router.classifier.weight",
+                           "model.embed_tokens.weight", "model.layers.0.self_attn.0.q_a_proj.weight",
+                           "model.layers.0.post_attention_layernorm.0.weight", "model.layers.1.mlps.0.down_proj.weight"};
+    int checked = 0, bad = 0;
+    double worst = 0;
+    for (int n = 0; n < 6; n++) {
+        int64_t k = lc_train_find(tr, names[n]);
+        if (k < 0) continue;
+        int64_t size = tr->specs[k].rows * (tr->specs[k].cols ? tr->specs[k].cols : 1);
+        for (int j = 0; j < 4; j++) {
+            int64_t i = tr->offset[k] + (j * 7919 + 13) % size;
+            if (n == 2) i = tr->offset[k] + ids[j] * c.hidden_size + j; /* an embedding row that is used */
+            float keep = tr->param[i];
+            const float eps = 1e-3f;
+            tr->param[i] = keep + eps;
+            double up = aux_value(tr, ids, 9, which);
+            tr->param[i] = keep - eps;
+            double down = aux_value(tr, ids, 9, which);
+            tr->param[i] = keep;
+            double fd = (up - down) / (2.0 * eps), an = g[i];
+            double err = fabs(fd - an) / (fabs(fd) + 5e-4); /* floor: float32 loss noise / eps ~ 1e-4 */
+            worst = fmax(worst, err);
+            if (err > 0.03) {
+                bad++;
+                printf("      %s[%lld]: analytic %.6g, finite difference %.6g\n", names[n], (long long)(i - tr->offset[k]), an, fd);
+            }
+            checked++;
+        }
+    }
+    CHECK(bad == 0 && checked >= 20, "%s: %d of %d gradients disagree with finite differences", what, bad, checked);
+    printf("    %s: %d gradients vs central differences, worst relative error %.2e\n", what, checked, worst);
+    free(g);
+    lc_train_free(tr);
+    lc_model_free(m);
+}
+
+static void test_fd_hidden_z_loss(void) { check_fd("hidden z-loss", 0); }
+static void test_fd_load_balance_loss(void) { check_fd("device-level LB loss", 1); }

@@ -22,6 +22,8 @@ static void train_usage(FILE *f) {
             "  --stop-after N (save and stop there; continue with --resume)\n"
             "  --eval-every N (50) --eval-windows N (16) --log-every N (10) --save-every N (100) --threads N\n"
             "  --no-bias-control, --target-experts K_e (default K*N/(N+Z)), --bias-kp X (0.01) --bias-ki X --bias-kd X\n"
+            "  --z-loss LAMBDA (1e-6; 0 off) --lb-alpha ALPHA (1e-3; 0 off) --lb-groups D (1)\n"
+            "  --router-ratio-bound R (0.1; alpha is scaled down when |grad L_LB| / |grad L_LM| at the router exceeds it)\n"
             "Defaults: preset tiny, data data/tinyshakespeare.txt, out runs/PRESET. Trains a BPE tokenizer of the\n"
             "preset's vocab_size on the data when the run folder has none. Writes a Hugging Face checkpoint\n"
             "(config.json, model.safetensors, tokenizer files), optimizer.safetensors + trainer_state.json\n"
@@ -71,6 +73,10 @@ int cmd_train(int argc, char **argv) {
         else if (!strcmp(a, "--bias-kp")) o.pid.kp = strtod(v, NULL);
         else if (!strcmp(a, "--bias-ki")) o.pid.ki = strtod(v, NULL);
         else if (!strcmp(a, "--bias-kd")) o.pid.kd = strtod(v, NULL);
+        else if (!strcmp(a, "--z-loss")) o.aux.z_lambda = strtof(v, NULL);
+        else if (!strcmp(a, "--lb-alpha")) o.aux.lb_alpha = strtof(v, NULL);
+        else if (!strcmp(a, "--lb-groups")) o.aux.lb_groups = atoll(v);
+        else if (!strcmp(a, "--router-ratio-bound")) o.router_ratio_bound = strtod(v, NULL);
         else if (!strcmp(a, "--threads")) cli_set_threads(atoi(v));
         else {
             fprintf(stderr, "longcat train: unknown option %s\n", a);

@@ -66,7 +66,7 @@ static void rmsnorm_rows_backward(float *dh, float *dw, const float *dxn, const 
 
 /* The layer's steps in reverse: mlp1 (+ the MoE output's gradient), attn1, mlp0 + MoE, attn0. */
 lc_status scmoe_layer_backward(float *dh, lc_layer_weights *g, unsigned char *touched, const layer_acts *a,
-                               const lc_session *sess, int64_t layer, int64_t T) {
+                               const lc_session *sess, int64_t layer, int64_t T, moe_aux *aux) {
     const lc_config *c = &sess->m->cfg;
     const lc_layer_weights *w = &sess->m->layers[layer];
     const int64_t H = c->hidden_size, kvr = c->kv_lora_rank, dr = c->qk_rope_head_dim;
@@ -91,7 +91,7 @@ lc_status scmoe_layer_backward(float *dh, lc_layer_weights *g, unsigned char *to
         if (sub == 1 && !s) { /* h2 = h1 + mlp0(x), and the MoE branch also reads x */
             memset(dx, 0, (size_t)(T * H) * sizeof *dx);
             s = ffn_backward(dx, &g->mlps[0], dh, a->x, &w->mlps[0], T);
-            if (!s) s = moe_backward(dx, g, touched, dm, a->x, a->topk_idx, a->topk_w, w, c, T);
+            if (!s) s = moe_backward(dx, g, touched, dm, a->x, a->topk_idx, a->topk_w, w, c, T, aux);
             if (!s) rmsnorm_rows_backward(dh, (float *)(uintptr_t)g->post_attention_layernorm[0], dx, a->h1,
                                           w->post_attention_layernorm[0], T, H, eps);
         }

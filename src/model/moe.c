@@ -103,7 +103,7 @@ lc_status moe_forward(float *out, const float *x, const int32_t *topk_idx, const
  * dlogits = s * (ds - s . ds). Experts are recomputed on their tokens. */
 lc_status moe_backward(float *dx, lc_layer_weights *g, unsigned char *touched, const float *dout, const float *x,
                        const int32_t *topk_idx, const float *topk_w, const lc_layer_weights *w, const lc_config *c,
-                       int64_t T) {
+                       int64_t T, moe_aux *aux) {
     const int64_t H = c->hidden_size, K = c->moe_topk, N = c->n_routed_experts, E = N + c->zero_expert_num;
     float *s = lc_malloc((size_t)(T * E) * sizeof *s, "router scores"), *ds = calloc((size_t)(T * E), sizeof *ds);
     float *xe = lc_malloc((size_t)(T * H) * sizeof *xe, "MoE gathered"), *ye = lc_malloc((size_t)(T * H) * sizeof *ye, "MoE y");
@@ -150,6 +150,21 @@ lc_status moe_backward(float *dx, lc_layer_weights *g, unsigned char *touched, c
         for (int64_t e = 0; e < E; e++) ds[t * E + e] = s[t * E + e] * (ds[t * E + e] - (float)dot);
     }
     if (!st) lc_matmul_backward(dx, (float *)(uintptr_t)g->router_classifier.data, ds, x, &w->router_classifier, T);
+    /* load-balancing loss: d L_LB / d s[t,i] = coef[i], through the same softmax */
+    if (!st && aux && aux->coef) {
+        double lb = 0;
+        for (int64_t t = 0; t < T; t++) {
+            const float *st_ = s + t * E;
+            double dot = 0;
+            for (int64_t e = 0; e < E; e++) {
+                dot += (double)st_[e] * aux->coef[e];
+                lb += (double)aux->coef[e] * st_[e];
+            }
+            for (int64_t e = 0; e < E; e++) ds[t * E + e] = st_[e] * (aux->coef[e] - (float)dot);
+        }
+        aux->lb_loss = lb;
+        lc_matmul_backward(dx, aux->dwr_lb, ds, x, &w->router_classifier, T);
+    }
     free(s); free(ds); free(xe); free(ye); free(dye); free(dxe); free(tok); free(slot);
     return st;
 }

@@ -56,12 +56,21 @@ lc_status moe_forward(float *out,              /* [T, H] */
                       const float *topk_w,     /* [T, K] */
                       const lc_layer_weights *w, const lc_config *c, int64_t T, int64_t *n_ffn);
 
+/* The load-balancing loss's hook into the router (SPEC §4.2): L_LB = sum_i coef[i] * sum_t s[t,i]
+ * with s the router softmax; its gradient goes to dwr_lb (kept apart so the trainer can compare
+ * it with the language-model gradient) and into dx; lb_loss receives L_LB. */
+typedef struct {
+    const float *coef; /* [N+Z], NULL: no LB loss */
+    float *dwr_lb;     /* [N+Z, H] += */
+    double lb_loss;
+} moe_aux;
+
 /* Backward of router + moe_forward: dx += (experts, identity experts, router), router and
  * expert weight grads +=. Experts are recomputed; `touched[e]` is set for experts that got
  * tokens (their grads exist, as PyTorch leaves untouched experts' grads at None). */
 lc_status moe_backward(float *dx, lc_layer_weights *g, unsigned char *touched, const float *dout, const float *x,
                        const int32_t *topk_idx, const float *topk_w, const lc_layer_weights *w, const lc_config *c,
-                       int64_t T);
+                       int64_t T, moe_aux *aux);
 
 /* What one ScMoE layer keeps for its backward pass (buffers owned by src/train). */
 typedef struct {
@@ -78,7 +87,7 @@ lc_status scmoe_layer_forward(float *h, int32_t *topk_idx, int64_t *n_ffn, lc_se
 /* dh: on entry the gradient w.r.t. the layer's output, on return w.r.t. its input. g: weight
  * gradients of this layer (+=); touched[e]: expert e received tokens. */
 lc_status scmoe_layer_backward(float *dh, lc_layer_weights *g, unsigned char *touched, const layer_acts *acts,
-                               const lc_session *sess, int64_t layer, int64_t T);
+                               const lc_session *sess, int64_t layer, int64_t T, moe_aux *aux);
 
 /* Row-wise RMSNorm of T rows of width n. */
 void rmsnorm_rows(float *out, const float *x, const float *w, int64_t T, int64_t n, float eps);

@@ -52,6 +52,7 @@ void lc_train_free(lc_train *tr) {
     free(tr->expert_tokens);
     free(tr->pid_integral);
     free(tr->pid_prev);
+    free(tr->lb_router_grad);
     free(tr);
 }
 
@@ -71,8 +72,11 @@ lc_status lc_train_from_model(lc_train **out, const lc_model *m) {
                                   sizeof *tr->expert_tokens, "routing counts");
     tr->pid_integral = lc_calloc((size_t)LN, sizeof(double), "bias controller");
     tr->pid_prev = lc_calloc((size_t)LN, sizeof(double), "bias controller");
+    tr->lb_router_grad = lc_calloc((size_t)(m->cfg.num_layers * (m->cfg.n_routed_experts + m->cfg.zero_expert_num) *
+                                            m->cfg.hidden_size), sizeof(float), "LB router gradient");
+    tr->aux = (lc_aux_losses){.lm_weight = 1, .lb_groups = 1};
     lc_status s = (tr->specs && msp && tr->offset && tr->touched && tr->steps && tr->expert_tokens && tr->pid_integral &&
-                   tr->pid_prev) ? LC_OK : LC_ERR_NOMEM;
+                   tr->pid_prev && tr->lb_router_grad) ? LC_OK : LC_ERR_NOMEM;
     if (!s) {
         lc_model_tensor_specs(&m->cfg, NULL, tr->specs);
         lc_model_tensor_specs(&m->cfg, (lc_model *)m, msp); /* only to read the slots of the loaded model */
@@ -147,8 +151,67 @@ static int expert_of(const char *name, int64_t *layer, int64_t *e) {
 }
 
 void lc_train_zero_grad(lc_train *tr) {
+    const lc_config *c = &tr->cfg;
     memset(tr->grad, 0, (size_t)tr->n_params * sizeof(float));
     memset(tr->touched, 0, (size_t)tr->n_specs);
+    memset(tr->lb_router_grad, 0,
+           (size_t)(c->num_layers * (c->n_routed_experts + c->zero_expert_num) * c->hidden_size) * sizeof(float));
+    tr->loss_z = tr->loss_lb = tr->max_abs_h = 0;
+}
+
+/* Hidden z-loss of rows h [T, H]: returns sum_t lse_t^2 * k and adds its gradient
+ * 2 k lse_t softmax(|h_t|) sign(h_t) to dh (k = lambda * scale / T; 0: only max|h|). */
+static double z_loss(float *dh, const float *h, int64_t T, int64_t H, float k, double *max_abs) {
+    double total = 0;
+    for (int64_t t = 0; t < T; t++) {
+        const float *r = h + t * H;
+        float mx = 0;
+        for (int64_t i = 0; i < H; i++) mx = fabsf(r[i]) > mx ? fabsf(r[i]) : mx;
+        double se = 0;
+        for (int64_t i = 0; i < H; i++) se += exp((double)(fabsf(r[i]) - mx));
+        double lse = mx + log(se);
+        total += lse * lse;
+        *max_abs = fmax(*max_abs, mx);
+        for (int64_t i = 0; i < H && k != 0; i++) {
+            double p = exp((double)fabsf(r[i]) - lse);
+            dh[t * H + i] += (float)(2.0 * k * lse * p) * (r[i] > 0 ? 1.0f : r[i] < 0 ? -1.0f : 0.0f);
+        }
+    }
+    return total * k;
+}
+
+/* Per-expert LB coefficients of one layer from its routing (SPEC §4.2), times `k`. */
+static void lb_coefficients(float *coef, const int32_t *idx, const lc_config *c, const lc_aux_losses *a, int64_t T, float k) {
+    const int64_t N = c->n_routed_experts, Z = c->zero_expert_num, E = N + Z, K = c->moe_topk;
+    const int64_t D = a->lb_groups > 0 && a->lb_groups <= 4096 && N % a->lb_groups == 0 ? a->lb_groups : 1;
+    double ke = a->lb_target > 0 ? a->lb_target : (double)K * (double)N / (double)E;
+    double slots[4096 + 1] = {0}; /* D FFN groups + the zero group (D <= N <= 65536; capped below) */
+    for (int64_t i = 0; i < T * K; i++) {
+        int64_t e = idx[i];
+        slots[e < N ? e / (N / D) : D] += 1.0;
+    }
+    for (int64_t e = 0; e < E; e++) {
+        int64_t j = e < N ? e / (N / D) : D;
+        double target = j < D ? ke / ((double)K * (double)D) : ((double)K - ke) / (double)K;
+        double f = slots[j] / (double)(T * K);
+        coef[e] = target > 0 ? (float)(a->lb_alpha * f / target / (double)T) * k : 0.0f;
+    }
+}
+
+void lc_train_merge_aux_grads(lc_train *tr) {
+    const lc_config *c = &tr->cfg;
+    const int64_t EH = (c->n_routed_experts + c->zero_expert_num) * c->hidden_size;
+    double lb = 0, lm = 0;
+    for (int64_t l = 0; l < c->num_layers; l++) {
+        float *g = (float *)(uintptr_t)tr->grads->layers[l].router_classifier.data, *b = tr->lb_router_grad + l * EH;
+        for (int64_t i = 0; i < EH; i++) {
+            lm += (double)g[i] * g[i];
+            lb += (double)b[i] * b[i];
+            g[i] += b[i];
+        }
+    }
+    tr->router_ratio = lm > 0 ? sqrt(lb / lm) : 0;
+    memset(tr->lb_router_grad, 0, (size_t)(c->num_layers * EH) * sizeof(float));
 }
 
 lc_status lc_train_forward_backward(lc_train *tr, const int32_t *tokens, int64_t T, float scale, float *loss) {
@@ -185,7 +248,7 @@ lc_status lc_train_forward_backward(lc_train *tr, const int32_t *tokens, int64_t
         lc_matmul(logits, hn, &pm->lm_head, T);
         /* cross entropy over positions 0..T-2; logits become d loss / d logits */
         double total = 0;
-        const float inv = scale / (float)(T - 1);
+        const float inv = scale * tr->aux.lm_weight / (float)(T - 1);
         for (int64_t t = 0; t < T; t++) {
             float *row = logits + t * V;
             if (t == T - 1) {
@@ -207,8 +270,22 @@ lc_status lc_train_forward_backward(lc_train *tr, const int32_t *tokens, int64_t
             lc_rmsnorm_backward(dh + t * H, (float *)(uintptr_t)tr->grads->norm, dhn + t * H, h + t * H, pm->norm, H,
                                 (float)c->rms_norm_eps);
     }
-    for (int64_t l = L - 1; l >= 0 && !s; l--)
-        s = scmoe_layer_backward(dh, &tr->grads->layers[l], touched + l * N, &acts[l], sess, l, T);
+    const int64_t E = N + c->zero_expert_num;
+    float *coef = !s && tr->aux.lb_alpha > 0 ? lc_malloc((size_t)E * sizeof *coef, "LB coefficients") : NULL;
+    if (!s && tr->aux.lb_alpha > 0 && !coef) s = LC_ERR_NOMEM;
+    for (int64_t l = L - 1; l >= 0 && !s; l--) {
+        /* the z-loss acts on this layer's output: the next layer's input, or the final h */
+        tr->loss_z += z_loss(dh, l == L - 1 ? h : acts[l + 1].h0, T, H, tr->aux.z_lambda * scale / (float)T, &tr->max_abs_h);
+        moe_aux aux = {NULL, NULL, 0};
+        if (coef) {
+            lb_coefficients(coef, acts[l].topk_idx, c, &tr->aux, T, scale);
+            aux.coef = coef;
+            aux.dwr_lb = tr->lb_router_grad + l * E * H;
+        }
+        s = scmoe_layer_backward(dh, &tr->grads->layers[l], touched + l * N, &acts[l], sess, l, T, &aux);
+        tr->loss_lb += aux.lb_loss;
+    }
+    free(coef);
     if (!s) {
         float *de = (float *)(uintptr_t)tr->grads->embed_tokens.data;
         for (int64_t t = 0; t < T; t++) lc_axpy(de + (int64_t)tokens[t] * H, 1.0f, dh + t * H, H);
@@ -219,7 +296,7 @@ lc_status lc_train_forward_backward(lc_train *tr, const int32_t *tokens, int64_t
             if (tr->specs[i].kind == LC_T_BIAS || !strncmp(name, "model.mtp.", 10)) continue;
             tr->touched[i] |= expert_of(name, &l, &e) ? touched[l * N + e] : 1;
         }
-        const int64_t K = c->moe_topk, E = N + c->zero_expert_num;
+        const int64_t K = c->moe_topk;
         for (int64_t l = 0; l < L; l++)
             for (int64_t i = 0; i < T * K; i++) tr->expert_tokens[l * E + acts[l].topk_idx[i]]++;
         tr->stat_tokens += T;

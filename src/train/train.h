@@ -11,6 +11,20 @@ typedef struct {
     float lr, beta1, beta2, eps, weight_decay; /* PyTorch AdamW semantics (decoupled decay) */
 } lc_adamw;
 
+/* The report's auxiliary losses (SPEC §4.2, §4.4). The hidden z-loss acts on every layer's
+ * output: L_Z = (lambda/T) * sum_t (log sum_i exp|h_t,i|)^2. The device-level balance loss
+ * splits the N FFN experts into lb_groups groups plus one group of all zero experts:
+ * L_LB = alpha * sum_j (f_j / target_j) * P_j, f_j the fraction of routing slots in group j,
+ * P_j the mean router probability mass of group j, targets K_e/(K*D) per FFN group and
+ * (K-K_e)/K for the zero group, so balance at the target costs alpha. */
+typedef struct {
+    float lm_weight;   /* weight of the next-token loss (1) */
+    float z_lambda;    /* 0: off */
+    float lb_alpha;    /* 0: off */
+    int64_t lb_groups; /* D (1) */
+    double lb_target;  /* K_e (<= 0: K*N/(N+Z)) */
+} lc_aux_losses;
+
 typedef struct lc_train {
     lc_config cfg;
     lc_model *params;      /* view: every weight F32 inside `param` */
@@ -25,6 +39,11 @@ typedef struct lc_train {
     int64_t *expert_tokens;/* [L][N+Z] routing slots per expert since lc_train_reset_stats */
     int64_t stat_tokens;   /* tokens seen since then */
     double *pid_integral, *pid_prev; /* [L][N] controller state */
+    lc_aux_losses aux;
+    float *lb_router_grad; /* [L][(N+Z) * H]: the LB loss's router gradient until merged */
+    /* summed since lc_train_zero_grad, each term weighted like the gradients (batch means): */
+    double loss_z, loss_lb, max_abs_h;
+    double router_ratio;   /* R = |grad_router L_LB| / |grad_router L_LM| at the last merge */
 } lc_train;
 
 /* Copies (dequantising FP8/BF16/F16) the weights of a loaded model into a new training state. */
@@ -41,6 +60,10 @@ lc_status lc_train_forward_backward(lc_train *tr, const int32_t *tokens, int64_t
 /* One AdamW step on every tensor that has a gradient (untouched experts are skipped, as
  * PyTorch skips parameters whose grad is None; the router bias is not a parameter). */
 void lc_train_adamw_step(lc_train *tr, const lc_adamw *opt);
+
+/* Adds the LB loss's router gradient to the router gradients after measuring
+ * R = |grad_router L_LB| / |grad_router L_LM| (SPEC §4.3); call once per step before clipping. */
+void lc_train_merge_aux_grads(lc_train *tr);
 
 /* Global L2 norm of the gradients (touched tensors); scales them down to max_norm if above
  * (max_norm <= 0: no clipping). Returns the norm before clipping. */

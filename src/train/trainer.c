@@ -36,6 +36,8 @@ lc_trainer_options lc_trainer_defaults(void) {
     o.seed = 1337;
     o.bias_control = 1;
     o.pid = (lc_bias_pid){.target = 0, .kp = 0.01, .ki = 0, .kd = 0};
+    o.aux = (lc_aux_losses){.lm_weight = 1, .z_lambda = 1e-6f, .lb_alpha = 1e-3f, .lb_groups = 1, .lb_target = 0};
+    o.router_ratio_bound = 0.1;
     return o;
 }
 
@@ -303,6 +305,10 @@ lc_status lc_trainer_run(const lc_trainer_options *o, lc_trainer_result *res) {
         s = lc_error(LC_ERR_CONFIG, "train: the tokenizer has %lld ids, the model's vocab_size is %lld",
                      (long long)lc_tokenizer_vocab_size(tok), (long long)model->cfg.vocab_size);
     if (!s) s = lc_train_from_model(&tr, model);
+    if (!s) {
+        tr->aux = o->aux;
+        if (tr->aux.lb_target <= 0) tr->aux.lb_target = o->pid.target; /* one K_e for both mechanisms */
+    }
     if (!s && o->resume) s = load_optimizer(tr, o->out, &step, &rng);
     if (!s) s = lc_data_open(&data, tok, o->data, o->n_data, cache, 0.1);
     if (!s && data.n_train < o->seq_len + 2) s = lc_error(LC_ERR_ARG, "train: the data has only %lld tokens", (long long)data.n);
@@ -312,7 +318,8 @@ lc_status lc_trainer_run(const lc_trainer_options *o, lc_trainer_result *res) {
         pid.target = (double)c->moe_topk * (double)c->n_routed_experts / (double)(c->n_routed_experts + c->zero_expert_num);
     FILE *csv = s ? NULL : fopen(csv_path, "a");
     if (!s && !csv) s = lc_error(LC_ERR_IO, "%s: cannot open", csv_path);
-    if (csv && ftell(csv) == 0) fprintf(csv, "step,loss,val_loss,lr,grad_norm,tok_s,ffn_experts_per_token\n");
+    if (csv && ftell(csv) == 0)
+        fprintf(csv, "step,loss,val_loss,lr,grad_norm,tok_s,z_loss,lb_loss,lb_alpha,router_ratio,max_abs_h,ffn_experts_per_token\n");
     if (!s && !o->quiet)
         fprintf(stderr, "train: %s, %lld parameters, %lld train / %lld val tokens, batch %lld x %lld, steps %lld -> %lld%s\n",
                 o->out, (long long)tr->n_params, (long long)data.n_train, (long long)(data.n - data.n_train),
@@ -333,6 +340,10 @@ lc_status lc_trainer_run(const lc_trainer_options *o, lc_trainer_result *res) {
             loss += l / (double)o->batch;
         }
         if (s) break;
+        lc_train_merge_aux_grads(tr);
+        double R = tr->router_ratio, alpha = tr->aux.lb_alpha;
+        if (o->router_ratio_bound > 0 && R > o->router_ratio_bound) /* keep the LB gradient from dominating */
+            tr->aux.lb_alpha = (float)(alpha * o->router_ratio_bound / R);
         double gnorm = lc_train_clip_grad(tr, o->clip);
         lc_adamw opt = {lr, o->beta1, o->beta2, 1e-8f, o->weight_decay};
         lc_train_adamw_step(tr, &opt);
@@ -343,8 +354,8 @@ lc_status lc_trainer_run(const lc_trainer_options *o, lc_trainer_result *res) {
         int halt = (o->stop && *o->stop) || (o->stop_after > 0 && step == o->stop_after);
         int eval = step % o->eval_every == 0 || step == o->steps || halt;
         if (eval) s = val_loss(tr, &data, o, &last_val);
-        fprintf(csv, "%lld,%.6f,%s%.6f,%.6g,%.4f,%.1f,%.4f\n", (long long)step, loss, "", eval ? last_val : NAN, lr, gnorm,
-                tok_s, ffn);
+        fprintf(csv, "%lld,%.6f,%.6f,%.6g,%.4f,%.1f,%.6g,%.6g,%.6g,%.4f,%.3f,%.4f\n", (long long)step, loss,
+                eval ? last_val : NAN, lr, gnorm, tok_s, tr->loss_z, tr->loss_lb, alpha, R, tr->max_abs_h, ffn);
         series_add(&met, (double)step, loss, eval ? last_val : NAN, ffn);
         res->step = step;
         res->loss = loss;
@@ -352,9 +363,10 @@ lc_status lc_trainer_run(const lc_trainer_options *o, lc_trainer_result *res) {
         res->ffn_per_token = ffn;
         res->tok_s = tok_s;
         if (!o->quiet && (step % o->log_every == 0 || eval || step == o->steps))
-            fprintf(stderr, "%sstep %5lld/%lld | loss %.4f | val %.4f | %6.0f tok/s | lr %.2e | gnorm %.3f | FFN experts/token %.2f (target %.2f)%s",
-                    tty ? "\r" : "", (long long)step, (long long)o->steps, loss, last_val, tok_s, lr, gnorm, ffn,
-                    pid.target, tty && !eval ? "" : "\n");
+            fprintf(stderr, "%sstep %5lld/%lld | loss %.4f | val %.4f | %6.0f tok/s | lr %.2e | gnorm %.3f | R %.3f | max|h| %.1f"
+                            " | FFN experts/token %.2f (target %.2f)%s",
+                    tty ? "\r" : "", (long long)step, (long long)o->steps, loss, last_val, tok_s, lr, gnorm, R, tr->max_abs_h,
+                    ffn, pid.target, tty && !eval ? "" : "\n");
         if (step % o->save_every == 0 || step == o->steps || halt) {
             fflush(csv);
             s = save_run(tr, o, step, &rng);

@@ -19,6 +19,8 @@ typedef struct {
     float lr, min_lr, weight_decay, beta1, beta2, clip, init_std;
     uint64_t seed;
     int bias_control;                /* expert-bias PID on (SPEC §4.1) */
+    lc_aux_losses aux;               /* z-loss, device-level balance loss (SPEC §4.2, §4.4) */
+    double router_ratio_bound;       /* > 0: scale alpha down whenever R exceeds it (SPEC §4.3) */
     lc_bias_pid pid;                 /* target <= 0: K * N / (N + Z) */
     volatile int *stop;              /* set (Ctrl-C) to save and stop after the current step */
     int quiet;
