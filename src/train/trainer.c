@@ -106,6 +106,7 @@ static lc_status save_run(const lc_train *tr, const lc_trainer_options *o, int64
         e[k++] = (lc_st_entry){"steps", LC_DT_I64, 1, {n}, tr->steps};
         e[k++] = (lc_st_entry){"pid.integral", LC_DT_F64, 1, {LN}, tr->pid_integral};
         e[k++] = (lc_st_entry){"pid.prev", LC_DT_F64, 1, {LN}, tr->pid_prev};
+        e[k++] = (lc_st_entry){"lb_alpha", LC_DT_F32, 1, {1}, &tr->aux.lb_alpha}; /* adapted by the R bound */
         char *p = lc_path_join(o->out, "optimizer.safetensors");
         s = p ? lc_st_write(p, e, k, NULL, NULL) : LC_ERR_NOMEM;
         free(p);
@@ -153,6 +154,8 @@ static lc_status load_optimizer(lc_train *tr, const char *out, int64_t *step, lc
     }
     const int64_t LN = tr->cfg.num_layers * tr->cfg.n_routed_experts;
     const lc_st_tensor *t = lc_st_find(&st, "steps"), *pi = lc_st_find(&st, "pid.integral"), *pp = lc_st_find(&st, "pid.prev");
+    const lc_st_tensor *la = lc_st_find(&st, "lb_alpha");
+    if (!s && la && la->dtype == LC_DT_F32 && lc_st_numel(la) == 1) memcpy(&tr->aux.lb_alpha, la->data, 4);
     if (!s && (!t || lc_st_numel(t) != tr->n_specs || !pi || lc_st_numel(pi) != LN || !pp || lc_st_numel(pp) != LN))
         s = lc_error(LC_ERR_SHAPE, "optimizer state: steps / pid tensors missing or wrong");
     if (!s) {
