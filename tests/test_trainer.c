@@ -123,9 +123,49 @@ static void test_grads_cli_matches_golden(void) {
     lc_st_close(&st);
 }
 
+static void test_grow_and_width_transfer(void);
 void suite_trainer(void) {
     RUN(test_grads_cli_matches_golden);
+    RUN(test_grow_and_width_transfer);
     RUN(test_train_lowers_val_loss);
     RUN(test_bias_controller_reaches_target);
     RUN(test_train_determinism);
+}
+
+/* grow: layer l of the grown model is layer l % L of the source; training continues from it */
+static void test_grow_and_width_transfer(void) {
+    const char *dir = t_tmpdir("grow");
+    char *out = NULL;
+    int rc = t_sh(&out, "%s train " RUN_FLAGS " --steps 6 --out %s/src && %s grow %s/src %s/big && "
+                  "%s train " RUN_FLAGS " --steps 6 --init-from %s/big --out %s/cont --verify-every 3",
+                  t_bin(), dir, t_bin(), dir, dir, t_bin(), dir, dir);
+    CHECK(rc == 0, "grow + continue: %s", out);
+    free(out);
+    char a[700], b[700];
+    snprintf(a, sizeof a, "%s/src", dir);
+    snprintf(b, sizeof b, "%s/big", dir);
+    lc_st sa, sb;
+    if (lc_st_open(&sa, a) == LC_OK) {
+        if (lc_st_open(&sb, b) == LC_OK) {
+            const char *pairs[][2] = {{"model.layers.1.self_attn.0.q_a_proj.weight", "model.layers.3.self_attn.0.q_a_proj.weight"},
+                                      {"model.layers.0.mlp.experts.2.down_proj.weight", "model.layers.2.mlp.experts.2.down_proj.weight"},
+                                      {"model.layers.0.mlp.router.e_score_correction_bias", "model.layers.2.mlp.router.e_score_correction_bias"},
+                                      {"model.embed_tokens.weight", "model.embed_tokens.weight"}};
+            for (int i = 0; i < 4; i++) {
+                const lc_st_tensor *x = lc_st_find(&sa, pairs[i][0]), *y = lc_st_find(&sb, pairs[i][1]);
+                CHECK(x && y && x->end - x->begin == y->end - y->begin && !memcmp(x->data, y->data, x->end - x->begin),
+                      "%s copies %s", pairs[i][1], pairs[i][0]);
+            }
+            CHECK(lc_st_find(&sb, "model.layers.3.input_layernorm.1.weight") && !lc_st_find(&sb, "model.layers.4.input_layernorm.0.weight"),
+                  "4 layers");
+            lc_st_close(&sb);
+        }
+        lc_st_close(&sa);
+    }
+    /* width transfer: hidden matrices start with variance x W/H, embeddings unchanged */
+    rc = t_sh(&out, "%s train --preset tiny --set hidden_size=256 --width-proxy 64 --init-std 0.02 --steps 1 --batch 1 --seq-len 8 "
+                    "--eval-windows 1 --out %s/wide --stop-after 1 2>&1",
+              t_bin(), dir);
+    CHECK(rc == 0 && out && strstr(out, "s = 4"), "width transfer: %s", out);
+    free(out);
 }

@@ -20,6 +20,9 @@ static void train_usage(FILE *f) {
             "  --steps N (300) --batch B (8) --seq-len T (64) --lr X (3e-3) --min-lr X (3e-4) --warmup N (20)\n"
             "  --wd X (0.1) --clip X (1.0) --seed S (1337) --init-std X (0.02)\n"
             "  --stop-after N (save and stop there; continue with --resume)\n"
+            "  --init-from DIR (start from a checkpoint, e.g. `longcat grow` output) --width-proxy W (the lr and\n"
+            "  init were tuned at hidden size W: hidden matrices get lr x W/H and init variance x W/H)\n"
+            "  --verify-every N (recompute every N-th step; stop if the gradients differ in any bit)\n"
             "  --eval-every N (50) --eval-windows N (16) --log-every N (10) --save-every N (100) --threads N\n"
             "  --no-bias-control, --target-experts K_e (default K*N/(N+Z)), --bias-kp X (0.01) --bias-ki X --bias-kd X\n"
             "  --z-loss LAMBDA (1e-6; 0 off) --lb-alpha ALPHA (1e-3; 0 off) --lb-groups D (1)\n"
@@ -54,6 +57,9 @@ int cmd_train(int argc, char **argv) {
         else if (!strcmp(a, "--set")) sets[o.n_sets++] = v;
         else if (!strcmp(a, "--data")) data[o.n_data++] = v;
         else if (!strcmp(a, "--out")) o.out = v;
+        else if (!strcmp(a, "--init-from")) o.init_from = v;
+        else if (!strcmp(a, "--width-proxy")) o.width_proxy = strtod(v, NULL);
+        else if (!strcmp(a, "--verify-every")) o.verify_every = atoll(v);
         else if (!strcmp(a, "--steps")) o.steps = atoll(v);
         else if (!strcmp(a, "--stop-after")) o.stop_after = atoll(v);
         else if (!strcmp(a, "--batch")) o.batch = atoll(v);

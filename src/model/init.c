@@ -33,6 +33,8 @@ static lc_status spec_values(const init_ctx *x, const lc_tensor_spec *sp, float 
         lc_rng r;
         lc_rng_seed(&r, x->o->seed ^ name_hash(sp->name));
         float std = x->o->init_std > 0 ? x->o->init_std : 0.02f;
+        int embedding = strstr(sp->name, "embed_tokens") != NULL || !strcmp(sp->name, "lm_head.weight");
+        if (!embedding && x->o->hidden_std_scale > 0) std *= x->o->hidden_std_scale;
         for (int64_t i = 0; i < n; i++) v[i] = std * lc_rng_normal(&r);
     }
     return LC_OK;

@@ -130,6 +130,7 @@ typedef struct {
     uint64_t seed;
     lc_dtype dtype;          /* F32, BF16, F16 or F8_E4M3 (projections FP8, rest BF16) */
     float init_std;          /* matrices ~ N(0, std^2); 0 = 0.02 */
+    float hidden_std_scale;  /* multiplies std of hidden (non-embedding) matrices; 0 = 1 (width transfer) */
     uint64_t max_shard_bytes;/* 0: one model.safetensors */
 } lc_init_options;
 

@@ -53,6 +53,7 @@ void lc_train_free(lc_train *tr) {
     free(tr->pid_integral);
     free(tr->pid_prev);
     free(tr->lb_router_grad);
+    free(tr->lr_scale);
     free(tr);
 }
 
@@ -75,8 +76,10 @@ lc_status lc_train_from_model(lc_train **out, const lc_model *m) {
     tr->lb_router_grad = lc_calloc((size_t)(m->cfg.num_layers * (m->cfg.n_routed_experts + m->cfg.zero_expert_num) *
                                             m->cfg.hidden_size), sizeof(float), "LB router gradient");
     tr->aux = (lc_aux_losses){.lm_weight = 1, .lb_groups = 1};
+    tr->lr_scale = lc_malloc((size_t)tr->n_specs * sizeof *tr->lr_scale, "learning-rate scales");
+    for (int64_t i = 0; tr->lr_scale && i < tr->n_specs; i++) tr->lr_scale[i] = 1.0f;
     lc_status s = (tr->specs && msp && tr->offset && tr->touched && tr->steps && tr->expert_tokens && tr->pid_integral &&
-                   tr->pid_prev && tr->lb_router_grad) ? LC_OK : LC_ERR_NOMEM;
+                   tr->pid_prev && tr->lb_router_grad && tr->lr_scale) ? LC_OK : LC_ERR_NOMEM;
     if (!s) {
         lc_model_tensor_specs(&m->cfg, NULL, tr->specs);
         lc_model_tensor_specs(&m->cfg, (lc_model *)m, msp); /* only to read the slots of the loaded model */
@@ -321,8 +324,9 @@ void lc_train_adamw_step(lc_train *tr, const lc_adamw *o) {
         float *p = tr->param + tr->offset[i], *g = tr->grad + tr->offset[i], *m = tr->m + tr->offset[i],
               *v = tr->v + tr->offset[i];
         /* torch.optim.AdamW, step by step in float32 */
+        const float lr = o->lr * tr->lr_scale[i];
         const float bc1 = 1.0f - powf(o->beta1, (float)step), bc2 = 1.0f - powf(o->beta2, (float)step);
-        const float step_size = o->lr / bc1, bc2_sqrt = sqrtf(bc2), decay = 1.0f - o->lr * o->weight_decay;
+        const float step_size = lr / bc1, bc2_sqrt = sqrtf(bc2), decay = 1.0f - lr * o->weight_decay;
         for (int64_t k = 0; k < n; k++) {
             p[k] *= decay;
             m[k] += (g[k] - m[k]) * (1.0f - o->beta1);
@@ -388,4 +392,15 @@ double lc_train_update_bias(lc_train *tr, const lc_bias_pid *pid) {
         }
     lc_train_reset_stats(tr);
     return avg;
+}
+
+int lc_is_embedding_tensor(const char *name) {
+    return strstr(name, "embed_tokens") != NULL || !strcmp(name, "lm_head.weight");
+}
+
+double lc_train_width_transfer(lc_train *tr, double proxy_width) {
+    double sc = (double)tr->cfg.hidden_size / proxy_width;
+    for (int64_t i = 0; i < tr->n_specs; i++)
+        tr->lr_scale[i] = tr->specs[i].kind == LC_T_MAT && !lc_is_embedding_tensor(tr->specs[i].name) ? (float)(1.0 / sc) : 1.0f;
+    return sc;
 }

@@ -44,6 +44,7 @@ typedef struct lc_train {
     /* summed since lc_train_zero_grad, each term weighted like the gradients (batch means): */
     double loss_z, loss_lb, max_abs_h;
     double router_ratio;   /* R = |grad_router L_LB| / |grad_router L_LM| at the last merge */
+    float *lr_scale;       /* [n_specs] learning-rate multiplier per tensor (width transfer), 1 by default */
 } lc_train;
 
 /* Copies (dequantising FP8/BF16/F16) the weights of a loaded model into a new training state. */
@@ -81,6 +82,12 @@ double lc_train_update_bias(lc_train *tr, const lc_bias_pid *pid);
 /* FFN experts per token per layer since the last reset (without updating anything). */
 double lc_train_ffn_per_token(const lc_train *tr);
 void lc_train_reset_stats(lc_train *tr);
+
+/* Width-scaling hyperparameter transfer (SPEC §4.5): with s = hidden_size / proxy_width, every
+ * hidden matrix (2-D, not an embedding or lm_head) gets learning rate x 1/s. Returns s. */
+double lc_train_width_transfer(lc_train *tr, double proxy_width);
+/* 1 for the embedding tables and lm_head (they keep the proxy's settings). */
+int lc_is_embedding_tensor(const char *name);
 
 /* Index of the tensor named `name` in the table, or -1. */
 int64_t lc_train_find(const lc_train *tr, const char *name);

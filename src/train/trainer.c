@@ -289,6 +289,19 @@ lc_status lc_trainer_run(const lc_trainer_options *o, lc_trainer_result *res) {
     if (!s && o->resume) {
         s = lc_model_load(&model, o->out);
         if (s) lc_error_context(s, "%s", "--resume: ");
+    } else if (!s && o->init_from) {
+        const char *files[2] = {"tokenizer.json", "tokenizer_config.json"};
+        for (int f = 0; f < 2 && !s; f++) {
+            char *from = lc_path_join(o->init_from, files[f]), *to = lc_path_join(o->out, files[f]), *text = NULL;
+            size_t len;
+            s = from && to ? lc_read_file(from, &text, &len) : LC_ERR_NOMEM;
+            if (!s) s = lc_write_text(to, text);
+            free(text);
+            free(from);
+            free(to);
+        }
+        if (!s) s = lc_model_load(&model, o->init_from);
+        if (!s) remove(csv_path);
     } else if (!s) {
         s = lc_config_preset(&cfg, o->preset);
         for (int i = 0; i < o->n_sets && !s; i++) s = lc_config_set(&cfg, o->sets[i]);
@@ -299,6 +312,8 @@ lc_status lc_trainer_run(const lc_trainer_options *o, lc_trainer_result *res) {
             s = lc_bpe_train(o->data, o->n_data, &to, o->out);
         }
         lc_init_options io = {.seed = o->seed, .dtype = LC_DT_F32, .init_std = o->init_std};
+        if (o->width_proxy > 0) /* hidden matrices: variance x 1/s */
+            io.hidden_std_scale = (float)sqrt(o->width_proxy / (double)cfg.hidden_size);
         if (!s) s = lc_model_init_write(&cfg, &io, o->out);
         if (!s) s = lc_model_load(&model, o->out);
         if (!s) remove(csv_path);
@@ -313,6 +328,12 @@ lc_status lc_trainer_run(const lc_trainer_options *o, lc_trainer_result *res) {
         if (tr->aux.lb_target <= 0) tr->aux.lb_target = o->pid.target; /* one K_e for both mechanisms */
     }
     if (!s && o->resume) s = load_optimizer(tr, o->out, &step, &rng);
+    if (!s && o->width_proxy > 0) {
+        double sc = lc_train_width_transfer(tr, o->width_proxy);
+        if (!o->quiet)
+            fprintf(stderr, "train: width transfer from %.0f to %lld (s = %.3g): hidden matrices lr %.3g (x1/s), init std x%.3g\n",
+                    o->width_proxy, (long long)tr->cfg.hidden_size, sc, o->lr / sc, 1.0 / sqrt(sc));
+    }
     if (!s) s = lc_data_open(&data, tok, o->data, o->n_data, cache, 0.1);
     if (!s && data.n_train < o->seq_len + 2) s = lc_error(LC_ERR_ARG, "train: the data has only %lld tokens", (long long)data.n);
     const lc_config *c = s ? NULL : &tr->cfg;
@@ -329,19 +350,31 @@ lc_status lc_trainer_run(const lc_trainer_options *o, lc_trainer_result *res) {
                 (long long)o->batch, (long long)o->seq_len, (long long)step, (long long)o->steps, o->resume ? " (resumed)" : "");
     const int64_t T = o->seq_len + 1;
     double last_val = NAN, t_start = lc_time_sec();
+    int64_t *offsets = s ? NULL : lc_malloc((size_t)o->batch * sizeof *offsets, "batch offsets");
+    float *check = s || o->verify_every <= 0 ? NULL : lc_malloc((size_t)tr->n_params * sizeof *check, "verify copy");
+    if (!s && (!offsets || (o->verify_every > 0 && !check))) s = LC_ERR_NOMEM;
     if (!s) s = val_loss(tr, &data, o, &res->first_val_loss); /* where this run starts from */
     if (!s && !o->quiet) fprintf(stderr, "train: validation loss before this run %.4f\n", res->first_val_loss);
     int tty = isatty(2);
     while (!s && step < o->steps) {
         double t0 = lc_time_sec(), loss = 0;
         float lr = lr_at(o, step);
-        lc_train_zero_grad(tr);
-        for (int64_t b = 0; b < o->batch && !s; b++) {
-            int64_t off = (int64_t)(lc_rng_u64(&rng) % (uint64_t)(data.n_train - T));
-            float l;
-            s = lc_train_forward_backward(tr, data.tokens + off, T, 1.0f / (float)o->batch, &l);
-            loss += l / (double)o->batch;
+        for (int64_t b = 0; b < o->batch; b++) offsets[b] = (int64_t)(lc_rng_u64(&rng) % (uint64_t)(data.n_train - T));
+        int verify = o->verify_every > 0 && (step + 1) % o->verify_every == 0;
+        for (int pass = 0; pass < 1 + verify && !s; pass++) {
+            if (pass == 1) memcpy(check, tr->grad, (size_t)tr->n_params * sizeof *check);
+            lc_train_zero_grad(tr);
+            loss = 0;
+            for (int64_t b = 0; b < o->batch && !s; b++) {
+                float l;
+                s = lc_train_forward_backward(tr, data.tokens + offsets[b], T, 1.0f / (float)o->batch, &l);
+                loss += l / (double)o->batch;
+            }
         }
+        /* SPEC §4.8: the same inputs must give the same bits; a difference means silent corruption */
+        if (!s && verify && memcmp(check, tr->grad, (size_t)tr->n_params * sizeof *check))
+            s = lc_error(LC_ERR_IO, "train: step %lld recomputed to different gradients: silent data corruption suspected",
+                         (long long)(step + 1));
         if (s) break;
         lc_train_merge_aux_grads(tr);
         double R = tr->router_ratio, alpha = tr->aux.lb_alpha;
@@ -383,6 +416,8 @@ lc_status lc_trainer_run(const lc_trainer_options *o, lc_trainer_result *res) {
     if (!s && !o->quiet)
         fprintf(stderr, "\ntrain: done in %.1f s; checkpoint, metrics.csv and training.svg in %s\n", lc_time_sec() - t_start, o->out);
     if (csv) fclose(csv);
+    free(offsets);
+    free(check);
     free(met.step);
     free(met.loss);
     free(met.val);

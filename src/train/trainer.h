@@ -13,6 +13,9 @@ typedef struct {
     const char *const *data;         /* text files */
     int n_data;
     const char *out;                 /* run folder: a Hugging Face checkpoint + optimizer state */
+    const char *init_from;           /* new run starting from this checkpoint (e.g. `longcat grow` output) */
+    double width_proxy;              /* > 0: hidden_size of the proxy the lr / init were tuned on (SPEC §4.5) */
+    int64_t verify_every;            /* > 0: recompute every N-th step and require identical gradients */
     int resume;
     int64_t stop_after;              /* > 0: save and stop after this step (resume later) */
     int64_t steps, batch, seq_len, warmup, eval_every, eval_windows, log_every, save_every;
