@@ -25,6 +25,7 @@ static void train_usage(FILE *f) {
             "  --verify-every N (recompute every N-th step; stop if the gradients differ in any bit)\n"
             "  --eval-every N (50) --eval-windows N (16) --log-every N (10) --save-every N (100) --threads N\n"
             "  --no-bias-control, --target-experts K_e (default K*N/(N+Z)), --bias-kp X (0.01) --bias-ki X --bias-kd X\n"
+            "  --mtp-weight W (0.1; the MTP head's loss on the token after next, 0 off)\n"
             "  --z-loss LAMBDA (1e-6; 0 off) --lb-alpha ALPHA (1e-3; 0 off) --lb-groups D (1)\n"
             "  --router-ratio-bound R (0.1; alpha is scaled down when |grad L_LB| / |grad L_LM| at the router exceeds it)\n"
             "Defaults: preset tiny, data data/tinyshakespeare.txt, out runs/PRESET. Trains a BPE tokenizer of the\n"
@@ -80,6 +81,7 @@ int cmd_train(int argc, char **argv) {
         else if (!strcmp(a, "--bias-ki")) o.pid.ki = strtod(v, NULL);
         else if (!strcmp(a, "--bias-kd")) o.pid.kd = strtod(v, NULL);
         else if (!strcmp(a, "--z-loss")) o.aux.z_lambda = strtof(v, NULL);
+        else if (!strcmp(a, "--mtp-weight")) o.aux.mtp_weight = strtof(v, NULL);
         else if (!strcmp(a, "--lb-alpha")) o.aux.lb_alpha = strtof(v, NULL);
         else if (!strcmp(a, "--lb-groups")) o.aux.lb_groups = atoll(v);
         else if (!strcmp(a, "--router-ratio-bound")) o.router_ratio_bound = strtod(v, NULL);

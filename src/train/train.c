@@ -159,7 +159,101 @@ void lc_train_zero_grad(lc_train *tr) {
     memset(tr->touched, 0, (size_t)tr->n_specs);
     memset(tr->lb_router_grad, 0,
            (size_t)(c->num_layers * (c->n_routed_experts + c->zero_expert_num) * c->hidden_size) * sizeof(float));
-    tr->loss_z = tr->loss_lb = tr->max_abs_h = 0;
+    tr->loss_z = tr->loss_lb = tr->loss_mtp = tr->max_abs_h = 0;
+}
+
+/* Cross entropy of rows [0, n) of logits [n, V] against targets; logits become
+ * k * d(mean loss)/d(logits). Returns the mean loss. */
+static double cross_entropy(float *logits, const int32_t *targets, int64_t n, int64_t V, float k) {
+    double total = 0;
+    for (int64_t t = 0; t < n; t++) {
+        float *row = logits + t * V;
+        float mx = row[0];
+        for (int64_t v = 1; v < V; v++) mx = row[v] > mx ? row[v] : mx;
+        double se = 0;
+        for (int64_t v = 0; v < V; v++) se += exp((double)(row[v] - mx));
+        total += log(se) + mx - row[targets[t]];
+        for (int64_t v = 0; v < V; v++) row[v] = (float)(exp((double)(row[v] - mx)) / se) * (k / (float)n);
+        row[targets[t]] -= k / (float)n;
+    }
+    return total / (double)n;
+}
+
+/* The MTP head on rows t = 0..T-3 (SPEC §3): from the main model's normed state hn[t] and
+ * token t+1 it predicts token t+2. Forward, loss and backward in one place; dhn += its
+ * gradient w.r.t. hn (so the trunk learns from it too); MTP and lm_head grads +=. */
+static lc_status mtp_loss_backward(lc_train *tr, lc_session *sess, const int32_t *tokens, int64_t T, const float *hn,
+                                   float *dhn, float k, double *loss) {
+    const lc_config *c = &tr->cfg;
+    const lc_mtp_weights *w = &tr->params->mtp;
+    lc_mtp_weights *g = &tr->grads->mtp;
+    const int64_t H = c->hidden_size, V = c->vocab_size, n = T - 2, nh = c->num_attention_heads;
+    const int64_t qr = c->q_lora_rank, kvr = c->kv_lora_rank, dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim, dv = c->v_head_dim;
+    const float eps = (float)c->rms_norm_eps;
+    size_t fl = (size_t)(n * H);
+    int64_t mla_n = 2 * n * qr + n * nh * (dn + dr) + n * (kvr + dr) + n * nh * (dn + dv) + nh * n * n + n * nh * dv;
+    float *mem = lc_calloc((size_t)(2 * fl * 4 + 2 * fl + (size_t)mla_n + (size_t)(n * V) + 2 * fl + 2 * fl), sizeof(float), "MTP");
+    if (!mem) return LC_ERR_NOMEM;
+    float *p = mem;
+    float *eg = carve(&p, 2 * n * H), *deg = carve(&p, 2 * n * H);
+    float *u0 = carve(&p, n * H), *x1 = carve(&p, n * H), *u1 = carve(&p, n * H), *x2 = carve(&p, n * H);
+    float *u2 = carve(&p, n * H), *z = carve(&p, n * H), *y = carve(&p, n * H), *du = carve(&p, n * H);
+    float *dx = carve(&p, n * H), *dz = carve(&p, n * H);
+    mla_acts acts;
+    acts.qa = carve(&p, n * qr); acts.qn = carve(&p, n * qr); acts.q = carve(&p, n * nh * (dn + dr));
+    acts.ckv = carve(&p, n * (kvr + dr)); acts.kv = carve(&p, n * nh * (dn + dv)); acts.p = carve(&p, nh * n * n);
+    acts.ctx = carve(&p, n * nh * dv);
+    float *logits = carve(&p, n * V);
+    /* forward */
+    for (int64_t t = 0; t < n; t++) {
+        lc_mat_row(eg + t * 2 * H, &w->embed_tokens, tokens[t + 1]);
+        lc_rmsnorm(eg + t * 2 * H, eg + t * 2 * H, w->enorm, H, eps); /* in place: keep the raw rows for backward below */
+    }
+    /* the norms need their inputs in backward: recompute raw embeddings there */
+    for (int64_t t = 0; t < n; t++) lc_rmsnorm(eg + t * 2 * H + H, hn + t * H, w->hnorm, H, eps);
+    lc_matmul(u0, eg, &w->eh_proj, n);
+    rmsnorm_rows(x1, u0, w->input_layernorm, n, H, eps);
+    lc_status s = mla_forward(y, x1, sess->mtp_latent, sess->mtp_rope, &w->self_attn, c, n, 0, 0, &acts);
+    for (int64_t i = 0; i < n * H && !s; i++) u1[i] = u0[i] + y[i];
+    if (!s) rmsnorm_rows(x2, u1, w->post_attention_layernorm, n, H, eps);
+    if (!s) s = ffn_forward(y, x2, &w->mlp, n);
+    for (int64_t i = 0; i < n * H && !s; i++) u2[i] = u1[i] + y[i];
+    if (!s) {
+        rmsnorm_rows(z, u2, w->norm, n, H, eps);
+        lc_matmul(logits, z, &tr->params->lm_head, n);
+        *loss = cross_entropy(logits, tokens + 2, n, V, k);
+        /* backward */
+        lc_matmul_backward(dz, (float *)(uintptr_t)tr->grads->lm_head.data, logits, z, &tr->params->lm_head, n);
+        for (int64_t t = 0; t < n; t++)
+            lc_rmsnorm_backward(du + t * H, (float *)(uintptr_t)g->norm, dz + t * H, u2 + t * H, w->norm, H, eps);
+        /* u2 = u1 + ffn(x2): du stays the residual gradient */
+        s = ffn_backward(dx, &g->mlp, du, x2, &w->mlp, n);
+    }
+    if (!s) {
+        for (int64_t t = 0; t < n; t++)
+            lc_rmsnorm_backward(du + t * H, (float *)(uintptr_t)g->post_attention_layernorm, dx + t * H, u1 + t * H,
+                                w->post_attention_layernorm, H, eps);
+        memset(dx, 0, fl * sizeof *dx);
+        s = mla_backward(dx, &g->self_attn, du, x1, sess->mtp_latent, sess->mtp_rope, &acts, &w->self_attn, c, n);
+    }
+    if (!s) {
+        for (int64_t t = 0; t < n; t++)
+            lc_rmsnorm_backward(du + t * H, (float *)(uintptr_t)g->input_layernorm, dx + t * H, u0 + t * H,
+                                w->input_layernorm, H, eps);
+        /* u0 = eh_proj @ [enorm(e); hnorm(hn)] */
+        lc_matmul_backward(deg, (float *)(uintptr_t)g->eh_proj.data, du, eg, &w->eh_proj, n);
+        float *raw = dz; /* reuse: the raw embedding row */
+        float *de = (float *)(uintptr_t)g->embed_tokens.data;
+        for (int64_t t = 0; t < n; t++) {
+            lc_mat_row(raw, &w->embed_tokens, tokens[t + 1]);
+            memset(dx, 0, (size_t)H * sizeof *dx);
+            lc_rmsnorm_backward(dx, (float *)(uintptr_t)g->enorm, deg + t * 2 * H, raw, w->enorm, H, eps);
+            lc_axpy(de + (int64_t)tokens[t + 1] * H, 1.0f, dx, H);
+            lc_rmsnorm_backward(dhn + t * H, (float *)(uintptr_t)g->hnorm, deg + t * 2 * H + H, hn + t * H, w->hnorm, H, eps);
+        }
+    }
+    free(mem);
+    return s;
 }
 
 /* Hidden z-loss of rows h [T, H]: returns sum_t lse_t^2 * k and adds its gradient
@@ -269,6 +363,11 @@ lc_status lc_train_forward_backward(lc_train *tr, const int32_t *tokens, int64_t
         *loss = (float)(total / (double)(T - 1));
         /* ---- backward ---- */
         lc_matmul_backward(dhn, (float *)(uintptr_t)tr->grads->lm_head.data, logits, hn, &pm->lm_head, T);
+        if (tr->aux.mtp_weight > 0 && pm->has_mtp && T >= 3) {
+            double lm = 0;
+            s = mtp_loss_backward(tr, sess, tokens, T, hn, dhn, scale * tr->aux.mtp_weight, &lm);
+            tr->loss_mtp += lm * scale;
+        }
         for (int64_t t = 0; t < T; t++)
             lc_rmsnorm_backward(dh + t * H, (float *)(uintptr_t)tr->grads->norm, dhn + t * H, h + t * H, pm->norm, H,
                                 (float)c->rms_norm_eps);
@@ -296,7 +395,8 @@ lc_status lc_train_forward_backward(lc_train *tr, const int32_t *tokens, int64_t
         for (int64_t i = 0; i < tr->n_specs; i++) {
             int64_t l, e;
             const char *name = tr->specs[i].name;
-            if (tr->specs[i].kind == LC_T_BIAS || !strncmp(name, "model.mtp.", 10)) continue;
+            if (tr->specs[i].kind == LC_T_BIAS || (!strncmp(name, "model.mtp.", 10) && !(tr->aux.mtp_weight > 0 && T >= 3)))
+                continue;
             tr->touched[i] |= expert_of(name, &l, &e) ? touched[l * N + e] : 1;
         }
         const int64_t K = c->moe_topk;

@@ -23,6 +23,7 @@ typedef struct {
     float lb_alpha;    /* 0: off */
     int64_t lb_groups; /* D (1) */
     double lb_target;  /* K_e (<= 0: K*N/(N+Z)) */
+    float mtp_weight;  /* MTP head loss on the token after next (SPEC §4.9); 0: off */
 } lc_aux_losses;
 
 typedef struct lc_train {
@@ -42,7 +43,7 @@ typedef struct lc_train {
     lc_aux_losses aux;
     float *lb_router_grad; /* [L][(N+Z) * H]: the LB loss's router gradient until merged */
     /* summed since lc_train_zero_grad, each term weighted like the gradients (batch means): */
-    double loss_z, loss_lb, max_abs_h;
+    double loss_z, loss_lb, loss_mtp, max_abs_h;
     double router_ratio;   /* R = |grad_router L_LB| / |grad_router L_LM| at the last merge */
     float *lr_scale;       /* [n_specs] learning-rate multiplier per tensor (width transfer), 1 by default */
 } lc_train;

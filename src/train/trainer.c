@@ -36,7 +36,8 @@ lc_trainer_options lc_trainer_defaults(void) {
     o.seed = 1337;
     o.bias_control = 1;
     o.pid = (lc_bias_pid){.target = 0, .kp = 0.01, .ki = 0, .kd = 0};
-    o.aux = (lc_aux_losses){.lm_weight = 1, .z_lambda = 1e-6f, .lb_alpha = 1e-3f, .lb_groups = 1, .lb_target = 0};
+    o.aux = (lc_aux_losses){.lm_weight = 1, .z_lambda = 1e-6f, .lb_alpha = 1e-3f, .lb_groups = 1, .lb_target = 0,
+                            .mtp_weight = 0.1f};
     o.router_ratio_bound = 0.1;
     return o;
 }
@@ -343,7 +344,8 @@ lc_status lc_trainer_run(const lc_trainer_options *o, lc_trainer_result *res) {
     FILE *csv = s ? NULL : fopen(csv_path, "a");
     if (!s && !csv) s = lc_error(LC_ERR_IO, "%s: cannot open", csv_path);
     if (csv && ftell(csv) == 0)
-        fprintf(csv, "step,loss,val_loss,lr,grad_norm,tok_s,z_loss,lb_loss,lb_alpha,router_ratio,max_abs_h,ffn_experts_per_token\n");
+        fprintf(csv, "step,loss,val_loss,lr,grad_norm,tok_s,mtp_loss,z_loss,lb_loss,lb_alpha,router_ratio,max_abs_h,"
+                     "ffn_experts_per_token\n");
     if (!s && !o->quiet)
         fprintf(stderr, "train: %s, %lld parameters, %lld train / %lld val tokens, batch %lld x %lld, steps %lld -> %lld%s\n",
                 o->out, (long long)tr->n_params, (long long)data.n_train, (long long)(data.n - data.n_train),
@@ -390,8 +392,8 @@ lc_status lc_trainer_run(const lc_trainer_options *o, lc_trainer_result *res) {
         int halt = (o->stop && *o->stop) || (o->stop_after > 0 && step == o->stop_after);
         int eval = step % o->eval_every == 0 || step == o->steps || halt;
         if (eval) s = val_loss(tr, &data, o, &last_val);
-        fprintf(csv, "%lld,%.6f,%.6f,%.6g,%.4f,%.1f,%.6g,%.6g,%.6g,%.4f,%.3f,%.4f\n", (long long)step, loss,
-                eval ? last_val : NAN, lr, gnorm, tok_s, tr->loss_z, tr->loss_lb, alpha, R, tr->max_abs_h, ffn);
+        fprintf(csv, "%lld,%.6f,%.6f,%.6g,%.4f,%.1f,%.6f,%.6g,%.6g,%.6g,%.4f,%.3f,%.4f\n", (long long)step, loss,
+                eval ? last_val : NAN, lr, gnorm, tok_s, tr->loss_mtp, tr->loss_z, tr->loss_lb, alpha, R, tr->max_abs_h, ffn);
         series_add(&met, (double)step, loss, eval ? last_val : NAN, ffn);
         res->step = step;
         res->loss = loss;
@@ -399,9 +401,10 @@ lc_status lc_trainer_run(const lc_trainer_options *o, lc_trainer_result *res) {
         res->ffn_per_token = ffn;
         res->tok_s = tok_s;
         if (!o->quiet && (step % o->log_every == 0 || eval || step == o->steps))
-            fprintf(stderr, "%sstep %5lld/%lld | loss %.4f | val %.4f | %6.0f tok/s | lr %.2e | gnorm %.3f | R %.3f | max|h| %.1f"
+            fprintf(stderr, "%sstep %5lld/%lld | loss %.4f | mtp %.3f | val %.4f | %6.0f tok/s | lr %.2e | gnorm %.3f | R %.3f | max|h| %.1f"
                             " | FFN experts/token %.2f (target %.2f)%s",
-                    tty ? "\r" : "", (long long)step, (long long)o->steps, loss, last_val, tok_s, lr, gnorm, R, tr->max_abs_h,
+                    tty ? "\r" : "", (long long)step, (long long)o->steps, loss, tr->loss_mtp, last_val, tok_s, lr, gnorm, R,
+                    tr->max_abs_h,
                     ffn, pid.target, tty && !eval ? "" : "\n");
         if (step % o->save_every == 0 || step == o->steps || halt) {
             fflush(csv);
