@@ -28,7 +28,7 @@ AOBJ  := $(SRC:%.c=$(A)/%.o) $(CLI:%.c=$(A)/%.o) $(TSRC:%.c=$(A)/%.o)
 
 FUZZ_SECONDS ?= 30
 
-.PHONY: all deps test-deps npm-deps bench-tokenizer run test test-plain test-asan check-clang fuzz clean help
+.PHONY: all deps test-deps npm-deps bench-tokenizer bench-train run test test-plain test-asan check-clang fuzz clean help
 all: longcat
 
 $(B)/.deps: scripts/deps.sh
@@ -114,6 +114,8 @@ $(B)/bench_tokenize: bench/bench_tokenize.c $(B)/liblongcat.a
 	$(CC) $(STD) $(CFLAGS) $(OMP) $(WARN) $^ -o $@ $(LDLIBS)
 bench-tokenizer: $(B)/bench_tokenize
 	bash bench/tokenizer.sh
+bench-train: longcat
+	bash bench/train.sh
 
 clean:
 	rm -rf build longcat

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# train.sh — one training step of `longcat train` vs the PyTorch implementation of the same
+# model (bench/train_step_torch.py, Debian python3-torch on OpenBLAS/OpenMP), same checkpoint,
+# same batch shape, same thread count, same machine; prints tokens/s and the ratio C / PyTorch.
+# Run: make bench-train   (installs python3-torch and libopenblas0-openmp when root)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+THREADS=${THREADS:-2}
+if ! /usr/bin/python3 -c "import torch" 2>/dev/null; then
+  if [ "$(id -u)" = 0 ]; then DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-torch libopenblas0-openmp >/dev/null
+  else echo "bench-train: needs python3-torch (sudo apt-get install python3-torch libopenblas0-openmp)"; exit 1; fi
+fi
+OUT=build/bench-train
+mkdir -p $OUT
+printf "%-8s %-10s %12s %12s %8s\n" preset "batch x T" "C tok/s" "torch tok/s" "C/torch"
+for spec in "tiny 8 64" "small 4 64"; do
+  set -- $spec
+  preset=$1 batch=$2 T=$3
+  rm -rf $OUT/$preset
+  OMP_NUM_THREADS=$THREADS ./longcat train --preset $preset --steps 8 --batch $batch --seq-len $T --warmup 1 \
+    --eval-every 1000 --eval-windows 1 --out $OUT/$preset -q >/dev/null
+  c=$(awk -F, 'NR > 3 { print $6 }' $OUT/$preset/metrics.csv | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }')
+  t=$(/usr/bin/python3 bench/train_step_torch.py $OUT/$preset --batch $batch --seq-len $T --steps 6 --threads $THREADS)
+  python3 - "$preset" "$batch x $T" "$c" "$t" <<'PY'
+import json, sys
+p, shape, c, t = sys.argv[1], sys.argv[2], float(sys.argv[3]), json.loads(sys.argv[4])
+print("%-8s %-10s %12.0f %12.0f %8.2f   (torch %s, %d threads)" % (p, shape, c, t["tok_s"], c / t["tok_s"], t["torch"], t["threads"]))
+PY
+done
