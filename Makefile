@@ -4,8 +4,15 @@
 CC      ?= cc
 CFLAGS  ?= -O2 -g
 WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter
-STD     := -std=c11 -D_DEFAULT_SOURCE
+STD     = -std=c11 -D_DEFAULT_SOURCE $(STD_BLAS)
 LDLIBS  := -lcjson -lpcre2-8 -lutf8proc -lm
+
+# OpenBLAS for F32 GEMM (prefill, training); BLAS=0 builds without it.
+BLAS ?= 1
+ifeq ($(BLAS),1)
+  STD_BLAS := -DLC_HAVE_BLAS
+  LDLIBS += -lopenblas
+endif
 
 # OpenMP: used when the compiler has it (gcc always; clang with libomp-dev).
 OMP := $(shell printf 'int main(void){return 0;}' | $(CC) -fopenmp -x c - -o /dev/null 2>/dev/null && echo -fopenmp)

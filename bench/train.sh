@@ -10,6 +10,8 @@ if ! /usr/bin/python3 -c "import torch" 2>/dev/null; then
   if [ "$(id -u)" = 0 ]; then DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-torch libopenblas0-openmp >/dev/null
   else echo "bench-train: needs python3-torch (sudo apt-get install python3-torch libopenblas0-openmp)"; exit 1; fi
 fi
+# PyTorch and longcat both on the OpenMP build of OpenBLAS (libopenblas0-openmp), as the guide asks
+export LD_LIBRARY_PATH=/usr/lib/x86_64-linux-gnu/openblas-openmp${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 OUT=build/bench-train
 mkdir -p $OUT
 printf "%-8s %-10s %12s %12s %8s\n" preset "batch x T" "C tok/s" "torch tok/s" "C/torch"

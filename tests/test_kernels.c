@@ -131,6 +131,35 @@ static void test_matmul_all_dtypes(void) {
         }
 }
 
+/* The BLAS path (F32) against the row kernels for products and their backward, odd shapes. */
+static void test_blas_matches_row_kernels(void) {
+    const int64_t shapes[][3] = {{13, 37, 3}, {129, 7, 5}, {200, 130, 9}, {1, 1, 2}};
+    for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++) {
+        int64_t R = shapes[k][0], C = shapes[k][1], T = shapes[k][2];
+        test_mat w;
+        make_mat(&w, LC_DT_F32, R, C, 1, 1, 40 + k);
+        float *x = malloc((size_t)(T * C) * 4), *dy = malloc((size_t)(T * R) * 4);
+        float *o1 = calloc((size_t)(T * R), 4), *o2 = calloc((size_t)(T * R), 4);
+        float *dx1 = calloc((size_t)(T * C), 4), *dx2 = calloc((size_t)(T * C), 4);
+        float *dw1 = calloc((size_t)(R * C), 4), *dw2 = calloc((size_t)(R * C), 4);
+        lc_rng r;
+        lc_rng_seed(&r, 9);
+        for (int64_t i = 0; i < T * C; i++) x[i] = lc_rng_normal(&r);
+        for (int64_t i = 0; i < T * R; i++) dy[i] = lc_rng_normal(&r);
+        lc_kernels_use_blas(0);
+        lc_matmul(o1, x, &w.m, T);
+        lc_matmul_backward(dx1, dw1, dy, x, &w.m, T);
+        lc_kernels_use_blas(1);
+        lc_matmul(o2, x, &w.m, T);
+        lc_matmul_backward(dx2, dw2, dy, x, &w.m, T);
+        double e1 = t_rel_err(o2, o1, T * R), e2 = t_rel_err(dx2, dx1, T * C), e3 = t_rel_err(dw2, dw1, R * C);
+        CHECK(e1 < 1e-5 && e2 < 1e-5 && e3 < 1e-5, "[%lld x %lld] T=%lld: out %.2e dx %.2e dw %.2e", (long long)R, (long long)C,
+              (long long)T, e1, e2, e3);
+        free(x); free(dy); free(o1); free(o2); free(dx1); free(dx2); free(dw1); free(dw2);
+        free_mat(&w);
+    }
+}
+
 static void test_rope(void) {
     enum { DR = 10 };
     float x[DR], y[DR];
@@ -172,6 +201,7 @@ void suite_kernels(void) {
     RUN(test_fp8_roundtrip);
     RUN(test_half_roundtrip);
     RUN(test_matmul_all_dtypes);
+    RUN(test_blas_matches_row_kernels);
     RUN(test_rope);
     RUN(test_norm_softmax);
 }

@@ -35,6 +35,14 @@ typedef struct {
 } lc_kernels;
 
 extern lc_kernels lc_k; /* the active kernel table */
+#ifdef LC_HAVE_BLAS
+void lc_blas_init(void);
+void lc_blas_matmul(float *out, int64_t ld_out, const float *x, int64_t ld_x, const lc_mat *w, int64_t r0, int64_t n_rows,
+                    int64_t T);
+void lc_blas_matmul_backward(float *dx, float *dw, const float *dout, const float *x, const lc_mat *w, int64_t T);
+#endif
+/* 1 to route F32 products through BLAS (when built with it; the default), 0 for the row kernels. */
+void lc_kernels_use_blas(int on);
 void lc_kernels_init(void);                 /* picks the best available (call once) */
 const lc_kernels *lc_kernels_scalar(void);  /* the reference */
 

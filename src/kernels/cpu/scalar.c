@@ -30,6 +30,8 @@ static void row_f16(float *dst, const lc_mat *w, int64_t r) {
 }
 
 static float g_fp8_lut[256];
+static int g_use_blas = 1;
+void lc_kernels_use_blas(int on) { g_use_blas = on; }
 
 static void row_fp8(float *dst, const lc_mat *w, int64_t r) {
     const uint8_t *p = w->data + (size_t)(r * w->cols);
@@ -61,6 +63,12 @@ void lc_axpy(float *y, float a, const float *x, int64_t n) {
 
 static void matmul_scalar(float *out, int64_t ld_out, const float *x, int64_t ld_x, const lc_mat *w, int64_t r0,
                           int64_t n_rows, int64_t T) {
+#ifdef LC_HAVE_BLAS
+    if (g_use_blas && w->dtype == LC_DT_F32 && T > 1) { /* GEMM pays off from two tokens on */
+        lc_blas_matmul(out, ld_out, x, ld_x, w, r0, n_rows, T);
+        return;
+    }
+#endif
     lc_row_fn row = lc_k.row[w->dtype];
     const int64_t cols = w->cols;
 #pragma omp parallel if (n_rows * cols * T > 32768)
@@ -135,6 +143,12 @@ void lc_rope(float *x, int64_t dr, int64_t pos, double theta) {
 
 void lc_matmul_backward(float *dx, float *dw, const float *dout, const float *x, const lc_mat *w, int64_t T) {
     const int64_t R = w->rows, C = w->cols;
+#ifdef LC_HAVE_BLAS
+    if (g_use_blas && w->dtype == LC_DT_F32) {
+        lc_blas_matmul_backward(dx, dw, dout, x, w, T);
+        return;
+    }
+#endif
     lc_row_fn row = lc_k.row[w->dtype];
     if (dx) {
         /* dx[t] += sum_r dout[t][r] * W[r]: rows in order, so each dx element sums in a fixed order */
@@ -147,11 +161,8 @@ void lc_matmul_backward(float *dx, float *dw, const float *dout, const float *x,
                 for (int64_t r = 0; r < R; r++) {
                     float g = dout[t * R + r];
                     if (g == 0) continue;
-                    if (w->dtype == LC_DT_F32) lc_axpy(dx + t * C, g, (const float *)(const void *)(w->data) + r * C, C);
-                    else {
-                        row(buf, w, r);
-                        lc_axpy(dx + t * C, g, buf, C);
-                    }
+                    row(buf, w, r); /* copies: mapped weights need not be 4-byte aligned */
+                    lc_axpy(dx + t * C, g, buf, C);
                 }
             }
             free(buf);
@@ -208,4 +219,7 @@ const lc_kernels *lc_kernels_scalar(void) { return &k_scalar; }
 void lc_kernels_init(void) {
     for (int i = 0; i < 256; i++) g_fp8_lut[i] = lc_fp8e4m3_to_f32((uint8_t)i);
     lc_k = k_scalar;
+#ifdef LC_HAVE_BLAS
+    lc_blas_init();
+#endif
 }

@@ -1,0 +1,52 @@
+/* blas.c — F32 weight products through OpenBLAS sgemm (prefill, training forward and
+ * backward). The output is cut into fixed blocks that do not depend on the thread count, each
+ * computed by one single-threaded sgemm, so results stay bit-identical across thread counts.
+ * Built when BLAS=1 (the default); other dtypes use the row kernels of scalar.c. */
+#include "../kernels.h"
+
+#ifdef LC_HAVE_BLAS
+#include <cblas.h>
+
+#define BLOCK 128 /* output rows (or columns) per sgemm call */
+
+void openblas_set_num_threads(int n);
+
+void lc_blas_init(void) { openblas_set_num_threads(1); /* we parallelise over blocks ourselves */ }
+
+/* out[t, i] = sum_c W[r0 + i, c] x[t, c] */
+void lc_blas_matmul(float *out, int64_t ld_out, const float *x, int64_t ld_x, const lc_mat *w, int64_t r0, int64_t n_rows,
+                    int64_t T) {
+    const float *W = (const float *)(const void *)w->data;
+    const int64_t C = w->cols, nb = (n_rows + BLOCK - 1) / BLOCK;
+#pragma omp parallel for schedule(static) if (n_rows * C * T > 65536)
+    for (int64_t b = 0; b < nb; b++) {
+        int64_t i0 = b * BLOCK, n = LC_MIN(BLOCK, n_rows - i0);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)T, (int)n, (int)C, 1.0f, x, (int)ld_x,
+                    W + (r0 + i0) * C, (int)C, 0.0f, out + i0, (int)ld_out);
+    }
+}
+
+/* dx[T, C] += dout[T, R] W[R, C]; dW[R, C] += dout^T x */
+void lc_blas_matmul_backward(float *dx, float *dw, const float *dout, const float *x, const lc_mat *w, int64_t T) {
+    const float *W = (const float *)(const void *)w->data;
+    const int64_t R = w->rows, C = w->cols;
+    if (dx) {
+        const int64_t nb = (C + BLOCK - 1) / BLOCK;
+#pragma omp parallel for schedule(static) if (T * R * C > 65536)
+        for (int64_t b = 0; b < nb; b++) {
+            int64_t c0 = b * BLOCK, n = LC_MIN(BLOCK, C - c0);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)T, (int)n, (int)R, 1.0f, dout, (int)R, W + c0, (int)C,
+                        1.0f, dx + c0, (int)C);
+        }
+    }
+    if (dw) {
+        const int64_t nb = (R + BLOCK - 1) / BLOCK;
+#pragma omp parallel for schedule(static) if (T * R * C > 65536)
+        for (int64_t b = 0; b < nb; b++) {
+            int64_t r0 = b * BLOCK, n = LC_MIN(BLOCK, R - r0);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)n, (int)C, (int)T, 1.0f, dout + r0, (int)R, x, (int)C,
+                        1.0f, dw + r0 * C, (int)C);
+        }
+    }
+}
+#endif
