@@ -4,6 +4,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "cli.h"
 #include "../generate/generate.h"
+#include "../io/json.h"
 #include "../tokenizer/chat.h"
 
 #include <signal.h>
@@ -153,14 +154,11 @@ static lc_status save_messages(const cJSON *msgs, const char *path) {
 }
 
 static lc_status load_messages(cJSON **msgs, const char *path) {
-    char *text;
-    size_t len;
-    lc_status st = lc_read_file(path, &text, &len);
+    cJSON *m;
+    lc_status st = lc_json_load(path, &m);
     if (st) return st;
-    cJSON *m = cJSON_ParseWithLength(text, len);
-    free(text);
     char *check = NULL;
-    if (!m || !cJSON_IsArray(m)) st = lc_error(LC_ERR_FORMAT, "%s: expected a JSON array of messages", path);
+    if (!cJSON_IsArray(m)) st = lc_error(LC_ERR_FORMAT, "%s: expected a JSON array of messages", path);
     else st = lc_chat_render(m, NULL, &check); /* validates roles and contents */
     free(check);
     if (st) {

@@ -4,7 +4,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "safetensors.h"
 
-#include <cjson/cJSON.h>
+#include "json.h"
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -235,13 +235,9 @@ const lc_st_tensor *lc_st_find(const lc_st *st, const char *name) {
 }
 
 static lc_status open_index(lc_st *st, const char *dir, const char *index_path) {
-    char *text;
-    size_t len;
-    lc_status s = lc_read_file(index_path, &text, &len);
+    cJSON *root;
+    lc_status s = lc_json_load(index_path, &root);
     if (s) return s;
-    cJSON *root = cJSON_ParseWithLength(text, len);
-    free(text);
-    if (!root) return lc_error(LC_ERR_FORMAT, "%s: invalid JSON", index_path);
     const cJSON *map = cJSON_GetObjectItemCaseSensitive(root, "weight_map");
     if (!cJSON_IsObject(map)) {
         cJSON_Delete(root);

@@ -4,7 +4,7 @@
  * in pretokenize.c. */
 #include "tok_internal.h"
 
-#include <cjson/cJSON.h>
+#include "../io/json.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -407,15 +407,12 @@ static lc_status parse_added(lc_tokenizer *t, const cJSON *list, const char *pat
 }
 
 static lc_status load_config(lc_tokenizer *t, const char *path) {
-    char *text;
-    size_t len;
-    lc_status s = lc_read_file(path, &text, &len);
+    cJSON *root;
+    lc_status s = lc_json_load(path, &root);
     if (s) return s;
-    cJSON *root = cJSON_ParseWithLength(text, len);
-    free(text);
-    if (!root || !cJSON_IsObject(root)) {
+    if (!cJSON_IsObject(root)) {
         cJSON_Delete(root);
-        return lc_error(LC_ERR_FORMAT, "%s: invalid JSON", path);
+        return lc_error(LC_ERR_FORMAT, "%s: not a JSON object", path);
     }
     const char *keys[2] = {"bos_token", "eos_token"};
     int32_t *dst[2] = {&t->bos, &t->eos};
