@@ -71,7 +71,7 @@ $(A)/longcat: $(filter-out $(A)/tests/%,$(AOBJ))
 	$(CC) $(ASAN_FLAGS) $(OMP) $^ -o $@ $(LDLIBS)
 
 # libFuzzer target for the safetensors header parser (clang only).
-$(B)/fuzz_safetensors: tests/fuzz/fuzz_safetensors.c src/io/safetensors.c src/base/base.c src/base/dtype.c | $(B)/.test-deps
+$(B)/fuzz_safetensors: tests/fuzz/fuzz_safetensors.c src/io/safetensors.c src/io/json.c src/base/base.c src/base/dtype.c | $(B)/.test-deps
 	clang $(STD) -g -O1 -fsanitize=fuzzer,address,undefined $(WARN) $^ -o $@ $(LDLIBS)
 
 test: $(B)/.test-deps
