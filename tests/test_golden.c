@@ -118,9 +118,24 @@ static void test_golden_decode_absorbed(void) { for_each_case(LC_ATTN_AUTO, 1); 
 static void test_golden_decode_expanded(void) { for_each_case(LC_ATTN_EXPANDED, 1); }
 static void test_golden_prefill_absorbed(void) { for_each_case(LC_ATTN_ABSORBED, 0); }
 
+/* Golden prefill and decode on every kernel level this CPU has (the default is the best). */
+static void test_golden_every_kernel_level(void) {
+    char orig[16];
+    snprintf(orig, sizeof orig, "%s", lc_k.name);
+    const char *levels[] = {"scalar", "avx2"};
+    for (int i = 0; i < 2; i++) {
+        if (lc_kernels_select(levels[i]) != LC_OK) continue;
+        printf("    kernels: %s\n", levels[i]);
+        for_each_case(LC_ATTN_AUTO, 0);
+        for_each_case(LC_ATTN_AUTO, 1);
+    }
+    lc_kernels_select(orig);
+}
+
 void suite_golden(void) {
     RUN(test_golden_prefill);
     RUN(test_golden_decode_absorbed);
     RUN(test_golden_decode_expanded);
     RUN(test_golden_prefill_absorbed);
+    RUN(test_golden_every_kernel_level);
 }

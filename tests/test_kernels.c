@@ -77,7 +77,7 @@ static void free_mat(test_mat *t) {
     free(t->ref);
 }
 
-static void test_matmul_all_dtypes(void) {
+static void matmul_all_dtypes(void) {
     const lc_dtype dts[] = {LC_DT_F32, LC_DT_BF16, LC_DT_F16, LC_DT_F8_E4M3};
     const int64_t shapes[][3] = {{1, 1, 1}, {13, 37, 3}, {7, 129, 1}, {33, 16, 5}, {64, 80, 2}};
     for (size_t d = 0; d < 4; d++)
@@ -129,6 +129,22 @@ static void test_matmul_all_dtypes(void) {
             free(ref);
             free_mat(&w);
         }
+}
+
+/* Every dispatch level this CPU has, against the double-precision reference. */
+static void test_matmul_all_dtypes(void) {
+    char orig[16];
+    snprintf(orig, sizeof orig, "%s", lc_k.name);
+    const char *levels[] = {"scalar", "avx2"};
+    for (int i = 0; i < 2; i++) {
+        if (lc_kernels_select(levels[i]) != LC_OK) {
+            printf("    level %s: not on this CPU\n", levels[i]);
+            continue;
+        }
+        matmul_all_dtypes();
+        printf("    level %s: matmul, row ranges, transposed product checked for F32/BF16/F16/FP8\n", levels[i]);
+    }
+    lc_kernels_select(orig);
 }
 
 /* The BLAS path (F32) against the row kernels for products and their backward, odd shapes. */

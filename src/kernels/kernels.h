@@ -32,6 +32,8 @@ typedef struct {
     /* out[c] = sum_{i < n_rows} W[r0 + i, c] * x[i]: the transposed product used to absorb
      * kv_b_proj into the query in MLA decode. */
     void (*matvec_t)(float *out, const float *x, const lc_mat *w, int64_t r0, int64_t n_rows);
+    float (*dot)(const float *a, const float *b, int64_t n);      /* inner loops the drivers use */
+    void (*axpy)(float *y, float a, const float *x, int64_t n);
 } lc_kernels;
 
 extern lc_kernels lc_k; /* the active kernel table */
@@ -43,8 +45,12 @@ void lc_blas_matmul_backward(float *dx, float *dw, const float *dout, const floa
 #endif
 /* 1 to route F32 products through BLAS (when built with it; the default), 0 for the row kernels. */
 void lc_kernels_use_blas(int on);
-void lc_kernels_init(void);                 /* picks the best available (call once) */
+void lc_kernels_init(void);                 /* picks the best available ($LC_KERNELS=scalar|avx2 forces one) */
 const lc_kernels *lc_kernels_scalar(void);  /* the reference */
+/* Makes the named level ("scalar", "avx2") active; LC_ERR_UNSUPPORTED if this CPU lacks it. */
+lc_status lc_kernels_select(const char *name);
+int lc_cpu_has_avx2(void);
+void lc_kernels_fill_avx2(lc_kernels *k);
 
 /* Convenience: out[T, rows] = x[T, cols] @ W^T. */
 static inline void lc_matmul(float *out, const float *x, const lc_mat *w, int64_t T) {
@@ -72,8 +78,8 @@ void lc_rmsnorm_backward(float *dx, float *dw, const float *dout, const float *x
  * de-interleaved output (the inverse rotation). */
 void lc_rope_backward(float *d, int64_t dr, int64_t pos, double theta);
 
-/* y[n] += a * x[n] */
-void lc_axpy(float *y, float a, const float *x, int64_t n);
-float lc_dot(const float *a, const float *b, int64_t n);
+/* y[n] += a * x[n]; the dot product. Through the active table. */
+static inline void lc_axpy(float *y, float a, const float *x, int64_t n) { lc_k.axpy(y, a, x, n); }
+static inline float lc_dot(const float *a, const float *b, int64_t n) { return lc_k.dot(a, b, n); }
 
 #endif

@@ -47,7 +47,7 @@ int lc_mat_dtype_supported(lc_dtype t) {
     return t == LC_DT_F32 || t == LC_DT_BF16 || t == LC_DT_F16 || t == LC_DT_F8_E4M3;
 }
 
-float lc_dot(const float *a, const float *b, int64_t n) {
+static float dot_scalar(const float *a, const float *b, int64_t n) {
     /* Eight partial sums combined in a fixed tree: vectorisable and deterministic. */
     float s[8] = {0};
     int64_t i = 0;
@@ -57,7 +57,7 @@ float lc_dot(const float *a, const float *b, int64_t n) {
     return ((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7]));
 }
 
-void lc_axpy(float *y, float a, const float *x, int64_t n) {
+static void axpy_scalar(float *y, float a, const float *x, int64_t n) {
     for (int64_t i = 0; i < n; i++) y[i] += a * x[i];
 }
 
@@ -210,15 +210,38 @@ static lc_kernels k_scalar = {
     .row = {[LC_DT_F32] = row_f32, [LC_DT_BF16] = row_bf16, [LC_DT_F16] = row_f16, [LC_DT_F8_E4M3] = row_fp8},
     .matmul = matmul_scalar,
     .matvec_t = matvec_t_scalar,
+    .dot = dot_scalar,
+    .axpy = axpy_scalar,
 };
 
 lc_kernels lc_k;
 
 const lc_kernels *lc_kernels_scalar(void) { return &k_scalar; }
 
+lc_status lc_kernels_select(const char *name) {
+    if (!strcmp(name, "scalar")) {
+        lc_k = k_scalar;
+        return LC_OK;
+    }
+    if (!strcmp(name, "avx2")) {
+        if (!lc_cpu_has_avx2()) return lc_error(LC_ERR_UNSUPPORTED, "kernels: this CPU has no AVX2/FMA/F16C");
+        lc_k = k_scalar;
+        lc_kernels_fill_avx2(&lc_k);
+        return LC_OK;
+    }
+    return lc_error(LC_ERR_ARG, "kernels: unknown level \"%s\" (scalar, avx2)", name);
+}
+
 void lc_kernels_init(void) {
+    static int done;
     for (int i = 0; i < 256; i++) g_fp8_lut[i] = lc_fp8e4m3_to_f32((uint8_t)i);
-    lc_k = k_scalar;
+    if (done) return; /* a level chosen by a test or $LC_KERNELS stays chosen */
+    done = 1;
+    const char *want = getenv("LC_KERNELS");
+    if (!want || lc_kernels_select(want) != LC_OK) {
+        lc_k = k_scalar;
+        if (lc_cpu_has_avx2()) lc_kernels_fill_avx2(&lc_k);
+    }
 #ifdef LC_HAVE_BLAS
     lc_blas_init();
 #endif
