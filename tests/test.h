@@ -41,6 +41,9 @@ double t_rel_err(const float *a, const float *ref, int64_t n);
 /* Reads a tensor of a safetensors file as f32 (I32 converted); NULL if absent. */
 float *t_read_f32(const lc_st *st, const char *name, int64_t *n);
 
+/* A golden file's input_ids as "5,17,42" (for CLI --tokens). */
+void t_ids_string(const lc_st *st, char *buf, size_t n);
+
 /* suites */
 void suite_kernels(void);
 void suite_safetensors(void);

@@ -43,10 +43,7 @@ static void test_cli_logits_golden(void) {
         snprintf(gp, sizeof gp, "%s/%s/golden.safetensors", g, cases[i]);
         lc_st st;
         CHECK_OK(lc_st_open(&st, gp));
-        int64_t T = 0;
-        float *v = t_read_f32(&st, "input_ids", &T);
-        for (int64_t t = 0; t < T; t++) snprintf(ids + strlen(ids), sizeof ids - strlen(ids), "%s%d", t ? "," : "", (int)v[t]);
-        free(v);
+        t_ids_string(&st, ids, sizeof ids);
         lc_st_close(&st);
         for (int decode = 0; decode < 2; decode++) {
             char *out = NULL;

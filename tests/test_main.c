@@ -117,6 +117,14 @@ float *t_read_f32(const lc_st *st, const char *name, int64_t *n) {
     return v;
 }
 
+void t_ids_string(const lc_st *st, char *buf, size_t n) {
+    int64_t T = 0;
+    float *v = t_read_f32(st, "input_ids", &T);
+    buf[0] = 0;
+    for (int64_t t = 0; v && t < T; t++) snprintf(buf + strlen(buf), n - strlen(buf), "%s%d", t ? "," : "", (int)v[t]);
+    free(v);
+}
+
 int main(int argc, char **argv) {
     lc_kernels_init();
     snprintf(g_root, sizeof g_root, "/tmp/longcat-test-%d", (int)getpid());

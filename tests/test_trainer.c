@@ -93,10 +93,7 @@ static void test_grads_cli_matches_golden(void) {
     snprintf(gp, sizeof gp, "%s/tiny-fp8/golden.safetensors", g);
     lc_st st;
     CHECK_OK(lc_st_open(&st, gp));
-    int64_t T = 0;
-    float *v = t_read_f32(&st, "input_ids", &T);
-    for (int64_t t = 0; t < T; t++) snprintf(ids + strlen(ids), sizeof ids - strlen(ids), "%s%d", t ? "," : "", (int)v[t]);
-    free(v);
+    t_ids_string(&st, ids, sizeof ids);
     const char *dir = t_tmpdir("grads_cli");
     char *out = NULL;
     int rc = t_sh(&out, "%s grads %s/tiny-fp8 --tokens %s -o %s/g.safetensors", t_bin(), g, ids, dir);
