@@ -3,6 +3,7 @@
  * with a non-zero exit for bad input. */
 #include "test.h"
 
+#include <cjson/cJSON.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -119,9 +120,32 @@ static void test_cli_errors(void) {
     }
 }
 
+static void test_cli_bench_json(void);
 void suite_cli(void) {
     RUN(test_cli_logits_golden);
+    RUN(test_cli_bench_json);
     RUN(test_cli_init_info_logits);
     RUN(test_cli_info_flash_chat);
     RUN(test_cli_errors);
+}
+
+/* `longcat bench --json` on a small synthetic model: every figure present and plausible. */
+static void test_cli_bench_json(void) {
+    const char *dir = t_tmpdir("bench");
+    char *out = NULL;
+    int rc = t_sh(&out, "%s init --preset tiny --seed 3 %s/m >/dev/null && %s bench %s/m --decode 4 --prefill 16 --bw-gib 0.25 --json",
+                  t_bin(), dir, t_bin(), dir);
+    CHECK(rc == 0, "bench: %s", out);
+    const char *keys[] = {"decode_tok_s", "decode_roofline_ratio", "prefill_tok_s", "prefill_peak_ratio", "bandwidth_gb_s",
+                          "matmul_gflops"};
+    const char *js = out ? strchr(out, '{') : NULL;
+    cJSON *j = js ? cJSON_Parse(js) : NULL;
+    CHECK(j != NULL, "bench printed JSON: %s", out);
+    for (int i = 0; j && i < 6; i++) {
+        const cJSON *v = cJSON_GetObjectItem(j, keys[i]);
+        CHECK(cJSON_IsNumber(v) && v->valuedouble > 0, "%s present and positive", keys[i]);
+        if (strstr(keys[i], "ratio")) CHECK(cJSON_IsNumber(v) && v->valuedouble < 1.5, "%s = %g is a plausible fraction", keys[i], v->valuedouble);
+    }
+    cJSON_Delete(j);
+    free(out);
 }

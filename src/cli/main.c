@@ -77,7 +77,8 @@ static void usage(FILE *f) {
             "  chat   MODEL_DIR [--system TEXT]       interactive multi-turn chat\n"
             "  train  --preset NAME --data FILE --out DIR [--steps N ...]   train a model (see train --help)\n"
             "  grads  MODEL_DIR --tokens 1,2,3 -o OUT.safetensors   loss and every parameter's gradient\n"
-            "  grow   SRC DST [--factor K]            stack a trained model's layers into a deeper one\n\n"
+            "  grow   SRC DST [--factor K]            stack a trained model's layers into a deeper one\n"
+            "  bench  [MODEL_DIR] [--json]            decode/prefill speed as ratios to measured bandwidth / FMA peak\n\n"
             "presets: %s\n"
             "Run `longcat <command> --help` for details.\n",
             lc_config_preset_names());
@@ -100,6 +101,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "grads")) return cmd_grads(argc - 1, argv + 1);
     if (!strcmp(cmd, "train")) return cmd_train(argc - 1, argv + 1);
     if (!strcmp(cmd, "grow")) return cmd_grow(argc - 1, argv + 1);
+    if (!strcmp(cmd, "bench")) return cmd_bench(argc - 1, argv + 1);
     fprintf(stderr, "longcat: unknown command \"%s\"\n\n", cmd);
     usage(stderr);
     return 1;

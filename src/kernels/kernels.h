@@ -43,6 +43,11 @@ void lc_blas_matmul(float *out, int64_t ld_out, const float *x, int64_t ld_x, co
                     int64_t T);
 void lc_blas_matmul_backward(float *dx, float *dw, const float *dout, const float *x, const lc_mat *w, int64_t T);
 #endif
+/* The machine's roofline, measured with the active threads: DRAM read GB/s over a buffer of
+ * `bytes`, and FP32 FMA GFLOP/s (AVX2 FMA chains; 0 without AVX2). */
+double lc_measure_read_bandwidth(size_t bytes);
+double lc_measure_fma_peak(void);
+
 /* 1 to route F32 products through BLAS (when built with it; the default), 0 for the row kernels. */
 void lc_kernels_use_blas(int on);
 void lc_kernels_init(void);                 /* picks the best available ($LC_KERNELS=scalar|avx2 forces one) */
