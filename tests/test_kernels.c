@@ -147,9 +147,29 @@ static void test_matmul_all_dtypes(void) {
     lc_kernels_select(orig);
 }
 
-/* The BLAS path (F32) against the row kernels for products and their backward, odd shapes. */
+/* The BLAS path against the row kernels for products (every dtype) and their backward (F32),
+ * odd shapes. */
 static void test_blas_matches_row_kernels(void) {
     const int64_t shapes[][3] = {{13, 37, 3}, {129, 7, 5}, {200, 130, 9}, {1, 1, 2}};
+    const lc_dtype dts[] = {LC_DT_BF16, LC_DT_F16, LC_DT_F8_E4M3};
+    for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++)
+        for (int d = 0; d < 3; d++) {
+            int64_t R = shapes[k][0], C = shapes[k][1], T = shapes[k][2];
+            test_mat w;
+            make_mat(&w, dts[d], R, C, 5, 8, 70 + k);
+            float *x = malloc((size_t)(T * C) * 4), *o1 = malloc((size_t)(T * R) * 4), *o2 = malloc((size_t)(T * R) * 4);
+            lc_rng r;
+            lc_rng_seed(&r, 5);
+            for (int64_t i = 0; i < T * C; i++) x[i] = lc_rng_normal(&r);
+            lc_kernels_use_blas(0);
+            lc_matmul(o1, x, &w.m, T);
+            lc_kernels_use_blas(1);
+            lc_matmul(o2, x, &w.m, T);
+            CHECK(t_rel_err(o2, o1, T * R) < 1e-5, "%s [%lld x %lld] T=%lld: BLAS path err %.2e", lc_dtype_name(dts[d]),
+                  (long long)R, (long long)C, (long long)T, t_rel_err(o2, o1, T * R));
+            free(x); free(o1); free(o2);
+            free_mat(&w);
+        }
     for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++) {
         int64_t R = shapes[k][0], C = shapes[k][1], T = shapes[k][2];
         test_mat w;

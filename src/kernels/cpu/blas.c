@@ -6,6 +6,8 @@
 
 #ifdef LC_HAVE_BLAS
 #include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
 
 #define BLOCK 128 /* output rows (or columns) per sgemm call */
 
@@ -13,16 +15,29 @@ void openblas_set_num_threads(int n);
 
 void lc_blas_init(void) { openblas_set_num_threads(1); /* we parallelise over blocks ourselves */ }
 
-/* out[t, i] = sum_c W[r0 + i, c] x[t, c] */
+/* out[t, i] = sum_c W[r0 + i, c] x[t, c]. Weights not in F32 (BF16, F16, FP8 blocks) are
+ * dequantised one block of rows at a time into a per-thread buffer, then multiplied. */
 void lc_blas_matmul(float *out, int64_t ld_out, const float *x, int64_t ld_x, const lc_mat *w, int64_t r0, int64_t n_rows,
                     int64_t T) {
-    const float *W = (const float *)(const void *)w->data;
     const int64_t C = w->cols, nb = (n_rows + BLOCK - 1) / BLOCK;
-#pragma omp parallel for schedule(static) if (n_rows * C * T > 65536)
-    for (int64_t b = 0; b < nb; b++) {
-        int64_t i0 = b * BLOCK, n = LC_MIN(BLOCK, n_rows - i0);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)T, (int)n, (int)C, 1.0f, x, (int)ld_x,
-                    W + (r0 + i0) * C, (int)C, 0.0f, out + i0, (int)ld_out);
+    const int f32 = w->dtype == LC_DT_F32;
+#pragma omp parallel if (n_rows * C * T > 65536)
+    {
+        float *buf = f32 ? NULL : malloc((size_t)(BLOCK * C) * sizeof *buf);
+#pragma omp for schedule(static)
+        for (int64_t b = 0; b < nb; b++) {
+            int64_t i0 = b * BLOCK, n = LC_MIN(BLOCK, n_rows - i0);
+            const float *W = f32 ? (const float *)(const void *)w->data + (r0 + i0) * C : buf;
+            if (!f32 && !buf) { /* out of memory for the block: poison it so the failure cannot pass unseen */
+                for (int64_t i = 0; i < n; i++)
+                    for (int64_t t = 0; t < T; t++) out[t * ld_out + i0 + i] = NAN;
+                continue;
+            }
+            for (int64_t i = 0; !f32 && i < n; i++) lc_k.row[w->dtype](buf + i * C, w, r0 + i0 + i);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)T, (int)n, (int)C, 1.0f, x, (int)ld_x, W, (int)C,
+                        0.0f, out + i0, (int)ld_out);
+        }
+        free(buf);
     }
 }
 

@@ -64,7 +64,7 @@ static void axpy_scalar(float *y, float a, const float *x, int64_t n) {
 static void matmul_scalar(float *out, int64_t ld_out, const float *x, int64_t ld_x, const lc_mat *w, int64_t r0,
                           int64_t n_rows, int64_t T) {
 #ifdef LC_HAVE_BLAS
-    if (g_use_blas && w->dtype == LC_DT_F32 && T > 1) { /* GEMM pays off from two tokens on */
+    if (g_use_blas && T > 1) { /* GEMM pays off from two tokens on (non-F32 rows dequantised per block) */
         lc_blas_matmul(out, ld_out, x, ld_x, w, r0, n_rows, T);
         return;
     }
