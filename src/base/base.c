@@ -178,6 +178,16 @@ lc_status lc_write_text(const char *path, const char *text) {
     return s;
 }
 
+lc_status lc_copy_text_file(const char *from, const char *to, int optional) {
+    if (optional && !lc_file_exists(from)) return LC_OK;
+    char *text;
+    size_t len;
+    lc_status s = lc_read_file(from, &text, &len);
+    if (!s) s = lc_write_text(to, text);
+    free(text);
+    return s;
+}
+
 lc_status lc_mmap_open(lc_mmap *m, const char *path) {
     memset(m, 0, sizeof *m);
     int fd = open(path, O_RDONLY);

@@ -52,6 +52,9 @@ lc_status lc_mkdirs(const char *path);
  * half-written file in place. */
 lc_status lc_write_text(const char *path, const char *text);
 
+/* Copies a (small) text file; with `optional`, a missing source is not an error. */
+lc_status lc_copy_text_file(const char *from, const char *to, int optional);
+
 /* Reads a whole (small) file into a NUL-terminated buffer. */
 lc_status lc_read_file(const char *path, char **data, size_t *size);
 

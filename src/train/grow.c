@@ -57,13 +57,8 @@ lc_status lc_grow(const char *src, const char *dst, int64_t factor) {
     }
     const char *files[2] = {"tokenizer.json", "tokenizer_config.json"};
     for (int f = 0; f < 2 && !s; f++) { /* the tokenizer travels with the model */
-        char *from = lc_path_join(src, files[f]), *to = lc_path_join(dst, files[f]), *text = NULL;
-        size_t len;
-        if (from && to && lc_file_exists(from)) {
-            s = lc_read_file(from, &text, &len);
-            if (!s) s = lc_write_text(to, text);
-        }
-        free(text);
+        char *from = lc_path_join(src, files[f]), *to = lc_path_join(dst, files[f]);
+        s = from && to ? lc_copy_text_file(from, to, 1) : LC_ERR_NOMEM;
         free(from);
         free(to);
     }

@@ -162,9 +162,7 @@ void lc_train_zero_grad(lc_train *tr) {
     tr->loss_z = tr->loss_lb = tr->loss_mtp = tr->max_abs_h = 0;
 }
 
-/* Cross entropy of rows [0, n) of logits [n, V] against targets; logits become
- * k * d(mean loss)/d(logits). Returns the mean loss. */
-static double cross_entropy(float *logits, const int32_t *targets, int64_t n, int64_t V, float k) {
+double lc_cross_entropy(float *logits, const int32_t *targets, int64_t n, int64_t V, float k) {
     double total = 0;
     for (int64_t t = 0; t < n; t++) {
         float *row = logits + t * V;
@@ -173,6 +171,7 @@ static double cross_entropy(float *logits, const int32_t *targets, int64_t n, in
         double se = 0;
         for (int64_t v = 0; v < V; v++) se += exp((double)(row[v] - mx));
         total += log(se) + mx - row[targets[t]];
+        if (k == 0) continue; /* loss only */
         for (int64_t v = 0; v < V; v++) row[v] = (float)(exp((double)(row[v] - mx)) / se) * (k / (float)n);
         row[targets[t]] -= k / (float)n;
     }
@@ -221,7 +220,7 @@ static lc_status mtp_loss_backward(lc_train *tr, lc_session *sess, const int32_t
     if (!s) {
         rmsnorm_rows(z, u2, w->norm, n, H, eps);
         lc_matmul(logits, z, &tr->params->lm_head, n);
-        *loss = cross_entropy(logits, tokens + 2, n, V, k);
+        *loss = lc_cross_entropy(logits, tokens + 2, n, V, k);
         /* backward */
         lc_matmul_backward(dz, (float *)(uintptr_t)tr->grads->lm_head.data, logits, z, &tr->params->lm_head, n);
         for (int64_t t = 0; t < n; t++)
@@ -343,24 +342,11 @@ lc_status lc_train_forward_backward(lc_train *tr, const int32_t *tokens, int64_t
     if (!s) {
         rmsnorm_rows(hn, h, pm->norm, T, H, (float)c->rms_norm_eps);
         lc_matmul(logits, hn, &pm->lm_head, T);
-        /* cross entropy over positions 0..T-2; logits become d loss / d logits */
-        double total = 0;
-        const float inv = scale * tr->aux.lm_weight / (float)(T - 1);
-        for (int64_t t = 0; t < T; t++) {
-            float *row = logits + t * V;
-            if (t == T - 1) {
-                memset(row, 0, (size_t)V * sizeof *row);
-                continue;
-            }
-            float mx = row[0];
-            for (int64_t v = 1; v < V; v++) mx = row[v] > mx ? row[v] : mx;
-            double se = 0;
-            for (int64_t v = 0; v < V; v++) se += exp((double)(row[v] - mx));
-            total += log(se) + mx - row[tokens[t + 1]];
-            for (int64_t v = 0; v < V; v++) row[v] = (float)(exp((double)(row[v] - mx)) / se) * inv;
-            row[tokens[t + 1]] -= inv;
-        }
-        *loss = (float)(total / (double)(T - 1));
+        /* cross entropy over positions 0..T-2; logits become d loss / d logits (last row: none) */
+        const float k = scale * tr->aux.lm_weight;
+        double mean = lc_cross_entropy(logits, tokens + 1, T - 1, V, k);
+        memset(logits + (k == 0 ? 0 : (T - 1) * V), 0, (size_t)((k == 0 ? T : 1) * V) * sizeof *logits);
+        *loss = (float)mean;
         /* ---- backward ---- */
         lc_matmul_backward(dhn, (float *)(uintptr_t)tr->grads->lm_head.data, logits, hn, &pm->lm_head, T);
         if (tr->aux.mtp_weight > 0 && pm->has_mtp && T >= 3) {

@@ -90,6 +90,10 @@ double lc_train_width_transfer(lc_train *tr, double proxy_width);
 /* 1 for the embedding tables and lm_head (they keep the proxy's settings). */
 int lc_is_embedding_tensor(const char *name);
 
+/* Mean cross entropy of rows [0, n) of logits [n, V] against targets. With k != 0 the logits
+ * become k * d(mean)/d(logits); with k = 0 they are left as they are. */
+double lc_cross_entropy(float *logits, const int32_t *targets, int64_t n, int64_t V, float k);
+
 /* Index of the tensor named `name` in the table, or -1. */
 int64_t lc_train_find(const lc_train *tr, const char *name);
 

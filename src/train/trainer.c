@@ -61,16 +61,9 @@ static lc_status val_loss(const lc_train *tr, const lc_data *d, const lc_trainer
         lc_session_reset(s);
         lc_forward_out fo = {.logits = logits};
         st = lc_forward(s, tok, T, &fo);
-        for (int64_t t = 0; t < T - 1 && !st; t++) {
-            const float *row = logits + t * V;
-            float mx = row[0];
-            for (int64_t v = 1; v < V; v++) mx = row[v] > mx ? row[v] : mx;
-            double se = 0;
-            for (int64_t v = 0; v < V; v++) se += exp((double)(row[v] - mx));
-            total += log(se) + mx - row[tok[t + 1]];
-        }
+        if (!st) total += lc_cross_entropy(logits, tok + 1, T - 1, V, 0);
     }
-    *out = total / (double)(o->eval_windows * (T - 1));
+    *out = total / (double)o->eval_windows;
     lc_session_free(s);
     free(logits);
     return st;
@@ -276,7 +269,7 @@ lc_status lc_trainer_run(const lc_trainer_options *o, lc_trainer_result *res) {
     if (o->batch < 1 || o->seq_len < 2 || o->steps < 1 || !(o->lr > 0))
         return lc_error(LC_ERR_ARG, "train: need --batch >= 1, --seq-len >= 2, --steps >= 1, --lr > 0");
     char *tok_path = lc_path_join(o->out, "tokenizer.json"), *cache = lc_path_join(o->out, "tokens.bin");
-    char *cfg_path = lc_path_join(o->out, "config.json"), *csv_path = lc_path_join(o->out, "metrics.csv");
+    char *csv_path = lc_path_join(o->out, "metrics.csv");
     lc_config cfg;
     lc_tokenizer *tok = NULL;
     lc_model *model = NULL;
@@ -286,18 +279,15 @@ lc_status lc_trainer_run(const lc_trainer_options *o, lc_trainer_result *res) {
     lc_rng rng;
     lc_rng_seed(&rng, o->seed);
     int64_t step = 0;
-    if (!tok_path || !cache || !cfg_path || !csv_path) s = LC_ERR_NOMEM;
+    if (!tok_path || !cache || !csv_path) s = LC_ERR_NOMEM;
     if (!s && o->resume) {
         s = lc_model_load(&model, o->out);
         if (s) lc_error_context(s, "%s", "--resume: ");
     } else if (!s && o->init_from) {
         const char *files[2] = {"tokenizer.json", "tokenizer_config.json"};
         for (int f = 0; f < 2 && !s; f++) {
-            char *from = lc_path_join(o->init_from, files[f]), *to = lc_path_join(o->out, files[f]), *text = NULL;
-            size_t len;
-            s = from && to ? lc_read_file(from, &text, &len) : LC_ERR_NOMEM;
-            if (!s) s = lc_write_text(to, text);
-            free(text);
+            char *from = lc_path_join(o->init_from, files[f]), *to = lc_path_join(o->out, files[f]);
+            s = from && to ? lc_copy_text_file(from, to, 0) : LC_ERR_NOMEM;
             free(from);
             free(to);
         }
@@ -431,7 +421,6 @@ lc_status lc_trainer_run(const lc_trainer_options *o, lc_trainer_result *res) {
     lc_tokenizer_free(tok);
     free(tok_path);
     free(cache);
-    free(cfg_path);
     free(csv_path);
     return s;
 }
