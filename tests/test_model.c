@@ -201,9 +201,75 @@ static void test_moe_invariants(void) {
     lc_model_free(m);
 }
 
+/* lc_forward_batch: sequences of different lengths and positions in one call give what each
+ * gives alone; a batch of single-token decode steps is bit-identical to one-by-one decoding
+ * (the server's greedy outputs must not depend on who else is being served). */
+static void test_forward_batch(void) {
+    lc_model *m = make_model("rand_batch", LC_DT_BF16, 0);
+    if (!m) return;
+    const int64_t V = m->cfg.vocab_size;
+    enum { NS = 3 };
+    static const int64_t plen[NS] = {5, 1, 9};
+    lc_session *a[NS], *b[NS];
+    int32_t toks[T + T];
+    int64_t n = 0, ntok[NS];
+    for (int i = 0; i < NS; i++) {
+        CHECK_OK(lc_session_new(&a[i], m, 32));
+        CHECK_OK(lc_session_new(&b[i], m, 32));
+        if (!a[i] || !b[i]) return;
+        ntok[i] = plen[i];
+        memcpy(toks + n, k_ids + i, (size_t)plen[i] * sizeof *toks);
+        n += plen[i];
+    }
+    float *ref = malloc((size_t)(NS * V) * sizeof *ref), *got = malloc((size_t)(NS * V) * sizeof *got);
+    /* prompts: one batched call vs one call each */
+    lc_forward_out o = {.logits = got, .logits_last_only = 1};
+    CHECK_OK(lc_forward_batch(a, toks, ntok, NS, &o));
+    for (int64_t i = 0, off = 0; i < NS; off += plen[i], i++) {
+        lc_forward_out oi = {.logits = ref + i * V, .logits_last_only = 1};
+        CHECK_OK(lc_forward(b[i], toks + off, plen[i], &oi));
+        CHECK(a[i]->pos == plen[i] && b[i]->pos == plen[i], "positions advanced");
+    }
+    double e = t_rel_err(got, ref, NS * V);
+    CHECK(e < 1e-5, "batched prompts differ from single ones: %.3g", e);
+    /* decode steps: bitwise equal (prompts prefilled one by one, as the server does: a GEMM's
+     * rounding depends on the rows around it, so batched prompts match only to a tolerance) */
+    for (int64_t i = 0, off = 0; i < NS; off += plen[i], i++) {
+        lc_session_reset(a[i]);
+        CHECK_OK(lc_forward(a[i], toks + off, plen[i], NULL));
+    }
+    for (int step = 0; step < 4; step++) {
+        int32_t next[NS];
+        int64_t ones[NS];
+        for (int i = 0; i < NS; i++) {
+            next[i] = (int32_t)((17 * step + 31 * i + 3) % V);
+            ones[i] = 1;
+            lc_forward_out oi = {.logits = ref + i * V, .logits_last_only = 1};
+            CHECK_OK(lc_forward(b[i], &next[i], 1, &oi));
+        }
+        CHECK_OK(lc_forward_batch(a, next, ones, NS, &o));
+        CHECK(!memcmp(got, ref, (size_t)(NS * V) * sizeof *got), "step %d: batched decode not bit-identical (%.3g)",
+              step, t_rel_err(got, ref, NS * V));
+    }
+    /* bad batches */
+    lc_session *dup[2] = {a[0], a[0]};
+    int64_t two[2] = {1, 1};
+    CHECK(lc_forward_batch(dup, toks, two, 2, NULL) == LC_ERR_ARG, "same session twice");
+    int64_t zero[2] = {1, 0};
+    CHECK(lc_forward_batch(a, toks, zero, 2, NULL) == LC_ERR_ARG, "empty sequence");
+    for (int i = 0; i < NS; i++) {
+        lc_session_free(a[i]);
+        lc_session_free(b[i]);
+    }
+    free(ref);
+    free(got);
+    lc_model_free(m);
+}
+
 void suite_model(void) {
     RUN(test_random_bf16_sharded);
     RUN(test_random_fp8);
     RUN(test_session_limits);
     RUN(test_moe_invariants);
+    RUN(test_forward_batch);
 }

@@ -57,6 +57,9 @@ lc_status lc_kernels_select(const char *name);
 int lc_cpu_has_avx2(void);
 void lc_kernels_fill_avx2(lc_kernels *k);
 
+/* Products with fewer tokens than this use the row kernels (results independent of T: a
+ * token's outputs are the same alone or in a batch); from it on, GEMM. */
+#define LC_GEMM_MIN_T 9
 /* Convenience: out[T, rows] = x[T, cols] @ W^T. */
 static inline void lc_matmul(float *out, const float *x, const lc_mat *w, int64_t T) {
     lc_k.matmul(out, w->rows, x, w->cols, w, 0, w->rows, T);

@@ -12,24 +12,32 @@
 lc_status scmoe_layer_forward(float *h,            /* [T, H] residual stream */
                               int32_t *topk_idx,   /* [T, K] out: chosen experts */
                               int64_t *n_ffn,      /* out: FFN-expert slots used */
-                              lc_session *sess, int64_t layer, int64_t T, int absorbed, layer_acts *acts) {
-    const lc_config *c = &sess->m->cfg;
-    const lc_layer_weights *w = &sess->m->layers[layer];
+                              const batch_seq *seqs, int64_t n_seq, int64_t layer, layer_acts *acts) {
+    const lc_model *mdl = seqs[0].sess->m;
+    const lc_config *c = &mdl->cfg;
+    const lc_layer_weights *w = &mdl->layers[layer];
     const int64_t H = c->hidden_size, K = c->moe_topk, kvr = c->kv_lora_rank, dr = c->qk_rope_head_dim;
     const float eps = (float)c->rms_norm_eps;
+    int64_t T = 0;
+    for (int64_t i = 0; i < n_seq; i++) T += seqs[i].T;
     const size_t row_bytes = (size_t)(T * H) * sizeof(float);
     float *xn = lc_malloc(row_bytes, "layer normed input");
     float *y = lc_malloc(row_bytes, "layer sublayer output");
     float *m = lc_malloc(row_bytes, "layer MoE output");
     float *tw = acts ? acts->topk_w : lc_malloc((size_t)(T * K) * sizeof *tw, "router weights");
-    lc_status s = (xn && y && m && tw) ? LC_OK : LC_ERR_NOMEM;
+    mla_seq *ms = lc_malloc((size_t)n_seq * sizeof *ms, "attention sequences");
+    lc_status s = (xn && y && m && tw && ms) ? LC_OK : LC_ERR_NOMEM;
     if (acts && !s) memcpy(acts->h0, h, row_bytes);
     for (int sub = 0; sub < 2 && !s; sub++) {
-        const int64_t a = 2 * layer + sub; /* attention sublayer index into the cache */
-        float *lat = sess->kv_latent + a * sess->n_ctx * kvr, *rope = sess->kv_rope + a * sess->n_ctx * dr;
+        const int64_t a = 2 * layer + sub; /* attention sublayer index into the caches */
+        for (int64_t i = 0; i < n_seq; i++) {
+            const lc_session *se = seqs[i].sess;
+            ms[i] = (mla_seq){.latent = se->kv_latent + a * se->n_ctx * kvr, .rope = se->kv_rope + a * se->n_ctx * dr,
+                              .p0 = se->pos, .T = seqs[i].T, .absorbed = seqs[i].absorbed};
+        }
         float *xa = acts ? (sub ? acts->x3 : acts->x1) : xn;
         rmsnorm_rows(xa, h, w->input_layernorm[sub], T, H, eps);
-        s = mla_forward(y, xa, lat, rope, &w->self_attn[sub], c, T, sess->pos, absorbed, acts ? &acts->attn[sub] : NULL);
+        s = mla_forward(y, xa, ms, n_seq, &w->self_attn[sub], c, acts ? &acts->attn[sub] : NULL);
         if (s) break;
         for (int64_t i = 0; i < T * H; i++) h[i] += y[i];
         if (acts) memcpy(sub ? acts->h3 : acts->h1, h, row_bytes);
@@ -54,6 +62,7 @@ lc_status scmoe_layer_forward(float *h,            /* [T, H] residual stream */
     free(xn);
     free(y);
     free(m);
+    free(ms);
     if (!acts) free(tw);
     return s;
 }
@@ -102,27 +111,46 @@ lc_status scmoe_layer_backward(float *dh, lc_layer_weights *g, unsigned char *to
 }
 
 lc_status lc_forward(lc_session *s, const int32_t *tokens, int64_t T, lc_forward_out *out) {
-    const lc_model *mdl = s->m;
+    return lc_forward_batch(&s, tokens, &T, 1, out);
+}
+
+lc_status lc_forward_batch(lc_session *const *sessions, const int32_t *tokens, const int64_t *n_tokens, int64_t n_seq,
+                           lc_forward_out *out) {
+    if (n_seq <= 0) return lc_error(LC_ERR_ARG, "forward: no sequences");
+    const lc_model *mdl = sessions[0]->m;
     const lc_config *c = &mdl->cfg;
     const int64_t H = c->hidden_size, V = c->vocab_size, K = c->moe_topk;
-    if (T <= 0) return lc_error(LC_ERR_ARG, "forward: no tokens");
-    if (s->pos + T > s->n_ctx)
-        return lc_error(LC_ERR_ARG, "forward: %lld cached + %lld new tokens exceed the context of %lld",
-                        (long long)s->pos, (long long)T, (long long)s->n_ctx);
+    int64_t T = 0;
+    for (int64_t i = 0; i < n_seq; i++) {
+        const lc_session *s = sessions[i];
+        if (n_tokens[i] <= 0) return lc_error(LC_ERR_ARG, "forward: sequence %lld has no tokens", (long long)i);
+        if (s->m != mdl) return lc_error(LC_ERR_ARG, "forward: sequence %lld belongs to another model", (long long)i);
+        for (int64_t j = 0; j < i; j++)
+            if (sessions[j] == s) return lc_error(LC_ERR_ARG, "forward: session of sequence %lld given twice", (long long)i);
+        if (s->pos + n_tokens[i] > s->n_ctx)
+            return lc_error(LC_ERR_ARG, "forward: %lld cached + %lld new tokens exceed the context of %lld",
+                            (long long)s->pos, (long long)n_tokens[i], (long long)s->n_ctx);
+        T += n_tokens[i];
+    }
     for (int64_t t = 0; t < T; t++)
         if (tokens[t] < 0 || tokens[t] >= V)
             return lc_error(LC_ERR_ARG, "forward: token %d at index %lld is outside the vocabulary (0..%lld)",
                             tokens[t], (long long)t, (long long)(V - 1));
-    int absorbed = s->attn_mode == LC_ATTN_ABSORBED || (s->attn_mode == LC_ATTN_AUTO && T == 1);
     float *h = lc_malloc((size_t)(T * H) * sizeof *h, "hidden states");
     float *hn = lc_malloc((size_t)(T * H) * sizeof *hn, "final normed states");
     int32_t *idx = lc_malloc((size_t)(T * K) * sizeof *idx, "router choices");
-    lc_status st = (h && hn && idx) ? LC_OK : LC_ERR_NOMEM;
+    batch_seq *seqs = lc_malloc((size_t)n_seq * sizeof *seqs, "forward sequences");
+    lc_status st = (h && hn && idx && seqs) ? LC_OK : LC_ERR_NOMEM;
+    for (int64_t i = 0; i < n_seq && !st; i++) {
+        lc_attn_mode am = sessions[i]->attn_mode;
+        seqs[i] = (batch_seq){.sess = sessions[i], .T = n_tokens[i],
+                              .absorbed = am == LC_ATTN_ABSORBED || (am == LC_ATTN_AUTO && n_tokens[i] == 1)};
+    }
     int64_t n_ffn_total = 0;
     for (int64_t t = 0; t < T && !st; t++) lc_mat_row(h + t * H, &mdl->embed_tokens, tokens[t]);
     for (int64_t L = 0; L < c->num_layers && !st; L++) {
         int64_t n_ffn = 0;
-        st = scmoe_layer_forward(h, idx, &n_ffn, s, L, T, absorbed, NULL);
+        st = scmoe_layer_forward(h, idx, &n_ffn, seqs, n_seq, L, NULL);
         n_ffn_total += n_ffn;
         if (!st && out && out->hidden) memcpy(out->hidden + L * T * H, h, (size_t)(T * H) * sizeof *h);
         if (!st && out && out->topk_idx) memcpy(out->topk_idx + L * T * K, idx, (size_t)(T * K) * sizeof *idx);
@@ -131,14 +159,21 @@ lc_status lc_forward(lc_session *s, const int32_t *tokens, int64_t T, lc_forward
         rmsnorm_rows(hn, h, mdl->norm, T, H, (float)c->rms_norm_eps);
         if (out && out->normed) memcpy(out->normed, hn, (size_t)(T * H) * sizeof *hn);
         if (out && out->logits) {
-            if (out->logits_last_only) lc_matmul(out->logits, hn + (T - 1) * H, &mdl->lm_head, 1);
-            else lc_matmul(out->logits, hn, &mdl->lm_head, T);
+            if (out->logits_last_only) {
+                /* one row per sequence: gather each sequence's last row, one product */
+                for (int64_t i = 0, t = 0; i < n_seq; i++) {
+                    t += n_tokens[i];
+                    if (t - 1 != i) memmove(hn + i * H, hn + (t - 1) * H, (size_t)H * sizeof *hn);
+                }
+                lc_matmul(out->logits, hn, &mdl->lm_head, n_seq);
+            } else lc_matmul(out->logits, hn, &mdl->lm_head, T);
         }
         if (out && out->n_ffn_experts) *out->n_ffn_experts = n_ffn_total;
-        s->pos += T;
+        for (int64_t i = 0; i < n_seq; i++) sessions[i]->pos += n_tokens[i];
     }
     free(h);
     free(hn);
     free(idx);
+    free(seqs);
     return st;
 }

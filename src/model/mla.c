@@ -86,13 +86,16 @@ static lc_status attend_absorbed(float *ctx, const float *q, const float *cache_
     return fail ? lc_error(LC_ERR_NOMEM, "out of memory for attention scratch") : LC_OK;
 }
 
-lc_status mla_forward(float *out, const float *x, float *cache_latent, float *cache_rope, const lc_mla_weights *w,
-                      const lc_config *c, int64_t T, int64_t p0, int absorbed, mla_acts *acts) {
+lc_status mla_forward(float *out, const float *x, const mla_seq *seqs, int64_t n_seq, const lc_mla_weights *w,
+                      const lc_config *c, mla_acts *acts) {
     const int64_t H = c->hidden_size, nh = c->num_attention_heads, qr = c->q_lora_rank, kvr = c->kv_lora_rank;
     const int64_t dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim, dv = c->v_head_dim, dq = dn + dr;
     const float sq = c->mla_scale_q_lora ? sqrtf((float)H / (float)qr) : 1.0f;
     const float skv = c->mla_scale_kv_lora ? sqrtf((float)H / (float)kvr) : 1.0f;
-    if (acts && (p0 != 0 || absorbed)) return lc_error(LC_ERR_ARG, "mla_forward: training runs expanded from position 0");
+    int64_t T = 0;
+    for (int64_t i = 0; i < n_seq; i++) T += seqs[i].T;
+    if (acts && (n_seq != 1 || seqs[0].p0 != 0 || seqs[0].absorbed))
+        return lc_error(LC_ERR_ARG, "mla_forward: training runs one sequence, expanded, from position 0");
     float *qa = acts ? acts->qa : lc_malloc((size_t)(T * qr) * sizeof(float), "MLA q_a");
     float *qn = acts ? acts->qn : qa; /* inference normalises in place */
     float *q = acts ? acts->q : lc_malloc((size_t)(T * nh * dq) * sizeof(float), "MLA q");
@@ -100,25 +103,30 @@ lc_status mla_forward(float *out, const float *x, float *cache_latent, float *ca
     float *ctx = acts ? acts->ctx : lc_malloc((size_t)(T * nh * dv) * sizeof(float), "MLA context");
     lc_status s = (qa && q && ckv && ctx) ? LC_OK : LC_ERR_NOMEM;
     if (!s) {
-        /* queries: q = q_b_proj @ rmsnorm(q_a_proj @ x) * sq, rope on each head's last dr dims */
+        /* projections for all rows of all sequences at once */
         lc_matmul(qa, x, &w->q_a_proj, T);
         rmsnorm_rows(qn, qa, w->q_a_layernorm, T, qr, MLA_NORM_EPS);
         lc_matmul(q, qn, &w->q_b_proj, T);
         for (int64_t i = 0; i < T * nh * dq; i++) q[i] *= sq;
-        for (int64_t t = 0; t < T; t++)
-            for (int64_t h = 0; h < nh; h++) lc_rope(q + (t * nh + h) * dq + dn, dr, p0 + t, c->rope_theta);
-        /* keys/values: the compressed cache rows of these tokens */
         lc_matmul(ckv, x, &w->kv_a_proj_with_mqa, T);
-        for (int64_t t = 0; t < T; t++) {
-            float *lat = cache_latent + (p0 + t) * kvr, *kr = cache_rope + (p0 + t) * dr;
-            const float *src = ckv + t * (kvr + dr);
+    }
+    /* then each sequence: rope at its positions, its cache rows, attention over its cache */
+    for (int64_t i = 0, t0 = 0; i < n_seq && !s; t0 += seqs[i].T, i++) {
+        const mla_seq *sq_ = &seqs[i];
+        float *qi = q + t0 * nh * dq;
+        for (int64_t t = 0; t < sq_->T; t++)
+            for (int64_t h = 0; h < nh; h++) lc_rope(qi + (t * nh + h) * dq + dn, dr, sq_->p0 + t, c->rope_theta);
+        for (int64_t t = 0; t < sq_->T; t++) {
+            float *lat = sq_->latent + (sq_->p0 + t) * kvr, *kr = sq_->rope + (sq_->p0 + t) * dr;
+            const float *src = ckv + (t0 + t) * (kvr + dr);
             lc_rmsnorm(lat, src, w->kv_a_layernorm, kvr, MLA_NORM_EPS);
-            for (int64_t i = 0; i < kvr; i++) lat[i] *= skv;
+            for (int64_t j = 0; j < kvr; j++) lat[j] *= skv;
             memcpy(kr, src + kvr, (size_t)dr * sizeof *kr);
-            lc_rope(kr, dr, p0 + t, c->rope_theta);
+            lc_rope(kr, dr, sq_->p0 + t, c->rope_theta);
         }
-        s = absorbed ? attend_absorbed(ctx, q, cache_latent, cache_rope, w, c, T, p0)
-                     : attend_expanded(ctx, q, cache_latent, cache_rope, w, c, T, p0, acts);
+        float *ci = ctx + t0 * nh * dv;
+        s = sq_->absorbed ? attend_absorbed(ci, qi, sq_->latent, sq_->rope, w, c, sq_->T, sq_->p0)
+                          : attend_expanded(ci, qi, sq_->latent, sq_->rope, w, c, sq_->T, sq_->p0, acts);
     }
     if (!s) lc_matmul(out, ctx, &w->o_proj, T);
     if (!acts) {

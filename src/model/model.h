@@ -118,6 +118,13 @@ typedef struct {
 /* Runs T tokens at positions s->pos .. s->pos+T-1 through the model, appending to the cache. */
 lc_status lc_forward(lc_session *s, const int32_t *tokens, int64_t T, lc_forward_out *out);
 
+/* Several sessions in one forward pass (continuous batching): sequence i appends its
+ * n_tokens[i] tokens (consecutive in `tokens`) to sessions[i], which must be distinct. Weight
+ * products run once over all rows; attention runs per sequence over its own cache. Outputs
+ * are laid out over all rows in order; with logits_last_only, logits is [n_seq, V] (the last
+ * row of each sequence). lc_forward is the one-sequence case. */
+lc_status lc_forward_batch(lc_session *const *sessions, const int32_t *tokens, const int64_t *n_tokens, int64_t n_seq,
+                           lc_forward_out *out);
 /* MTP head on T rows at MTP positions s->mtp_pos..: row t drafts the token after next from
  * normed[t] (the main model's lm_head input at some position p) and next_tokens[t] (the token
  * at p+1). Writes logits [T, V]. */

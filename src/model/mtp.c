@@ -37,7 +37,8 @@ lc_status lc_mtp_forward(lc_session *s, const float *normed, const int32_t *next
         }
         lc_matmul(u, eg, &w->eh_proj, T);
         rmsnorm_rows(xn, u, w->input_layernorm, T, H, eps);
-        st = mla_forward(y, xn, s->mtp_latent, s->mtp_rope, &w->self_attn, c, T, s->mtp_pos, absorbed, NULL);
+        mla_seq seq = {.latent = s->mtp_latent, .rope = s->mtp_rope, .p0 = s->mtp_pos, .T = T, .absorbed = absorbed};
+        st = mla_forward(y, xn, &seq, 1, &w->self_attn, c, NULL);
     }
     if (!st) {
         for (int64_t i = 0; i < T * H; i++) u[i] += y[i];

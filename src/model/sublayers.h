@@ -18,15 +18,25 @@ typedef struct {
     float *ctx;  /* [T, nh*dv] attention output before o_proj */
 } mla_acts;
 
-/* MLA for T tokens at positions p0..p0+T-1 (SPEC §3). Appends each token's latent
- * (rmsnorm(kv_a.latent) * skv) and roped shared key to cache rows p0.., then attends causally
- * over cache rows 0..p0+t. absorbed: attend in latent space (kv_b_proj folded into q and out). */
+/* One sequence of a batch as an MLA sublayer sees it: T consecutive rows of x/out, appended
+ * to this sublayer's cache at positions p0..p0+T-1. absorbed: attend in latent space
+ * (kv_b_proj folded into q and out), else expand per-head K/V. */
+typedef struct {
+    float *latent; /* [n_ctx, kv_lora_rank] the sequence's cache for this sublayer */
+    float *rope;   /* [n_ctx, qk_rope_head_dim] */
+    int64_t p0, T;
+    int absorbed;
+} mla_seq;
+
+/* MLA (SPEC §3) for the rows of n_seq sequences (T = the sum of their T): projections run once
+ * over all rows; each sequence appends its tokens' latents (rmsnorm(kv_a.latent) * skv) and
+ * roped shared keys to its cache, then attends causally over its own rows 0..p0+t. */
 lc_status mla_forward(float *out,                 /* [T, H] */
                       const float *x,             /* [T, H] normed input */
-                      float *cache_latent,        /* [n_ctx, kv_lora_rank] */
-                      float *cache_rope,          /* [n_ctx, qk_rope_head_dim] */
-                      const lc_mla_weights *w, const lc_config *c, int64_t T, int64_t p0, int absorbed,
-                      mla_acts *acts /* NULL, or where to keep activations (p0 = 0, expanded) */);
+                      const mla_seq *seqs, int64_t n_seq,
+                      const lc_mla_weights *w, const lc_config *c,
+                      mla_acts *acts /* NULL, or where to keep activations (one sequence, p0 = 0, expanded) */);
+
 /* Gradients of mla_forward (with acts) w.r.t. its input and weights; parameter grads +=,
  * dx +=. g holds gradient buffers shaped like w. lat/kpe are the cache rows it wrote. */
 lc_status mla_backward(float *dx, lc_mla_weights *g, const float *dout, const float *x, const float *lat,
@@ -81,9 +91,17 @@ typedef struct {
     mla_acts attn[2];
 } layer_acts;
 
-/* One layer in place on h [T, H] (see layer.c); acts: NULL, or where to keep activations. */
-lc_status scmoe_layer_forward(float *h, int32_t *topk_idx, int64_t *n_ffn, lc_session *sess, int64_t layer, int64_t T,
-                              int absorbed, layer_acts *acts);
+/* One sequence of a forward call: T tokens appended to sess at sess->pos. */
+typedef struct {
+    lc_session *sess;
+    int64_t T;
+    int absorbed; /* attention mode of its MLA sublayers */
+} batch_seq;
+
+/* One layer in place on h [T, H], T the sum over seqs (see layer.c); acts: NULL, or where to
+ * keep activations (training: one sequence). */
+lc_status scmoe_layer_forward(float *h, int32_t *topk_idx, int64_t *n_ffn, const batch_seq *seqs, int64_t n_seq,
+                              int64_t layer, layer_acts *acts);
 /* dh: on entry the gradient w.r.t. the layer's output, on return w.r.t. its input. g: weight
  * gradients of this layer (+=); touched[e]: expert e received tokens. */
 lc_status scmoe_layer_backward(float *dh, lc_layer_weights *g, unsigned char *touched, const layer_acts *acts,

@@ -212,7 +212,8 @@ static lc_status mtp_loss_backward(lc_train *tr, lc_session *sess, const int32_t
     for (int64_t t = 0; t < n; t++) lc_rmsnorm(eg + t * 2 * H + H, hn + t * H, w->hnorm, H, eps);
     lc_matmul(u0, eg, &w->eh_proj, n);
     rmsnorm_rows(x1, u0, w->input_layernorm, n, H, eps);
-    lc_status s = mla_forward(y, x1, sess->mtp_latent, sess->mtp_rope, &w->self_attn, c, n, 0, 0, &acts);
+    mla_seq seq = {.latent = sess->mtp_latent, .rope = sess->mtp_rope, .p0 = 0, .T = n, .absorbed = 0};
+    lc_status s = mla_forward(y, x1, &seq, 1, &w->self_attn, c, &acts);
     for (int64_t i = 0; i < n * H && !s; i++) u1[i] = u0[i] + y[i];
     if (!s) rmsnorm_rows(x2, u1, w->post_attention_layernorm, n, H, eps);
     if (!s) s = ffn_forward(y, x2, &w->mlp, n);
@@ -337,7 +338,8 @@ lc_status lc_train_forward_backward(lc_train *tr, const int32_t *tokens, int64_t
     for (int64_t l = 0; l < L && !s; l++) {
         layer_acts_init(&acts[l], act_mem + l * per_layer, c, T);
         int64_t n_ffn;
-        s = scmoe_layer_forward(h, idx, &n_ffn, sess, l, T, 0, &acts[l]);
+        batch_seq seq = {.sess = sess, .T = T, .absorbed = 0};
+        s = scmoe_layer_forward(h, idx, &n_ffn, &seq, 1, l, &acts[l]);
     }
     if (!s) {
         rmsnorm_rows(hn, h, pm->norm, T, H, (float)c->rms_norm_eps);

@@ -64,7 +64,10 @@ static void axpy_scalar(float *y, float a, const float *x, int64_t n) {
 static void matmul_scalar(float *out, int64_t ld_out, const float *x, int64_t ld_x, const lc_mat *w, int64_t r0,
                           int64_t n_rows, int64_t T) {
 #ifdef LC_HAVE_BLAS
-    if (g_use_blas && T > 1) { /* GEMM pays off from two tokens on (non-F32 rows dequantised per block) */
+    /* GEMM (non-F32 rows dequantised per block) from LC_GEMM_MIN_T tokens on. Below it, each
+     * output is one dot of a dequantised row with one token, exactly as for a single token, so
+     * a batch of decode steps gives bit-identical results to running them one by one. */
+    if (g_use_blas && T >= LC_GEMM_MIN_T) {
         lc_blas_matmul(out, ld_out, x, ld_x, w, r0, n_rows, T);
         return;
     }
