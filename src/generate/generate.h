@@ -40,4 +40,17 @@ lc_status lc_generate(lc_session *s, const lc_tokenizer *t, const int32_t *promp
                       const lc_gen_options *o, lc_gen_result *r);
 void lc_gen_result_free(lc_gen_result *r);
 
+/* The same loop step by step, for callers that run the forward passes themselves (the server
+ * batches many generations into one forward). lc_gen_begin sets up sampling for a prompt the
+ * caller forwards; then, with the logits after the last forwarded token, lc_gen_step samples,
+ * detokenizes, streams (on_text) and checks the stops: *done = 0 asks the caller to forward
+ * *next and call again; room is how many tokens the session can still take. lc_gen_end (also
+ * after an error st, which it returns) flushes the text, fills r and frees g. */
+typedef struct lc_gen lc_gen;
+lc_status lc_gen_begin(lc_gen **g, const lc_tokenizer *t, const lc_config *c, const int32_t *prompt, int64_t n_prompt,
+                       const lc_gen_options *o);
+lc_status lc_gen_step(lc_gen *g, float *logits, int64_t room, int32_t *next, int *done);
+const lc_gen_result *lc_gen_progress(const lc_gen *g); /* n_tokens, stop so far (text not yet set) */
+lc_status lc_gen_end(lc_gen *g, lc_status st, lc_gen_result *r);
+
 #endif
