@@ -5,7 +5,7 @@ CC      ?= cc
 CFLAGS  ?= -O2 -g
 WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter
 STD     = -std=c11 -D_DEFAULT_SOURCE $(STD_BLAS)
-LDLIBS  := -lcjson -lpcre2-8 -lutf8proc -lm
+LDLIBS  := -lcjson -lpcre2-8 -lutf8proc -lmicrohttpd -lpthread -lm
 
 # OpenBLAS for F32 GEMM (prefill, training); BLAS=0 builds without it.
 BLAS ?= 1
@@ -20,7 +20,7 @@ ifeq ($(OMP),)
   WARN += -Wno-unknown-pragmas
 endif
 
-SRC  := $(wildcard src/base/*.c src/io/*.c src/kernels/*.c src/kernels/cpu/*.c src/model/*.c src/tokenizer/*.c src/generate/*.c src/train/*.c)
+SRC  := $(wildcard src/base/*.c src/io/*.c src/kernels/*.c src/kernels/cpu/*.c src/model/*.c src/tokenizer/*.c src/generate/*.c src/train/*.c src/server/*.c)
 CLI  := $(wildcard src/cli/*.c)
 TSRC := $(wildcard tests/test_*.c)
 

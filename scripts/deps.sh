@@ -2,7 +2,7 @@
 # deps.sh — installs the Debian packages longcat.c needs (when run as root), or prints the
 # apt-get command to run (otherwise). Usage: scripts/deps.sh build|test
 set -u
-build_pkgs="gcc make libc6-dev libcjson-dev libpcre2-dev libutf8proc-dev libopenblas-dev"
+build_pkgs="gcc make libc6-dev libcjson-dev libpcre2-dev libutf8proc-dev libopenblas-dev libmicrohttpd-dev"
 test_pkgs="$build_pkgs clang libclang-rt-dev libomp-dev"
 case "${1:-build}" in
   build) pkgs=$build_pkgs ;;

@@ -17,6 +17,7 @@ int cmd_grads(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_grow(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
 
 /* Prints "longcat: <status>: <message>" and returns 1. */
 int cli_fail(lc_status s);
@@ -29,6 +30,7 @@ void cli_set_threads(int n);
  * their help text, opening model + tokenizer + session, the closing speed line. */
 int cli_sampling_arg(int argc, char **argv, int *i, lc_sampler_params *p);
 const char *cli_sampling_help(void);
+/* s may be NULL (no session). */
 lc_status cli_open(const char *dir, const char *tok_dir, int64_t n_ctx, lc_model **m, lc_session **s, lc_tokenizer **t);
 void cli_print_speed(const lc_gen_result *r);
 

@@ -39,7 +39,7 @@ const char *cli_sampling_help(void) {
 
 lc_status cli_open(const char *dir, const char *tok_dir, int64_t n_ctx, lc_model **m, lc_session **s, lc_tokenizer **t) {
     *m = NULL;
-    *s = NULL;
+    if (s) *s = NULL;
     *t = NULL;
     lc_status st = lc_model_load(m, dir);
     if (!st) {
@@ -47,7 +47,7 @@ lc_status cli_open(const char *dir, const char *tok_dir, int64_t n_ctx, lc_model
         if (st)
             lc_error_context(st, "%s", "(a model needs its tokenizer.json: train one with `longcat tokenizer train` or pass --tokenizer DIR) ");
     }
-    if (!st) st = lc_session_new(s, *m, n_ctx);
+    if (!st && s) st = lc_session_new(s, *m, n_ctx);
     if (st) {
         lc_tokenizer_free(*t);
         lc_model_free(*m);

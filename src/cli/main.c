@@ -78,7 +78,8 @@ static void usage(FILE *f) {
             "  train  --preset NAME --data FILE --out DIR [--steps N ...]   train a model (see train --help)\n"
             "  grads  MODEL_DIR --tokens 1,2,3 -o OUT.safetensors   loss and every parameter's gradient\n"
             "  grow   SRC DST [--factor K]            stack a trained model's layers into a deeper one\n"
-            "  bench  [MODEL_DIR] [--json]            decode/prefill speed as ratios to measured bandwidth / FMA peak\n\n"
+            "  bench  [MODEL_DIR] [--json]            decode/prefill speed as ratios to measured bandwidth / FMA peak\n"
+            "  serve  MODEL_DIR [--port 8080] [--api-key KEY] [--parallel N] [--ctx N]   OpenAI-compatible server\n\n"
             "presets: %s\n"
             "Run `longcat <command> --help` for details.\n",
             lc_config_preset_names());
@@ -102,6 +103,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "train")) return cmd_train(argc - 1, argv + 1);
     if (!strcmp(cmd, "grow")) return cmd_grow(argc - 1, argv + 1);
     if (!strcmp(cmd, "bench")) return cmd_bench(argc - 1, argv + 1);
+    if (!strcmp(cmd, "serve")) return cmd_serve(argc - 1, argv + 1);
     fprintf(stderr, "longcat: unknown command \"%s\"\n\n", cmd);
     usage(stderr);
     return 1;
