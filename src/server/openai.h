@@ -31,6 +31,7 @@ typedef struct {
     char *stop[OAI_MAX_STOP];
     int n_stop;
     int tools;                /* tool calls in the output become `tool_calls` */
+    int ignore_eos;           /* extension (as vLLM): generate max_tokens regardless of EOS */
 } oai_request;
 
 /* Parses and validates body[0..len) (must be valid UTF-8 JSON). model_id: the one model this

@@ -135,7 +135,7 @@ typedef struct {
 
 static void record_generation(lc_server *s, const lc_request *r, double t0) {
     lc_metrics_generation(&s->metrics, r->n_prompt, r->n_cached, r->result.n_tokens, r->t_done - t0,
-                          r->t_first_token ? r->t_first_token - t0 : -1, -1);
+                          r->t_first_token ? r->t_first_token - t0 : -1, r->t_admit ? r->t_admit - t0 : -1);
 }
 
 static char *stream_error_event(const char *msg) {
@@ -259,6 +259,7 @@ static enum MHD_Result handle_generate(lc_server *s, struct MHD_Connection *c, c
     r->prompt = ids;
     r->n_prompt = n;
     r->gen.max_tokens = q.max_tokens;
+    r->gen.ignore_eos = q.ignore_eos;
     r->gen.sampling = q.sampling;
     if (q.n_stop) {
         r->stops = calloc((size_t)q.n_stop, sizeof *r->stops);
