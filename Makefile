@@ -35,7 +35,7 @@ AOBJ  := $(SRC:%.c=$(A)/%.o) $(CLI:%.c=$(A)/%.o) $(TSRC:%.c=$(A)/%.o)
 
 FUZZ_SECONDS ?= 30
 
-.PHONY: all deps test-deps npm-deps bench-tokenizer bench-train run test test-plain test-asan check-clang fuzz clean help
+.PHONY: all deps test-deps npm-deps bench-tokenizer bench-train bench-server run test test-plain test-asan check-clang fuzz clean help
 all: longcat
 
 $(B)/.deps: scripts/deps.sh
@@ -125,6 +125,8 @@ bench-tokenizer: $(B)/bench_tokenize
 	bash bench/tokenizer.sh
 bench-train: longcat
 	bash bench/train.sh
+bench-server: longcat
+	bash bench/server.sh
 
 clean:
 	rm -rf build longcat
