@@ -147,6 +147,32 @@ static void test_matmul_all_dtypes(void) {
     lc_kernels_select(orig);
 }
 
+/* The multi-token dot equals the single dot bit for bit on every level, for odd token counts
+ * and lengths that leave every tail (the property batched decoding relies on). */
+static void test_dots_equal_dot(void) {
+    char orig[16];
+    snprintf(orig, sizeof orig, "%s", lc_k.name);
+    const char *levels[] = {"scalar", "avx2"};
+    float w[300], x[7 * 301], out[7 * 3];
+    lc_rng r;
+    lc_rng_seed(&r, 9);
+    for (int i = 0; i < 300; i++) w[i] = lc_rng_normal(&r);
+    for (int i = 0; i < 7 * 301; i++) x[i] = lc_rng_normal(&r);
+    for (int l = 0; l < 2; l++) {
+        if (lc_kernels_select(levels[l]) != LC_OK) continue;
+        for (int64_t n = 1; n <= 300; n += 37)
+            for (int64_t T = 1; T <= 7; T++) {
+                lc_k.dots(out, 3, w, x, 301, T, n);
+                for (int64_t t = 0; t < T; t++) {
+                    float d = lc_k.dot(w, x + t * 301, n);
+                    CHECK(!memcmp(&d, &out[t * 3], sizeof d), "%s: n %lld T %lld t %lld: %.9g vs %.9g", levels[l],
+                          (long long)n, (long long)T, (long long)t, d, out[t * 3]);
+                }
+            }
+    }
+    lc_kernels_select(orig);
+}
+
 /* The BLAS path against the row kernels for products (every dtype) and their backward (F32),
  * odd shapes. */
 static void test_blas_matches_row_kernels(void) {
@@ -238,6 +264,7 @@ void suite_kernels(void) {
     RUN(test_half_roundtrip);
     RUN(test_matmul_all_dtypes);
     RUN(test_blas_matches_row_kernels);
+    RUN(test_dots_equal_dot);
     RUN(test_rope);
     RUN(test_norm_softmax);
 }

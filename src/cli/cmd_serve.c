@@ -96,7 +96,8 @@ int cmd_serve(int argc, char **argv) {
         return cli_fail(st);
     }
     fprintf(stderr, "longcat serve: model '%s' (%s), %d slots x %lld tokens, listening on http://%s:%d/v1\n",
-            o.model_id, dir, o.parallel, (long long)o.ctx, o.host ? o.host : "127.0.0.1", lc_server_port(srv));
+            o.model_id, dir, o.parallel, (long long)lc_server_ctx(srv), o.host ? o.host : "127.0.0.1",
+            lc_server_port(srv));
     int sig = 0;
     sigwait(&set, &sig);
     fprintf(stderr, "longcat serve: %s, shutting down\n", sig == SIGTERM ? "SIGTERM" : "SIGINT");

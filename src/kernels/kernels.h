@@ -33,6 +33,8 @@ typedef struct {
      * kv_b_proj into the query in MLA decode. */
     void (*matvec_t)(float *out, const float *x, const lc_mat *w, int64_t r0, int64_t n_rows);
     float (*dot)(const float *a, const float *b, int64_t n);      /* inner loops the drivers use */
+    /* out[t * ld_out] = dot(w, x + t * ld_x, n) for t < T, each bit-identical to dot() */
+    void (*dots)(float *out, int64_t ld_out, const float *w, const float *x, int64_t ld_x, int64_t T, int64_t n);
     void (*axpy)(float *y, float a, const float *x, int64_t n);
 } lc_kernels;
 

@@ -517,6 +517,8 @@ int lc_server_port(const lc_server *s) {
     return i ? (int)i->port : s->o.port;
 }
 
+int64_t lc_server_ctx(const lc_server *s) { return lc_engine_ctx(s->e); }
+
 void lc_server_stop(lc_server *s) {
     if (!s) return;
     MHD_quiesce_daemon(s->d); /* no new connections */

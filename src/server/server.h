@@ -25,6 +25,7 @@ typedef struct lc_server lc_server;
 /* Starts listening and serving in background threads. */
 lc_status lc_server_start(lc_server **s, const lc_model *m, const lc_tokenizer *t, const lc_server_options *o);
 int lc_server_port(const lc_server *s);
+int64_t lc_server_ctx(const lc_server *s); /* tokens per slot (--ctx, capped by the model) */
 /* Stops accepting, ends running requests (as cancelled), waits for every thread, frees. */
 void lc_server_stop(lc_server *s);
 

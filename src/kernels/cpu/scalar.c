@@ -61,6 +61,10 @@ static void axpy_scalar(float *y, float a, const float *x, int64_t n) {
     for (int64_t i = 0; i < n; i++) y[i] += a * x[i];
 }
 
+static void dots_scalar(float *out, int64_t ld_out, const float *w, const float *x, int64_t ld_x, int64_t T, int64_t n) {
+    for (int64_t t = 0; t < T; t++) out[t * ld_out] = lc_k.dot(w, x + t * ld_x, n);
+}
+
 static void matmul_scalar(float *out, int64_t ld_out, const float *x, int64_t ld_x, const lc_mat *w, int64_t r0,
                           int64_t n_rows, int64_t T) {
 #ifdef LC_HAVE_BLAS
@@ -81,7 +85,7 @@ static void matmul_scalar(float *out, int64_t ld_out, const float *x, int64_t ld
 #pragma omp for schedule(static)
             for (int64_t i = 0; i < n_rows; i++) {
                 row(buf, w, r0 + i);
-                for (int64_t t = 0; t < T; t++) out[t * ld_out + i] = lc_dot(buf, x + t * ld_x, cols);
+                lc_k.dots(out + i, ld_out, buf, x, ld_x, T, cols);
             }
         } else {
             /* Out of memory for one row: poison the output so the failure cannot pass unseen. */
@@ -214,6 +218,7 @@ static lc_kernels k_scalar = {
     .matmul = matmul_scalar,
     .matvec_t = matvec_t_scalar,
     .dot = dot_scalar,
+    .dots = dots_scalar,
     .axpy = axpy_scalar,
 };
 
