@@ -306,6 +306,15 @@ static int server_start(server *s, const char *model, const char *args) {
     return s->port > 0;
 }
 
+/* The server on the fixture model (trained on first use). */
+static int fixture_server(server *s, const char *args) {
+    const char *dir = fixture_model();
+    if (!dir) return 0;
+    char model[600];
+    snprintf(model, sizeof model, "%s/model", dir);
+    return server_start(s, model, args);
+}
+
 /* SIGTERM; returns the exit status (or -1 when it does not exit within 30 s). */
 static int server_stop(server *s) {
     kill(s->pid, SIGTERM);
@@ -386,12 +395,8 @@ static int get(int port, const char *path, char *resp, size_t cap) {
 }
 
 static void test_server_bad_input(void) {
-    const char *dir = fixture_model();
-    if (!dir) return;
-    char model[600];
-    snprintf(model, sizeof model, "%s/model", dir);
     server s;
-    if (!server_start(&s, model, "--api-key k --max-body 65536 --timeout 2 --parallel 2")) return;
+    if (!fixture_server(&s, "--api-key k --max-body 65536 --timeout 2 --parallel 2")) return;
     static char resp[1 << 16];
     const int port = s.port;
     CHECK(get(port, "/health", resp, sizeof resp) == 200 && strstr(resp, "\"ok\""), "health: %s", resp);
@@ -503,12 +508,8 @@ static void test_server_bad_input(void) {
 /* One slot, no queue: a second request while the first streams gets 503 + Retry-After; the
  * first keeps streaming through SIGTERM to a clean end. */
 static void test_server_full_and_sigterm(void) {
-    const char *dir = fixture_model();
-    if (!dir) return;
-    char model[600];
-    snprintf(model, sizeof model, "%s/model", dir);
     server s;
-    if (!server_start(&s, model, "--parallel 1 --queue 0")) return;
+    if (!fixture_server(&s, "--parallel 1 --queue 0")) return;
     static char resp[1 << 16];
     int fd = connect_to(s.port);
     const char *body = "{\"model\":\"model\",\"prompt\":\"ROMEO:\",\"max_tokens\":3000,\"ignore_eos\":true,\"stream\":true}";
@@ -543,12 +544,8 @@ static void test_server_openai_client(void) {
         t_skip("the openai npm package is not installed (make npm-deps)");
         return;
     }
-    const char *dir = fixture_model();
-    if (!dir) return;
-    char model[600];
-    snprintf(model, sizeof model, "%s/model", dir);
     server s;
-    if (!server_start(&s, model, "--api-key sekrit --parallel 4 --alias longcat-test")) return;
+    if (!fixture_server(&s, "--api-key sekrit --parallel 4 --alias longcat-test")) return;
     char *out = NULL;
     int rc = t_sh(&out, "node %s/client.mjs http://127.0.0.1:%d/v1 sekrit longcat-test", npm, s.port);
     CHECK(rc == 0, "openai client checks:\n%s", out);

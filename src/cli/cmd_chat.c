@@ -49,18 +49,6 @@ typedef struct {
     char *text; /* NULL when unknown (then only the token prefix is reused) */
 } chat_cache;
 
-static lc_status prepend_bos(const lc_tokenizer *t, int32_t **ids, int64_t *n) {
-    if (!lc_tokenizer_add_bos(t) || lc_tokenizer_bos(t) < 0) return LC_OK;
-    int32_t *b = malloc((size_t)(*n + 1) * sizeof *b);
-    if (!b) return LC_ERR_NOMEM;
-    b[0] = lc_tokenizer_bos(t);
-    memcpy(b + 1, *ids, (size_t)*n * sizeof *b);
-    free(*ids);
-    *ids = b;
-    (*n)++;
-    return LC_OK;
-}
-
 /* One turn. When the rendered conversation extends the cached text, only the new text is
  * tokenized and prefilled (the history is never re-prefilled); otherwise the longest common
  * token prefix is kept. */
@@ -86,8 +74,7 @@ static lc_status turn(lc_session *s, const lc_tokenizer *t, cJSON *msgs, const l
             free(tail);
         }
     } else if (!st) {
-        st = lc_tokenizer_encode(t, text, strlen(text), 1, &ids, &n);
-        if (!st) st = prepend_bos(t, &ids, &n);
+        st = lc_tokenizer_encode_prompt(t, text, strlen(text), &ids, &n);
         while (!st && k < c->n && k < n - 1 && c->ids[k] == ids[k]) k++;
     }
     if (!st && k >= n) st = lc_error(LC_ERR_ARG, "nothing new to say");

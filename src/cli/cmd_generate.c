@@ -128,20 +128,9 @@ int cmd_generate(int argc, char **argv) {
         st = lc_chat_render(msgs, NULL, &text);
         cJSON_Delete(msgs);
     } else text = lc_strdup(prompt);
-    int32_t *ids = NULL, *with_bos = NULL;
+    int32_t *ids = NULL;
     int64_t n = 0;
-    if (!st) st = lc_tokenizer_encode(t, text, strlen(text), 1, &ids, &n);
-    if (!st && lc_tokenizer_add_bos(t) && lc_tokenizer_bos(t) >= 0 && (n == 0 || ids[0] != lc_tokenizer_bos(t))) {
-        with_bos = malloc((size_t)(n + 1) * sizeof *with_bos);
-        if (!with_bos) st = LC_ERR_NOMEM;
-        else {
-            with_bos[0] = lc_tokenizer_bos(t);
-            memcpy(with_bos + 1, ids, (size_t)n * sizeof *ids);
-            free(ids);
-            ids = with_bos;
-            n++;
-        }
-    }
+    if (!st) st = lc_tokenizer_encode_prompt(t, text, strlen(text), &ids, &n);
     if (!st && n == 0) st = lc_error(LC_ERR_ARG, "the prompt encodes to no tokens");
     lc_gen_result r = {0};
     if (!st) {

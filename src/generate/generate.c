@@ -156,8 +156,6 @@ lc_status lc_gen_step(lc_gen *g, float *logits, int64_t room, int32_t *next, int
     return LC_OK;
 }
 
-const lc_gen_result *lc_gen_progress(const lc_gen *g) { return &g->r; }
-
 lc_status lc_gen_end(lc_gen *g, lc_status st, lc_gen_result *out) {
     lc_gen_result *r = &g->r;
     text_buf *tb = &g->tb;

@@ -50,7 +50,6 @@ typedef struct lc_gen lc_gen;
 lc_status lc_gen_begin(lc_gen **g, const lc_tokenizer *t, const lc_config *c, const int32_t *prompt, int64_t n_prompt,
                        const lc_gen_options *o);
 lc_status lc_gen_step(lc_gen *g, float *logits, int64_t room, int32_t *next, int *done);
-const lc_gen_result *lc_gen_progress(const lc_gen *g); /* n_tokens, stop so far (text not yet set) */
 lc_status lc_gen_end(lc_gen *g, lc_status st, lc_gen_result *r);
 
 #endif

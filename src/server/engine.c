@@ -329,7 +329,6 @@ int lc_engine_submit(lc_engine *e, lc_request *r) {
     if (!rc) {
         r->refs++;
         r->next = NULL;
-        r->t_submit = lc_time_sec();
         if (e->q_tail) e->q_tail->next = r;
         else e->q_head = r;
         e->q_tail = r;

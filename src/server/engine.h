@@ -28,7 +28,7 @@ typedef struct lc_request {
     char error[256];
     lc_gen_result result;/* when done and status == LC_OK */
     int64_t n_cached;    /* prompt tokens found in the slot's cache (not prefilled) */
-    double t_submit, t_admit, t_first_token, t_done; /* lc_time_sec() at each stage */
+    double t_admit, t_first_token, t_done; /* lc_time_sec() when it got a slot, its first text, its end */
     /* private */
     atomic_int cancel;   /* the client went away */
     int refs;

@@ -213,7 +213,7 @@ static int parse_stop(const cJSON *v, oai_request *r, oai_error *err) {
 }
 
 /* A completion prompt: a string, [string], [ids] or [[ids]] (one prompt: n = 1). */
-static int parse_prompt(const cJSON *p, oai_request *r, int64_t n_vocab_hint, oai_error *err) {
+static int parse_prompt(const cJSON *p, oai_request *r, oai_error *err) {
     if (cJSON_IsArray(p) && cJSON_GetArraySize(p) == 1 && !cJSON_IsNumber(cJSON_GetArrayItem(p, 0)))
         p = cJSON_GetArrayItem(p, 0);
     if (cJSON_IsString(p)) {
@@ -228,8 +228,8 @@ static int parse_prompt(const cJSON *p, oai_request *r, int64_t n_vocab_hint, oa
     const cJSON *v;
     cJSON_ArrayForEach(v, p) {
         if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) || v->valuedouble < 0 ||
-            v->valuedouble >= (double)n_vocab_hint)
-            return BAD("prompt", "'prompt[%d]' must be a token id in 0..%lld", i, (long long)n_vocab_hint - 1);
+            v->valuedouble > 2147483647.0) /* the model's vocabulary is checked where it is known */
+            return BAD("prompt", "'prompt[%d]' must be a token id (a non-negative integer)", i);
         r->prompt_ids[i++] = (int32_t)v->valuedouble;
     }
     r->n_prompt_ids = n;
@@ -355,7 +355,7 @@ int oai_parse(oai_request *r, const char *body, size_t len, int chat, const char
     } else {
         const cJSON *p = cJSON_GetObjectItemCaseSensitive(j, "prompt");
         if (!p) rc = BAD("prompt", "'prompt' is required");
-        else rc = parse_prompt(p, r, (int64_t)1 << 31, err);
+        else rc = parse_prompt(p, r, err);
         int echo = 0;
         if (!rc) rc = get_bool(j, "echo", &echo, err);
         if (!rc && echo) rc = oai_fail(err, 400, "invalid_request_error", "unsupported_parameter", "echo", "'echo' is not supported");

@@ -100,21 +100,8 @@ static int prompt_ids(lc_server *s, oai_request *q, int32_t **ids, int64_t *n, o
         q->prompt_ids = NULL;
         return 0;
     }
-    int32_t *t;
-    int64_t k;
-    if (lc_tokenizer_encode(s->t, q->prompt, strlen(q->prompt), 1, &t, &k))
+    if (lc_tokenizer_encode_prompt(s->t, q->prompt, strlen(q->prompt), ids, n))
         return oai_fail(err, 400, "invalid_request_error", NULL, "prompt", "cannot tokenize the prompt: %s", lc_last_error());
-    int bos = lc_tokenizer_add_bos(s->t) && lc_tokenizer_bos(s->t) >= 0 && (k == 0 || t[0] != lc_tokenizer_bos(s->t));
-    int32_t *all = malloc((size_t)(k + bos + 1) * sizeof *all);
-    if (!all) {
-        free(t);
-        return oai_fail(err, 500, "server_error", NULL, NULL, "out of memory");
-    }
-    if (bos) all[0] = lc_tokenizer_bos(s->t);
-    memcpy(all + bos, t, (size_t)k * sizeof *t);
-    free(t);
-    *ids = all;
-    *n = k + bos;
     if (*n == 0) return oai_fail(err, 400, "invalid_request_error", NULL, "prompt", "the prompt is empty");
     return 0;
 }

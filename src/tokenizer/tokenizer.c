@@ -821,3 +821,20 @@ int32_t lc_tokenizer_bos(const lc_tokenizer *t) { return t->bos; }
 int32_t lc_tokenizer_eos(const lc_tokenizer *t) { return t->eos; }
 int lc_tokenizer_add_bos(const lc_tokenizer *t) { return t->add_bos; }
 const char *lc_tokenizer_chat_template(const lc_tokenizer *t) { return t->chat_template; }
+
+lc_status lc_tokenizer_encode_prompt(const lc_tokenizer *t, const char *text, size_t len, int32_t **ids, int64_t *n_ids) {
+    lc_status st = lc_tokenizer_encode(t, text, len, 1, ids, n_ids);
+    int32_t bos = lc_tokenizer_bos(t);
+    if (st || !lc_tokenizer_add_bos(t) || bos < 0 || (*n_ids > 0 && (*ids)[0] == bos)) return st;
+    int32_t *b = realloc(*ids, (size_t)(*n_ids + 1) * sizeof *b);
+    if (!b) {
+        free(*ids);
+        *ids = NULL;
+        return lc_error(LC_ERR_NOMEM, "out of memory encoding the prompt");
+    }
+    memmove(b + 1, b, (size_t)*n_ids * sizeof *b);
+    b[0] = bos;
+    *ids = b;
+    (*n_ids)++;
+    return LC_OK;
+}

@@ -19,6 +19,9 @@ void lc_tokenizer_free(lc_tokenizer *t);
  * Python's errors="replace"), so the result equals encoding the repaired string. */
 lc_status lc_tokenizer_encode(const lc_tokenizer *t, const char *text, size_t len, int add_special,
                               int32_t **ids, int64_t *n_ids);
+/* A prompt for generation: lc_tokenizer_encode with add_special, then the BOS id in front when
+ * tokenizer_config.json's add_bos_token asks for it and the post-processor did not add it. */
+lc_status lc_tokenizer_encode_prompt(const lc_tokenizer *t, const char *text, size_t len, int32_t **ids, int64_t *n_ids);
 /* Decodes ids to UTF-8 (malloc'd, NUL-terminated). Flags: LC_DECODE_SKIP_SPECIAL drops
  * special tokens; the tokenizer_config's clean_up_tokenization_spaces (default true, as in
  * transformers/tokenizers.js: " ." -> "." ...) applies unless LC_DECODE_RAW. */
