@@ -11,7 +11,7 @@ LDLIBS  := -lcjson -lpcre2-8 -lutf8proc -lmicrohttpd -lpthread -lm
 BLAS ?= 1
 ifeq ($(BLAS),1)
   STD_BLAS := -DLC_HAVE_BLAS
-  LDLIBS += -lopenblas
+  LDLIBS += -ldl # OpenBLAS itself is dlopen()ed at run time (src/kernels/cpu/blas.c)
 endif
 
 # OpenMP: used when the compiler has it (gcc always; clang with libomp-dev).

@@ -10,9 +10,14 @@
 #ifdef _OPENMP
 #include <omp.h>
 #endif
+
+static const char *blas_core(void) {
 #ifdef LC_HAVE_BLAS
-#include <cblas.h>
+    return lc_blas_corename();
+#else
+    return "not built";
 #endif
+}
 
 static double sgemm_gflops(void) {
 #ifdef LC_HAVE_BLAS
@@ -62,6 +67,24 @@ static void active_bytes(const lc_model *m, double ffn_slots, double *bytes, dou
         *flops += 2.0 * (double)c->vocab_size * c->hidden_size;
     }
     free(sp);
+}
+
+/* Share of the forward pass's wall time per component, as measured by lc_profile. */
+static void print_split(const char *what, const double *sec) {
+    double total = 0;
+    for (int p = 0; p < LC_PROF_COUNT; p++) total += sec[p];
+    printf("  %-8s time:", what);
+    for (int p = 0; p < LC_PROF_COUNT; p++) printf(" %s %.1f%%", lc_profile_name((lc_prof_part)p), total > 0 ? 100 * sec[p] / total : 0);
+    printf("\n");
+}
+
+static void print_split_json(const char *key, const double *sec) {
+    double total = 0;
+    for (int p = 0; p < LC_PROF_COUNT; p++) total += sec[p];
+    printf(", \"%s\": {", key);
+    for (int p = 0; p < LC_PROF_COUNT; p++)
+        printf("%s\"%s\": %.4f", p ? ", " : "", lc_profile_name((lc_prof_part)p), total > 0 ? sec[p] / total : 0);
+    printf("}");
 }
 
 int cmd_bench(int argc, char **argv) {
@@ -132,7 +155,7 @@ int cmd_bench(int argc, char **argv) {
     if (!s && (!logits || !tok)) s = LC_ERR_NOMEM;
     for (int i = 0; tok && i < n_prefill + 8; i++) tok[i] = (int32_t)((i * 7919 + 17) % c->vocab_size);
     /* decode: 8-token prompt, then one token at a time (greedy) */
-    double t_dec = 0, ffn_slots = 0;
+    double t_dec = 0, ffn_slots = 0, split_dec[LC_PROF_COUNT] = {0}, split_pre[LC_PROF_COUNT] = {0};
     if (!s) {
         lc_forward_out fo = {.logits = logits, .logits_last_only = 1};
         s = lc_forward(se, tok, 8, &fo);
@@ -142,38 +165,49 @@ int cmd_bench(int argc, char **argv) {
                 if (logits[v] > logits[next]) next = (int32_t)v;
             int64_t n_ffn = 0;
             lc_forward_out f1 = {.logits = logits, .logits_last_only = 1, .n_ffn_experts = &n_ffn};
+            if (i == 0) lc_profile_enable(1);
             double t0 = lc_time_sec();
             s = lc_forward(se, &next, 1, &f1);
             t_dec += lc_time_sec() - t0;
             ffn_slots += (double)n_ffn / (double)c->num_layers;
         }
     }
+    lc_profile_read(split_dec);
     /* prefill: n_prefill tokens in one call */
     double t_pre = 0;
     if (!s) {
         lc_session_reset(se);
+        lc_profile_enable(1);
         lc_forward_out fo = {.logits = logits, .logits_last_only = 1};
         double t0 = lc_time_sec();
         s = lc_forward(se, tok, n_prefill, &fo);
         t_pre = lc_time_sec() - t0;
+        lc_profile_read(split_pre);
+        lc_profile_enable(0);
     }
     if (!s) {
         double slots = ffn_slots / n_decode, bytes, flops;
         active_bytes(m, slots, &bytes, &flops);
         double dec = n_decode / t_dec, pre = n_prefill / t_pre;
         double dec_ratio = bw > 0 ? dec * bytes / (bw * 1e9) : 0, pre_ratio = peak > 0 ? pre * flops / (peak * 1e9) : 0;
-        if (json)
-            printf("{\"model\": \"%s\", \"kernels\": \"%s\", \"threads\": %d, \"bandwidth_gb_s\": %.2f, \"fma_peak_gflops\": %.1f, "
+        if (json) {
+            printf("{\"model\": \"%s\", \"kernels\": \"%s\", \"blas_core\": \"%s\", \"threads\": %d, \"bandwidth_gb_s\": %.2f, \"fma_peak_gflops\": %.1f, "
                    "\"matmul_gflops\": %.1f, \"bytes_per_token\": %.0f, \"ffn_experts_per_token\": %.2f, \"decode_tok_s\": %.3f, "
-                   "\"decode_roofline_ratio\": %.4f, \"prefill_tokens\": %d, \"prefill_tok_s\": %.3f, \"prefill_peak_ratio\": %.4f}\n",
-                   dir, lc_k.name, threads, bw, peak, mm, bytes, slots, dec, dec_ratio, n_prefill, pre, pre_ratio);
-        else {
-            printf("model %s, kernels %s, %d threads; weights read once before timing\n", dir, lc_k.name, threads);
+                   "\"decode_roofline_ratio\": %.4f, \"prefill_tokens\": %d, \"prefill_tok_s\": %.3f, \"prefill_peak_ratio\": %.4f",
+                   dir, lc_k.name, blas_core(), threads, bw, peak, mm, bytes, slots, dec, dec_ratio, n_prefill, pre, pre_ratio);
+            print_split_json("decode_split", split_dec);
+            print_split_json("prefill_split", split_pre);
+            printf("}\n");
+        } else {
+            printf("model %s, kernels %s, OpenBLAS %s, %d threads; weights read once before timing\n", dir, lc_k.name, blas_core(),
+                   threads);
             printf("machine   read bandwidth %.1f GB/s, FP32 FMA peak %.1f GFLOP/s, F32 GEMM (sgemm) %.1f GFLOP/s\n", bw, peak, mm);
             printf("decode    %.2f tok/s, %.1f MB of weights per token (%.2f FFN experts/layer) -> %.1f GB/s = %.1f%% of bandwidth\n",
                    dec, bytes / 1e6, slots, dec * bytes / 1e9, 100 * dec_ratio);
             printf("prefill   %d tokens: %.1f tok/s, %.2f GFLOP/token -> %.1f GFLOP/s = %.1f%% of FMA peak\n", n_prefill, pre,
                    flops / 1e9, pre * flops / 1e9, 100 * pre_ratio);
+            print_split("decode", split_dec);
+            print_split("prefill", split_pre);
         }
     }
     free(logits);

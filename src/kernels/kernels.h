@@ -36,11 +36,20 @@ typedef struct {
     /* out[t * ld_out] = dot(w, x + t * ld_x, n) for t < T, each bit-identical to dot() */
     void (*dots)(float *out, int64_t ld_out, const float *w, const float *x, int64_t ld_x, int64_t T, int64_t n);
     void (*axpy)(float *y, float a, const float *x, int64_t n);
+    /* Fused row kernels (NULL: row[] then dots): out[t * ld_out] = W[r, :] . x[t * ld_x, :] for
+     * t < T, reading the stored row directly; each token's result is independent of T. */
+    void (*rowdots[LC_DT_COUNT])(float *out, int64_t ld_out, const lc_mat *w, int64_t r, const float *x, int64_t ld_x,
+                                 int64_t T);
+    /* Own GEMM for products of LC_GEMM_MIN_T tokens or more (NULL: OpenBLAS, else rows);
+     * same contract as matmul, results independent of T and of the thread count. */
+    void (*gemm)(float *out, int64_t ld_out, const float *x, int64_t ld_x, const lc_mat *w, int64_t r0, int64_t n_rows,
+                 int64_t T);
 } lc_kernels;
 
 extern lc_kernels lc_k; /* the active kernel table */
 #ifdef LC_HAVE_BLAS
-void lc_blas_init(void);
+int lc_blas_init(void);            /* loads OpenBLAS; 0 when it is not installed (row kernels then) */
+const char *lc_blas_corename(void); /* the OpenBLAS kernel set in use, e.g. "SkylakeX" */
 void lc_blas_matmul(float *out, int64_t ld_out, const float *x, int64_t ld_x, const lc_mat *w, int64_t r0, int64_t n_rows,
                     int64_t T);
 void lc_blas_matmul_backward(float *dx, float *dw, const float *dout, const float *x, const lc_mat *w, int64_t T);
@@ -52,12 +61,14 @@ double lc_measure_fma_peak(void);
 
 /* 1 to route F32 products through BLAS (when built with it; the default), 0 for the row kernels. */
 void lc_kernels_use_blas(int on);
-void lc_kernels_init(void);                 /* picks the best available ($LC_KERNELS=scalar|avx2 forces one) */
+void lc_kernels_init(void);                 /* picks the best available ($LC_KERNELS=scalar|avx2|avx512 forces one) */
 const lc_kernels *lc_kernels_scalar(void);  /* the reference */
-/* Makes the named level ("scalar", "avx2") active; LC_ERR_UNSUPPORTED if this CPU lacks it. */
+/* Makes the named level ("scalar", "avx2", "avx512") active; LC_ERR_UNSUPPORTED if this CPU lacks it. */
 lc_status lc_kernels_select(const char *name);
 int lc_cpu_has_avx2(void);
 void lc_kernels_fill_avx2(lc_kernels *k);
+int lc_cpu_has_avx512(void);                 /* AVX-512 F, BW, VL, DQ (+ AVX2/FMA/F16C) */
+void lc_kernels_fill_avx512(lc_kernels *k);
 
 /* Products with fewer tokens than this use the row kernels (results independent of T: a
  * token's outputs are the same alone or in a batch); from it on, GEMM. */
@@ -77,6 +88,10 @@ static inline float lc_silu(float x) { return x / (1.0f + __builtin_expf(-x)); }
 /* RoPE on dr dims at position pos: pair (x[2i], x[2i+1]) rotated by pos * theta^(-2i/dr),
  * written de-interleaved: out[i] = x0 cos - x1 sin, out[i + dr/2] = x1 cos + x0 sin. In place. */
 void lc_rope(float *x, int64_t dr, int64_t pos, double theta);
+/* The same in two steps, so one position's angles serve every head: cs[dr] = cos of the dr/2
+ * angles, then their sines; apply rotates x in place as lc_rope does. */
+void lc_rope_coeffs(float *cs, int64_t dr, int64_t pos, double theta);
+void lc_rope_apply(float *x, const float *cs, int64_t dr);
 /* ---- backward (training; weights in F32) ----
  * Gradients of out = x @ W^T for W [rows, cols], x [T, cols], dout [T, rows]:
  * dx[T, cols] += dout @ W (dx may be NULL) and dW[rows, cols] += dout^T @ x (dw may be NULL).
@@ -87,6 +102,7 @@ void lc_rmsnorm_backward(float *dx, float *dw, const float *dout, const float *x
 /* RoPE backward in place: the gradient w.r.t. the interleaved input from the gradient of the
  * de-interleaved output (the inverse rotation). */
 void lc_rope_backward(float *d, int64_t dr, int64_t pos, double theta);
+void lc_rope_backward_apply(float *d, const float *cs, int64_t dr);
 
 /* y[n] += a * x[n]; the dot product. Through the active table. */
 static inline void lc_axpy(float *y, float a, const float *x, int64_t n) { lc_k.axpy(y, a, x, n); }

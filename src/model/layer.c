@@ -6,6 +6,23 @@
 #include <stdlib.h>
 #include <string.h>
 
+static int g_prof;                      /* lc_profile_enable */
+static double g_prof_sec[LC_PROF_COUNT];
+
+void lc_profile_enable(int on) {
+    g_prof = on;
+    memset(g_prof_sec, 0, sizeof g_prof_sec);
+}
+void lc_profile_read(double sec[LC_PROF_COUNT]) { memcpy(sec, g_prof_sec, sizeof g_prof_sec); }
+const char *lc_profile_name(lc_prof_part p) {
+    static const char *names[LC_PROF_COUNT] = {"attention", "dense_ffn", "router", "experts", "lm_head", "other"};
+    return p >= 0 && p < LC_PROF_COUNT ? names[p] : "?";
+}
+static double prof_begin(void) { return g_prof ? lc_time_sec() : 0; }
+static void prof_end(lc_prof_part p, double t0) {
+    if (g_prof) g_prof_sec[p] += lc_time_sec() - t0;
+}
+
 /* One layer, in place on h [T, H]:
  *   h += attn0(norm(h));  x = norm(h);  m = moe(x)   <- shortcut branch starts here
  *   h += mlp0(x);  h += attn1(norm(h));  h += mlp1(norm(h)) + m   <- and is added here */
@@ -37,16 +54,24 @@ lc_status scmoe_layer_forward(float *h,            /* [T, H] residual stream */
         }
         float *xa = acts ? (sub ? acts->x3 : acts->x1) : xn;
         rmsnorm_rows(xa, h, w->input_layernorm[sub], T, H, eps);
+        double t0 = prof_begin();
         s = mla_forward(y, xa, ms, n_seq, &w->self_attn[sub], c, acts ? &acts->attn[sub] : NULL);
+        prof_end(LC_PROF_ATTENTION, t0);
         if (s) break;
         for (int64_t i = 0; i < T * H; i++) h[i] += y[i];
         if (acts) memcpy(sub ? acts->h3 : acts->h1, h, row_bytes);
         float *xf = acts ? (sub ? acts->x4 : acts->x) : xn;
         rmsnorm_rows(xf, h, w->post_attention_layernorm[sub], T, H, eps);
         if (sub == 0) {
+            t0 = prof_begin();
             s = router_forward(topk_idx, tw, xf, w, c, T);
+            prof_end(LC_PROF_ROUTER, t0);
+            t0 = prof_begin();
             if (!s) s = moe_forward(m, xf, topk_idx, tw, w, c, T, n_ffn);
+            prof_end(LC_PROF_EXPERTS, t0);
+            t0 = prof_begin();
             if (!s) s = ffn_forward(y, xf, &w->mlps[0], T);
+            prof_end(LC_PROF_DENSE_FFN, t0);
             if (!s)
                 for (int64_t i = 0; i < T * H; i++) h[i] += y[i];
             if (acts) {
@@ -54,7 +79,9 @@ lc_status scmoe_layer_forward(float *h,            /* [T, H] residual stream */
                 memcpy(acts->topk_idx, topk_idx, (size_t)(T * K) * sizeof *topk_idx);
             }
         } else {
+            t0 = prof_begin();
             s = ffn_forward(y, xf, &w->mlps[1], T);
+            prof_end(LC_PROF_DENSE_FFN, t0);
             if (!s)
                 for (int64_t i = 0; i < T * H; i++) h[i] = (h[i] + y[i]) + m[i];
         }
@@ -147,6 +174,8 @@ lc_status lc_forward_batch(lc_session *const *sessions, const int32_t *tokens, c
                               .absorbed = am == LC_ATTN_ABSORBED || (am == LC_ATTN_AUTO && n_tokens[i] == 1)};
     }
     int64_t n_ffn_total = 0;
+    double t_start = prof_begin(), parts0 = 0;
+    for (int p = 0; p < LC_PROF_OTHER; p++) parts0 += g_prof_sec[p];
     for (int64_t t = 0; t < T && !st; t++) lc_mat_row(h + t * H, &mdl->embed_tokens, tokens[t]);
     for (int64_t L = 0; L < c->num_layers && !st; L++) {
         int64_t n_ffn = 0;
@@ -158,6 +187,7 @@ lc_status lc_forward_batch(lc_session *const *sessions, const int32_t *tokens, c
     if (!st) {
         rmsnorm_rows(hn, h, mdl->norm, T, H, (float)c->rms_norm_eps);
         if (out && out->normed) memcpy(out->normed, hn, (size_t)(T * H) * sizeof *hn);
+        double t0 = prof_begin();
         if (out && out->logits) {
             if (out->logits_last_only) {
                 /* one row per sequence: gather each sequence's last row, one product */
@@ -168,8 +198,14 @@ lc_status lc_forward_batch(lc_session *const *sessions, const int32_t *tokens, c
                 lc_matmul(out->logits, hn, &mdl->lm_head, n_seq);
             } else lc_matmul(out->logits, hn, &mdl->lm_head, T);
         }
+        prof_end(LC_PROF_LM_HEAD, t0);
         if (out && out->n_ffn_experts) *out->n_ffn_experts = n_ffn_total;
         for (int64_t i = 0; i < n_seq; i++) sessions[i]->pos += n_tokens[i];
+    }
+    if (g_prof) { /* embedding, norms, residual adds: the rest of the wall time */
+        double parts = 0;
+        for (int p = 0; p < LC_PROF_OTHER; p++) parts += g_prof_sec[p];
+        g_prof_sec[LC_PROF_OTHER] += (lc_time_sec() - t_start) - (parts - parts0);
     }
     free(h);
     free(hn);

@@ -14,40 +14,49 @@ void rmsnorm_rows(float *out, const float *x, const float *w, int64_t T, int64_t
 }
 
 /* Expanded attention: kv = kv_b_proj @ latent for every cached row, then ordinary MHA with
- * the shared roped key. ctx [T, nh*dv]. */
+ * the shared roped key, head by head as two products (scores = Q K^T, ctx = P V) on rows of
+ * at most ATTN_ROWS queries. ctx [T, nh*dv]. */
+#define ATTN_ROWS 256
 static lc_status attend_expanded(float *ctx, const float *q, const float *cache_latent, const float *cache_rope,
                                  const lc_mla_weights *w, const lc_config *c, int64_t T, int64_t p0, mla_acts *acts) {
     const int64_t nh = c->num_attention_heads, dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim;
     const int64_t dv = c->v_head_dim, kvr = c->kv_lora_rank, P = p0 + T, dkv = dn + dv, dq = dn + dr;
+    const int64_t TB = LC_MIN(T, ATTN_ROWS);
     const float scale = 1.0f / sqrtf((float)dq);
     float *kv = acts ? acts->kv : lc_malloc((size_t)(P * nh * dkv) * sizeof *kv, "MLA expanded K/V");
-    if (!kv) return LC_ERR_NOMEM;
-    lc_k.matmul(kv, nh * dkv, cache_latent, kvr, &w->kv_b_proj, 0, nh * dkv, P);
-    int fail = 0;
-#pragma omp parallel
-    {
-        float *scores = malloc((size_t)P * sizeof *scores);
-        if (!scores) fail = 1;
-#pragma omp for collapse(2) schedule(static)
-        for (int64_t t = 0; t < T; t++)
-            for (int64_t h = 0; h < nh; h++) {
-                if (!scores) continue;
-                const float *qh = q + (t * nh + h) * dq;
-                const int64_t n = p0 + t + 1;
-                for (int64_t u = 0; u < n; u++) {
-                    const float *k = kv + (u * nh + h) * dkv;
-                    scores[u] = (lc_dot(qh, k, dn) + lc_dot(qh + dn, cache_rope + u * dr, dr)) * scale;
-                }
-                lc_softmax(scores, n); /* causal: only u <= p0 + t */
-                if (acts) memcpy(acts->p + (h * T + t) * T, scores, (size_t)n * sizeof *scores);
-                float *o = ctx + (t * nh + h) * dv;
-                memset(o, 0, (size_t)dv * sizeof *o);
-                for (int64_t u = 0; u < n; u++) lc_axpy(o, scores[u], kv + (u * nh + h) * dkv + dn, dv);
+    float *kh = lc_malloc((size_t)(P * dq) * sizeof *kh, "MLA head keys");     /* [P][dn + dr] */
+    float *vt = lc_malloc((size_t)(dv * P) * sizeof *vt, "MLA head values");   /* [dv][P] */
+    float *sc = lc_malloc((size_t)(TB * P) * sizeof *sc, "MLA scores");        /* [TB][P] */
+    lc_status s = (kv && kh && vt && sc) ? LC_OK : LC_ERR_NOMEM;
+    if (!s) lc_k.matmul(kv, nh * dkv, cache_latent, kvr, &w->kv_b_proj, 0, nh * dkv, P);
+    for (int64_t h = 0; h < nh && !s; h++) {
+        for (int64_t u = 0; u < P; u++) {
+            memcpy(kh + u * dq, kv + (u * nh + h) * dkv, (size_t)dn * sizeof *kh);
+            memcpy(kh + u * dq + dn, cache_rope + u * dr, (size_t)dr * sizeof *kh);
+            for (int64_t i = 0; i < dv; i++) vt[i * P + u] = kv[(u * nh + h) * dkv + dn + i];
+        }
+        const lc_mat K = {(const uint8_t *)kh, LC_DT_F32, P, dq, NULL, 0, 0};
+        const lc_mat V = {(const uint8_t *)vt, LC_DT_F32, dv, P, NULL, 0, 0};
+        for (int64_t t0 = 0; t0 < T; t0 += TB) {
+            const int64_t nt = LC_MIN(TB, T - t0);
+            lc_k.matmul(sc, P, q + (t0 * nh + h) * dq, nh * dq, &K, 0, P, nt);
+#pragma omp parallel for schedule(static) if (nt * P > 16384)
+            for (int64_t t = 0; t < nt; t++) {
+                float *row = sc + t * P;
+                const int64_t n = p0 + t0 + t + 1; /* causal: only u <= p0 + t */
+                for (int64_t u = 0; u < n; u++) row[u] *= scale;
+                lc_softmax(row, n);
+                memset(row + n, 0, (size_t)(P - n) * sizeof *row);
+                if (acts) memcpy(acts->p + (h * T + t0 + t) * T, row, (size_t)T * sizeof *row);
             }
-        free(scores);
+            lc_k.matmul(ctx + (t0 * nh + h) * dv, nh * dv, sc, P, &V, 0, dv, nt);
+        }
     }
     if (!acts) free(kv);
-    return fail ? lc_error(LC_ERR_NOMEM, "out of memory for attention scores") : LC_OK;
+    free(kh);
+    free(vt);
+    free(sc);
+    return s;
 }
 
 /* Weight-absorbed attention: q_lat = W_kb_h^T q_nope, score = q_lat . latent + q_rope . k_rope,
@@ -114,15 +123,17 @@ lc_status mla_forward(float *out, const float *x, const mla_seq *seqs, int64_t n
     for (int64_t i = 0, t0 = 0; i < n_seq && !s; t0 += seqs[i].T, i++) {
         const mla_seq *sq_ = &seqs[i];
         float *qi = q + t0 * nh * dq;
-        for (int64_t t = 0; t < sq_->T; t++)
-            for (int64_t h = 0; h < nh; h++) lc_rope(qi + (t * nh + h) * dq + dn, dr, sq_->p0 + t, c->rope_theta);
+#pragma omp parallel for schedule(static) if (sq_->T * nh * dr > 16384)
         for (int64_t t = 0; t < sq_->T; t++) {
+            float cs[dr > 0 ? dr : 1]; /* this position's rotation, shared by every head and the key */
+            lc_rope_coeffs(cs, dr, sq_->p0 + t, c->rope_theta);
+            for (int64_t h = 0; h < nh; h++) lc_rope_apply(qi + (t * nh + h) * dq + dn, cs, dr);
             float *lat = sq_->latent + (sq_->p0 + t) * kvr, *kr = sq_->rope + (sq_->p0 + t) * dr;
             const float *src = ckv + (t0 + t) * (kvr + dr);
             lc_rmsnorm(lat, src, w->kv_a_layernorm, kvr, MLA_NORM_EPS);
             for (int64_t j = 0; j < kvr; j++) lat[j] *= skv;
             memcpy(kr, src + kvr, (size_t)dr * sizeof *kr);
-            lc_rope(kr, dr, sq_->p0 + t, c->rope_theta);
+            lc_rope_apply(kr, cs, dr);
         }
         float *ci = ctx + t0 * nh * dv;
         s = sq_->absorbed ? attend_absorbed(ci, qi, sq_->latent, sq_->rope, w, c, sq_->T, sq_->p0)
@@ -186,11 +197,13 @@ lc_status mla_backward(float *dx, lc_mla_weights *g, const float *dout, const fl
         lc_rmsnorm_backward(dckv + t * (kvr + dr), (float *)(uintptr_t)g->kv_a_layernorm, dlat + t * kvr,
                             a->ckv + t * (kvr + dr), w->kv_a_layernorm, kvr, MLA_NORM_EPS);
         memcpy(dckv + t * (kvr + dr) + kvr, dkpe + t * dr, (size_t)dr * sizeof(float));
-        lc_rope_backward(dckv + t * (kvr + dr) + kvr, dr, t, c->rope_theta);
+        float cs[dr > 0 ? dr : 1];
+        lc_rope_coeffs(cs, dr, t, c->rope_theta);
+        lc_rope_backward_apply(dckv + t * (kvr + dr) + kvr, cs, dr);
         /* q: rope on the last dr of each head, then the scale */
         for (int64_t h = 0; h < nh; h++) {
             float *d = dq_ + (t * nh + h) * dq;
-            lc_rope_backward(d + dn, dr, t, c->rope_theta);
+            lc_rope_backward_apply(d + dn, cs, dr);
             for (int64_t i = 0; i < dq; i++) d[i] *= sq;
         }
     }

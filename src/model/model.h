@@ -125,6 +125,14 @@ lc_status lc_forward(lc_session *s, const int32_t *tokens, int64_t T, lc_forward
  * row of each sequence). lc_forward is the one-sequence case. */
 lc_status lc_forward_batch(lc_session *const *sessions, const int32_t *tokens, const int64_t *n_tokens, int64_t n_seq,
                            lc_forward_out *out);
+/* Wall time per component of lc_forward/lc_forward_batch, accumulated while enabled (for
+ * `longcat bench`; off by default, then it costs one branch per component call). */
+typedef enum { LC_PROF_ATTENTION, LC_PROF_DENSE_FFN, LC_PROF_ROUTER, LC_PROF_EXPERTS, LC_PROF_LM_HEAD, LC_PROF_OTHER,
+               LC_PROF_COUNT } lc_prof_part;
+void lc_profile_enable(int on);   /* also zeroes the totals */
+void lc_profile_read(double sec[LC_PROF_COUNT]);
+const char *lc_profile_name(lc_prof_part p);
+
 /* MTP head on T rows at MTP positions s->mtp_pos..: row t drafts the token after next from
  * normed[t] (the main model's lm_head input at some position p) and next_tokens[t] (the token
  * at p+1). Writes logits [T, V]. */

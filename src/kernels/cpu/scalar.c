@@ -31,7 +31,13 @@ static void row_f16(float *dst, const lc_mat *w, int64_t r) {
 
 static float g_fp8_lut[256];
 static int g_use_blas = 1;
-void lc_kernels_use_blas(int on) { g_use_blas = on; }
+void lc_kernels_use_blas(int on) {
+#ifdef LC_HAVE_BLAS
+    g_use_blas = on && lc_blas_init();
+#else
+    g_use_blas = on;
+#endif
+}
 
 static void row_fp8(float *dst, const lc_mat *w, int64_t r) {
     const uint8_t *p = w->data + (size_t)(r * w->cols);
@@ -71,13 +77,23 @@ static void matmul_scalar(float *out, int64_t ld_out, const float *x, int64_t ld
     /* GEMM (non-F32 rows dequantised per block) from LC_GEMM_MIN_T tokens on. Below it, each
      * output is one dot of a dequantised row with one token, exactly as for a single token, so
      * a batch of decode steps gives bit-identical results to running them one by one. */
-    if (g_use_blas && T >= LC_GEMM_MIN_T) {
+    if (g_use_blas && T >= LC_GEMM_MIN_T && !lc_k.gemm) {
         lc_blas_matmul(out, ld_out, x, ld_x, w, r0, n_rows, T);
         return;
     }
 #endif
-    lc_row_fn row = lc_k.row[w->dtype];
+    if (T >= LC_GEMM_MIN_T && lc_k.gemm) {
+        lc_k.gemm(out, ld_out, x, ld_x, w, r0, n_rows, T);
+        return;
+    }
     const int64_t cols = w->cols;
+    if (lc_k.rowdots[w->dtype]) { /* fused: the stored row streams straight into the dot products */
+        void (*rd)(float *, int64_t, const lc_mat *, int64_t, const float *, int64_t, int64_t) = lc_k.rowdots[w->dtype];
+#pragma omp parallel for schedule(static) if (n_rows * cols * T > 32768)
+        for (int64_t i = 0; i < n_rows; i++) rd(out + i, ld_out, w, r0 + i, x, ld_x, T);
+        return;
+    }
+    lc_row_fn row = lc_k.row[w->dtype];
 #pragma omp parallel if (n_rows * cols * T > 32768)
     {
         float *buf = malloc((size_t)cols * sizeof *buf);
@@ -134,18 +150,30 @@ void lc_softmax(float *x, int64_t n) {
     for (int64_t i = 0; i < n; i++) x[i] *= inv;
 }
 
-void lc_rope(float *x, int64_t dr, int64_t pos, double theta) {
-    int64_t half = dr / 2;
+void lc_rope_coeffs(float *cs, int64_t dr, int64_t pos, double theta) {
+    const int64_t half = dr / 2;
+    for (int64_t i = 0; i < half; i++) {
+        double ang = (double)pos * pow(theta, -2.0 * (double)i / (double)dr);
+        cs[i] = (float)cos(ang);
+        cs[half + i] = (float)sin(ang);
+    }
+}
+
+void lc_rope_apply(float *x, const float *cs, int64_t dr) {
+    const int64_t half = dr / 2;
     float tmp[half > 0 ? 2 * half : 1];
     for (int64_t i = 0; i < half; i++) {
-        double inv_freq = pow(theta, -2.0 * (double)i / (double)dr);
-        double ang = (double)pos * inv_freq;
-        float c = (float)cos(ang), s = (float)sin(ang);
-        float x0 = x[2 * i], x1 = x[2 * i + 1];
+        float c = cs[i], s = cs[half + i], x0 = x[2 * i], x1 = x[2 * i + 1];
         tmp[i] = x0 * c - x1 * s;
         tmp[i + half] = x1 * c + x0 * s;
     }
     memcpy(x, tmp, (size_t)dr * sizeof *x);
+}
+
+void lc_rope(float *x, int64_t dr, int64_t pos, double theta) {
+    float cs[dr > 0 ? dr : 1];
+    lc_rope_coeffs(cs, dr, pos, theta);
+    lc_rope_apply(x, cs, dr);
 }
 
 void lc_matmul_backward(float *dx, float *dw, const float *dout, const float *x, const lc_mat *w, int64_t T) {
@@ -199,17 +227,22 @@ void lc_rmsnorm_backward(float *dx, float *dw, const float *dout, const float *x
     }
 }
 
-void lc_rope_backward(float *d, int64_t dr, int64_t pos, double theta) {
-    int64_t half = dr / 2;
+void lc_rope_backward_apply(float *d, const float *cs, int64_t dr) {
+    const int64_t half = dr / 2;
     float tmp[half > 0 ? 2 * half : 1];
     for (int64_t i = 0; i < half; i++) {
-        double ang = (double)pos * pow(theta, -2.0 * (double)i / (double)dr);
-        float c = (float)cos(ang), s = (float)sin(ang);
+        float c = cs[i], s = cs[half + i];
         float d0 = d[i], d1 = d[i + half]; /* gradients of out[i], out[i + half] */
         tmp[2 * i] = d0 * c + d1 * s;
         tmp[2 * i + 1] = -d0 * s + d1 * c;
     }
     memcpy(d, tmp, (size_t)dr * sizeof *d);
+}
+
+void lc_rope_backward(float *d, int64_t dr, int64_t pos, double theta) {
+    float cs[dr > 0 ? dr : 1];
+    lc_rope_coeffs(cs, dr, pos, theta);
+    lc_rope_backward_apply(d, cs, dr);
 }
 
 static lc_kernels k_scalar = {
@@ -237,7 +270,13 @@ lc_status lc_kernels_select(const char *name) {
         lc_kernels_fill_avx2(&lc_k);
         return LC_OK;
     }
-    return lc_error(LC_ERR_ARG, "kernels: unknown level \"%s\" (scalar, avx2)", name);
+    if (!strcmp(name, "avx512")) {
+        if (!lc_cpu_has_avx512()) return lc_error(LC_ERR_UNSUPPORTED, "kernels: this CPU has no AVX-512 (F, BW, VL, DQ)");
+        lc_k = k_scalar;
+        lc_kernels_fill_avx512(&lc_k);
+        return LC_OK;
+    }
+    return lc_error(LC_ERR_ARG, "kernels: unknown level \"%s\" (scalar, avx2, avx512)", name);
 }
 
 void lc_kernels_init(void) {
@@ -248,9 +287,10 @@ void lc_kernels_init(void) {
     const char *want = getenv("LC_KERNELS");
     if (!want || lc_kernels_select(want) != LC_OK) {
         lc_k = k_scalar;
-        if (lc_cpu_has_avx2()) lc_kernels_fill_avx2(&lc_k);
+        if (lc_cpu_has_avx512()) lc_kernels_fill_avx512(&lc_k);
+        else if (lc_cpu_has_avx2()) lc_kernels_fill_avx2(&lc_k);
     }
 #ifdef LC_HAVE_BLAS
-    lc_blas_init();
+    if (!lc_blas_init()) g_use_blas = 0;
 #endif
 }

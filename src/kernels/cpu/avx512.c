@@ -1,0 +1,289 @@
+/* avx512.c — AVX-512 kernels, chosen at run time when the CPU has AVX-512 F/BW/VL/DQ:
+ *
+ * - rowdots: one stored weight row (F32, BF16, F16, FP8-e4m3 with block scales, Q8_0, Q4_0)
+ *   against up to 8 tokens, converting the row in registers as it streams from memory (decode
+ *   is memory-bound: each weight byte is read once, never written back as f32).
+ * - gemm: out[T, N] = x[T, K] W[N, K]^T for prefill. Tokens go in vector lanes: x is packed
+ *   once per call into tiles of 32 (or 16) tokens [K][32]; the weights, dequantised one block
+ *   of rows at a time into f32 (F32 weights are read in place), are broadcast one scalar at a
+ *   time. A 14-row x 32-token register tile does 28 FMAs per k.
+ *
+ * Every output is one FMA chain over k (or over blocks of k, the same for every token), so a
+ * token's result does not depend on how many tokens share the call or on the thread count. */
+#include "../kernels.h"
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma,f16c")))
+#define INLINE __attribute__((always_inline)) inline
+
+int lc_cpu_has_avx512(void) {
+    __builtin_cpu_init();
+    return lc_cpu_has_avx2() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+}
+
+/* ---- loading 16 weights as f32 (n < 16: only the first n, the rest 0) ---- */
+
+AVX512 static INLINE __m512 load_f32(const uint8_t *p, int64_t c, int n) {
+    const float *f = (const float *)(const void *)p + c;
+    return n >= 16 ? _mm512_loadu_ps(f) : _mm512_maskz_loadu_ps((__mmask16)((1u << n) - 1), f);
+}
+AVX512 static INLINE __m512 load_bf16(const uint8_t *p, int64_t c, int n) {
+    const void *q = p + 2 * c;
+    __m256i h = n >= 16 ? _mm256_loadu_si256((const __m256i *)q) : _mm256_maskz_loadu_epi16((__mmask16)((1u << n) - 1), q);
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+AVX512 static INLINE __m512 load_f16(const uint8_t *p, int64_t c, int n) {
+    const void *q = p + 2 * c;
+    __m256i h = n >= 16 ? _mm256_loadu_si256((const __m256i *)q) : _mm256_maskz_loadu_epi16((__mmask16)((1u << n) - 1), q);
+    return _mm512_cvtph_ps(h);
+}
+/* FP8 e4m3fn: (bits & 0x7f) << 20 is an f32 with the same exponent and mantissa but bias 127
+ * instead of 7, so times 2^120 it is the value (subnormals included); 0x7f/0xff are NaN. */
+AVX512 static INLINE __m512 load_fp8(const uint8_t *p, int64_t c, int n) {
+    const void *q = p + c;
+    __m128i b = n >= 16 ? _mm_loadu_si128((const __m128i *)q) : _mm_maskz_loadu_epi8((__mmask16)((1u << n) - 1), q);
+    __m512i v = _mm512_cvtepu8_epi32(b), mag = _mm512_and_si512(v, _mm512_set1_epi32(0x7f));
+    __m512i bits = _mm512_or_si512(_mm512_slli_epi32(mag, 20), _mm512_slli_epi32(_mm512_and_si512(v, _mm512_set1_epi32(0x80)), 24));
+    __m512 f = _mm512_mul_ps(_mm512_castsi512_ps(bits), _mm512_set1_ps(0x1p120f));
+    __mmask16 nan = _mm512_cmpeq_epi32_mask(mag, _mm512_set1_epi32(0x7f));
+    return _mm512_mask_blend_ps(nan, f, _mm512_set1_ps(__builtin_nanf("")));
+}
+
+/* ---- dot products: a row of 16-wide steps, two accumulators, per token ---- */
+
+/* acc[t] += w[c0..c1) . x_t[c0..c1) with w loaded by LOAD; steps of 32 then a masked tail. */
+#define ROW_SPAN(LOAD, NT, p, c0, c1, x, ld_x, acc0, acc1)                                            \
+    do {                                                                                          \
+        int64_t c_ = (c0);                                                                        \
+        for (; c_ + 32 <= (c1); c_ += 32) {                                                       \
+            __m512 w0 = LOAD(p, c_, 16), w1 = LOAD(p, c_ + 16, 16);                               \
+            for (int t = 0; t < NT; t++) {                                                        \
+                acc0[t] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(x + t * ld_x + c_), acc0[t]);       \
+                acc1[t] = _mm512_fmadd_ps(w1, _mm512_loadu_ps(x + t * ld_x + c_ + 16), acc1[t]);  \
+            }                                                                                     \
+        }                                                                                         \
+        for (; c_ < (c1); c_ += 16) {                                                             \
+            int n_ = (int)LC_MIN(16, (c1)-c_);                                                    \
+            __mmask16 m_ = (__mmask16)((1u << n_) - 1);                                           \
+            __m512 w0 = LOAD(p, c_, n_);                                                          \
+            for (int t = 0; t < NT; t++)                                                          \
+                acc0[t] = _mm512_fmadd_ps(w0, _mm512_maskz_loadu_ps(m_, x + t * ld_x + c_), acc0[t]); \
+        }                                                                                         \
+    } while (0)
+
+#define DEFINE_ROWDOTS(NAME, LOAD, BYTES)                                                                      \
+    AVX512 static INLINE void NAME##_n(float *out, int64_t ld_out, const uint8_t *p, const float *x, int64_t ld_x, \
+                                       int64_t n, const int NT) {                                             \
+        __m512 a0[8], a1[8];                                                                                  \
+        for (int t = 0; t < NT; t++) a0[t] = a1[t] = _mm512_setzero_ps();                                     \
+        ROW_SPAN(LOAD, NT, p, 0, n, x, ld_x, a0, a1);                                                         \
+        for (int t = 0; t < NT; t++) out[t * ld_out] = _mm512_reduce_add_ps(_mm512_add_ps(a0[t], a1[t]));    \
+    }                                                                                                         \
+    AVX512 static void NAME(float *out, int64_t ld_out, const lc_mat *w, int64_t r, const float *x, int64_t ld_x, \
+                            int64_t T) {                                                                      \
+        const uint8_t *p = w->data + (size_t)(r * w->cols) * (BYTES);                                         \
+        int64_t t = 0;                                                                                        \
+        for (; t + 4 <= T; t += 4) NAME##_n(out + t * ld_out, ld_out, p, x + t * ld_x, ld_x, w->cols, 4);     \
+        for (; t < T; t++) NAME##_n(out + t * ld_out, ld_out, p, x + t * ld_x, ld_x, w->cols, 1);             \
+    }
+
+DEFINE_ROWDOTS(rowdots_f32, load_f32, 4)
+DEFINE_ROWDOTS(rowdots_bf16, load_bf16, 2)
+DEFINE_ROWDOTS(rowdots_f16, load_f16, 2)
+
+/* FP8 with [block_rows, block_cols] scales: per column block, the plain sum, then times its scale. */
+AVX512 static INLINE void rowdots_fp8_n(float *out, int64_t ld_out, const lc_mat *w, int64_t r, const float *x,
+                                        int64_t ld_x, const int NT) {
+    const uint8_t *p = w->data + (size_t)(r * w->cols);
+    const int64_t C = w->cols, bc = w->block_cols;
+    const float *scale = w->scale_inv + (r / w->block_rows) * ((C + bc - 1) / bc);
+    __m512 tot[8], a0[8], a1[8];
+    for (int t = 0; t < NT; t++) tot[t] = _mm512_setzero_ps();
+    for (int64_t c0 = 0, b = 0; c0 < C; c0 += bc, b++) {
+        for (int t = 0; t < NT; t++) a0[t] = a1[t] = _mm512_setzero_ps();
+        ROW_SPAN(load_fp8, NT, p, c0, LC_MIN(c0 + bc, C), x, ld_x, a0, a1);
+        __m512 s = _mm512_set1_ps(scale[b]);
+        for (int t = 0; t < NT; t++) tot[t] = _mm512_fmadd_ps(_mm512_add_ps(a0[t], a1[t]), s, tot[t]);
+    }
+    for (int t = 0; t < NT; t++) out[t * ld_out] = _mm512_reduce_add_ps(tot[t]);
+}
+AVX512 static void rowdots_fp8(float *out, int64_t ld_out, const lc_mat *w, int64_t r, const float *x, int64_t ld_x,
+                               int64_t T) {
+    int64_t t = 0;
+    for (; t + 4 <= T; t += 4) rowdots_fp8_n(out + t * ld_out, ld_out, w, r, x + t * ld_x, ld_x, 4);
+    for (; t < T; t++) rowdots_fp8_n(out + t * ld_out, ld_out, w, r, x + t * ld_x, ld_x, 1);
+}
+
+/* Plain f32 dot products (attention, the row+dots fallback): the F32 row kernel itself. */
+AVX512 static float dot_avx512(const float *a, const float *b, int64_t n) {
+    float r;
+    rowdots_f32_n(&r, 1, (const uint8_t *)a, b, n, n, 1);
+    return r;
+}
+AVX512 static void dots_avx512(float *out, int64_t ld_out, const float *w, const float *x, int64_t ld_x, int64_t T,
+                               int64_t n) {
+    int64_t t = 0;
+    for (; t + 4 <= T; t += 4) rowdots_f32_n(out + t * ld_out, ld_out, (const uint8_t *)w, x + t * ld_x, ld_x, n, 4);
+    for (; t < T; t++) rowdots_f32_n(out + t * ld_out, ld_out, (const uint8_t *)w, x + t * ld_x, ld_x, n, 1);
+}
+
+AVX512 static void axpy_avx512(float *y, float a, const float *x, int64_t n) {
+    __m512 va = _mm512_set1_ps(a);
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) _mm512_storeu_ps(y + i, _mm512_fmadd_ps(va, _mm512_loadu_ps(x + i), _mm512_loadu_ps(y + i)));
+    if (i < n) {
+        __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
+        _mm512_mask_storeu_ps(y + i, m, _mm512_fmadd_ps(va, _mm512_maskz_loadu_ps(m, x + i), _mm512_maskz_loadu_ps(m, y + i)));
+    }
+}
+
+AVX512 static void row_bf16_avx512(float *dst, const lc_mat *w, int64_t r) {
+    const uint8_t *p = w->data + (size_t)(r * w->cols) * 2;
+    for (int64_t c = 0; c < w->cols; c += 16) {
+        int n = (int)LC_MIN(16, w->cols - c);
+        _mm512_mask_storeu_ps(dst + c, (__mmask16)((1u << n) - 1), load_bf16(p, c, n));
+    }
+}
+AVX512 static void row_f16_avx512(float *dst, const lc_mat *w, int64_t r) {
+    const uint8_t *p = w->data + (size_t)(r * w->cols) * 2;
+    for (int64_t c = 0; c < w->cols; c += 16) {
+        int n = (int)LC_MIN(16, w->cols - c);
+        _mm512_mask_storeu_ps(dst + c, (__mmask16)((1u << n) - 1), load_f16(p, c, n));
+    }
+}
+
+/* ---- GEMM (prefill) ---- */
+
+#define GEMM_ROWS 14    /* weight rows per register tile */
+#define GEMM_BLOCK 112  /* weight rows per task (8 tiles): dequantised together, one thread */
+#define GEMM_KC 256     /* k per pass: a 32-token chunk of x (32 KiB) stays in L1 across the block */
+
+/* C[r][0..32) += W[r, 0..K) x tokens, r < R: W rows (f32, ldw apart) times one or two packed
+ * 16-token tiles xa, xb [K][16] (NV = 2: tokens 0..15 from xa, 16..31 from xb). C holds the
+ * running sums between calls over consecutive k chunks, so each output stays one FMA chain. */
+AVX512 static INLINE void gemm_tile(float *C, const float *W, int64_t ldw, const float *xa, const float *xb, int64_t K,
+                                    const int R, const int NV) {
+    __m512 a[GEMM_ROWS][2];
+    for (int r = 0; r < R; r++) {
+        a[r][0] = _mm512_load_ps(C + r * 32);
+        a[r][1] = _mm512_load_ps(C + r * 32 + 16);
+    }
+    for (int64_t k = 0; k < K; k++) {
+        __m512 x0 = _mm512_load_ps(xa + k * 16), x1 = NV == 2 ? _mm512_load_ps(xb + k * 16) : x0;
+#pragma GCC unroll 14
+        for (int r = 0; r < R; r++) {
+            __m512 wv = _mm512_set1_ps(W[r * ldw + k]);
+            a[r][0] = _mm512_fmadd_ps(wv, x0, a[r][0]);
+            if (NV == 2) a[r][1] = _mm512_fmadd_ps(wv, x1, a[r][1]);
+        }
+    }
+    for (int r = 0; r < R; r++) {
+        _mm512_store_ps(C + r * 32, a[r][0]);
+        _mm512_store_ps(C + r * 32 + 16, a[r][1]);
+    }
+}
+
+#define TILE_CASE(R_)                                                          \
+    case R_:                                                                   \
+        if (NV == 2) gemm_tile(C, W, ldw, xa, xb, K, R_, 2);                    \
+        else gemm_tile(C, W, ldw, xa, xb, K, R_, 1);                            \
+        break;
+
+AVX512 static void gemm_tile_any(float *C, const float *W, int64_t ldw, const float *xa, const float *xb, int64_t K,
+                                 int R, int NV) {
+    switch (R) {
+        TILE_CASE(1) TILE_CASE(2) TILE_CASE(3) TILE_CASE(4) TILE_CASE(5) TILE_CASE(6) TILE_CASE(7)
+        TILE_CASE(8) TILE_CASE(9) TILE_CASE(10) TILE_CASE(11) TILE_CASE(12) TILE_CASE(13) TILE_CASE(14)
+    default: break;
+    }
+}
+
+/* Per-thread scratch kept between calls (prefill makes hundreds of products; fresh buffers
+ * would fault their pages in every time). Grows to the largest size asked, freed at exit. */
+static _Thread_local float *tl_xp, *tl_w;
+static _Thread_local size_t tl_xp_n, tl_w_n;
+static float *scratch(float **p, size_t *have, size_t n) {
+    if (n > *have) {
+        lc_free(*p);
+        *p = lc_aligned_alloc(n * sizeof **p, "GEMM scratch");
+        *have = *p ? n : 0;
+    }
+    return *p;
+}
+
+AVX512 static void gemm_avx512(float *out, int64_t ld_out, const float *x, int64_t ld_x, const lc_mat *w, int64_t r0,
+                               int64_t n_rows, int64_t T) {
+    const int64_t K = w->cols, n_tiles = (T + 15) / 16, nb = (n_rows + GEMM_BLOCK - 1) / GEMM_BLOCK;
+    /* tokens -> tiles of 16 lanes: xp[tile][k][16], zero beyond T */
+    float *xp = scratch(&tl_xp, &tl_xp_n, (size_t)(n_tiles * K * 16));
+    if (!xp) {
+        for (int64_t t = 0; t < T; t++)
+            for (int64_t i = 0; i < n_rows; i++) out[t * ld_out + i] = __builtin_nanf("");
+        return;
+    }
+#pragma omp parallel for schedule(static) if (T * K > 65536)
+    for (int64_t tile = 0; tile < n_tiles; tile++) {
+        float *d = xp + tile * K * 16;
+        const int64_t nt = LC_MIN(16, T - tile * 16);
+        const float *src = x + tile * 16 * ld_x;
+        for (int64_t k = 0; k < K; k++) {
+            int64_t j = 0;
+            for (; j < nt; j++) d[k * 16 + j] = src[j * ld_x + k];
+            for (; j < 16; j++) d[k * 16 + j] = 0.0f;
+        }
+    }
+    /* Weight rows are copied (F32) or dequantised into a per-thread block with a padded row
+     * stride: rows exactly 4 KiB apart would all fall into the same L1 cache set. */
+    const int64_t ldw = K + 16;
+#pragma omp parallel if (n_rows * K * T > 65536)
+    {
+        float *buf = scratch(&tl_w, &tl_w_n, (size_t)(GEMM_BLOCK * ldw + GEMM_BLOCK * 32));
+        float *acc = buf ? buf + GEMM_BLOCK * ldw : NULL;
+#pragma omp for schedule(static)
+        for (int64_t b = 0; b < nb; b++) {
+            const int64_t i0 = b * GEMM_BLOCK, n = LC_MIN(GEMM_BLOCK, n_rows - i0);
+            if (!buf) { /* out of memory for the block: poison it so the failure cannot pass unseen */
+                for (int64_t t = 0; t < T; t++)
+                    for (int64_t i = 0; i < n; i++) out[t * ld_out + i0 + i] = __builtin_nanf("");
+                continue;
+            }
+            for (int64_t i = 0; i < n; i++) lc_k.row[w->dtype](buf + i * ldw, w, r0 + i0 + i);
+            for (int64_t tile = 0; tile < n_tiles; tile += 2) { /* 32 tokens, or the last 16 */
+                const int64_t t0 = tile * 16;
+                const int nt = (int)LC_MIN(32, T - t0), NV = nt > 16 ? 2 : 1;
+                const float *xa = xp + tile * K * 16, *xb = NV == 2 ? xa + K * 16 : xa;
+                memset(acc, 0, (size_t)(GEMM_BLOCK * 32) * sizeof *acc);
+                for (int64_t k0 = 0; k0 < K; k0 += GEMM_KC)
+                    for (int64_t rg = 0; rg < n; rg += GEMM_ROWS)
+                        gemm_tile_any(acc + rg * 32, buf + rg * ldw + k0, ldw, xa + k0 * 16, xb + k0 * 16,
+                                      LC_MIN(GEMM_KC, K - k0), (int)LC_MIN(GEMM_ROWS, n - rg), NV);
+                for (int t = 0; t < nt; t++)
+                    for (int64_t i = 0; i < n; i++) out[(t0 + t) * ld_out + i0 + i] = acc[i * 32 + t];
+            }
+        }
+    }
+}
+
+void lc_kernels_fill_avx512(lc_kernels *k) {
+    lc_kernels_fill_avx2(k);
+    k->name = "avx512";
+    k->dot = dot_avx512;
+    k->dots = dots_avx512;
+    k->axpy = axpy_avx512;
+    k->row[LC_DT_BF16] = row_bf16_avx512;
+    k->row[LC_DT_F16] = row_f16_avx512;
+    k->rowdots[LC_DT_F32] = rowdots_f32;
+    k->rowdots[LC_DT_BF16] = rowdots_bf16;
+    k->rowdots[LC_DT_F16] = rowdots_f16;
+    k->rowdots[LC_DT_F8_E4M3] = rowdots_fp8;
+    k->gemm = gemm_avx512;
+}
+#else
+int lc_cpu_has_avx512(void) { return 0; }
+void lc_kernels_fill_avx512(lc_kernels *k) { (void)k; }
+#endif
