@@ -122,8 +122,8 @@ static void test_golden_prefill_absorbed(void) { for_each_case(LC_ATTN_ABSORBED,
 static void test_golden_every_kernel_level(void) {
     char orig[16];
     snprintf(orig, sizeof orig, "%s", lc_k.name);
-    const char *levels[] = {"scalar", "avx2"};
-    for (int i = 0; i < 2; i++) {
+    const char *levels[] = {"scalar", "avx2", "avx512"};
+    for (int i = 0; i < 3; i++) {
         if (lc_kernels_select(levels[i]) != LC_OK) continue;
         printf("    kernels: %s\n", levels[i]);
         for_each_case(LC_ATTN_AUTO, 0);

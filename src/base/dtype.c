@@ -10,14 +10,20 @@ static const struct { const char *name; int size; } k_dtypes[LC_DT_COUNT] = {
     [LC_DT_F64] = {"F64", 8},         [LC_DT_I64] = {"I64", 8},   [LC_DT_I32] = {"I32", 4},
     [LC_DT_I16] = {"I16", 2},         [LC_DT_I8] = {"I8", 1},     [LC_DT_U64] = {"U64", 8},
     [LC_DT_U32] = {"U32", 4},         [LC_DT_U16] = {"U16", 2},   [LC_DT_U8] = {"U8", 1},
-    [LC_DT_BOOL] = {"BOOL", 1},
+    [LC_DT_BOOL] = {"BOOL", 1},       [LC_DT_Q8_0] = {"Q8_0", 1}, [LC_DT_Q4_0] = {"Q4_0", 0},
 };
 
 const char *lc_dtype_name(lc_dtype t) { return (unsigned)t < LC_DT_COUNT ? k_dtypes[t].name : "?"; }
 int lc_dtype_size(lc_dtype t) { return (unsigned)t < LC_DT_COUNT ? k_dtypes[t].size : 0; }
 
+double lc_dtype_weight_bytes(lc_dtype t) {
+    if (t == LC_DT_Q8_0) return (LC_QK + 2.0) / LC_QK;
+    if (t == LC_DT_Q4_0) return (LC_QK / 2 + 2.0) / LC_QK;
+    return lc_dtype_size(t);
+}
+
 int lc_dtype_from_name(const char *s, lc_dtype *t) {
-    for (int i = 0; i < LC_DT_COUNT; i++)
+    for (int i = 0; i <= LC_DT_BOOL; i++) /* file dtypes only */
         if (strcmp(s, k_dtypes[i].name) == 0) {
             *t = (lc_dtype)i;
             return 0;
@@ -103,7 +109,7 @@ float lc_load_f32(const void *data, lc_dtype t, int64_t i) {
     case LC_DT_U32: { uint32_t v; memcpy(&v, p, 4); return (float)v; }
     case LC_DT_U16: { uint16_t v; memcpy(&v, p, 2); return (float)v; }
     case LC_DT_U8: case LC_DT_BOOL: return (float)*p;
-    case LC_DT_COUNT: break;
+    case LC_DT_Q8_0: case LC_DT_Q4_0: case LC_DT_COUNT: break; /* blocks, not elements */
     }
     return NAN;
 }

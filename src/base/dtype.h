@@ -10,12 +10,17 @@ typedef enum {
     LC_DT_F32, LC_DT_F16, LC_DT_BF16, LC_DT_F8_E4M3, LC_DT_F8_E5M2, LC_DT_F64,
     LC_DT_I64, LC_DT_I32, LC_DT_I16, LC_DT_I8, LC_DT_U64, LC_DT_U32, LC_DT_U16, LC_DT_U8,
     LC_DT_BOOL,
+    /* not safetensors dtypes: our block-quantized matrix formats (docs/FORMATS.md), stored as
+     * an I8 / U8 tensor plus an F16 NAME_scale tensor */
+    LC_DT_Q8_0, LC_DT_Q4_0,
     LC_DT_COUNT
 } lc_dtype;
+#define LC_QK 32 /* weights per Q8_0 / Q4_0 block (along a row) */
 
 const char *lc_dtype_name(lc_dtype t);          /* safetensors spelling: "BF16", ... */
 int lc_dtype_from_name(const char *s, lc_dtype *t); /* 0 if known */
-int lc_dtype_size(lc_dtype t);                  /* bytes per element */
+int lc_dtype_size(lc_dtype t);                  /* bytes per element (Q8_0: 1, Q4_0: 0, see below) */
+double lc_dtype_weight_bytes(lc_dtype t);       /* bytes per matrix weight, block scales included */
 
 static inline float lc_bf16_to_f32(uint16_t h) {
     uint32_t u = (uint32_t)h << 16;

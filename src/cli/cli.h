@@ -16,6 +16,7 @@ int cmd_chat(int argc, char **argv);
 int cmd_grads(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_grow(int argc, char **argv);
+int cmd_quantize(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 

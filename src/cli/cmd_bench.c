@@ -26,7 +26,7 @@ static double sgemm_gflops(void) {
     double best = 1e30;
     if (a && b && c) {
         for (int i = 0; i < n * n; i++) a[i] = b[i] = (float)(i % 7) * 0.1f;
-        lc_mat w = {(const uint8_t *)b, LC_DT_F32, n, n, NULL, 0, 0};
+        lc_mat w = {(const uint8_t *)b, LC_DT_F32, n, n, NULL, 0, 0, NULL};
         for (int r = 0; r < 3; r++) {
             double t0 = lc_time_sec();
             lc_matmul(c, a, &w, n); /* the engine's own F32 GEMM path (blocked sgemm) */
@@ -54,7 +54,7 @@ static void active_bytes(const lc_model *m, double ffn_slots, double *bytes, dou
     lc_model_tensor_specs(c, (lc_model *)m, sp);
     for (int64_t i = 0; i < n; i++) {
         if (!sp[i].mat || strstr(sp[i].name, "embed_tokens") || !strncmp(sp[i].name, "model.mtp.", 10)) continue;
-        double w = (double)sp[i].rows * (double)sp[i].cols, b = w * lc_dtype_size(sp[i].mat->dtype);
+        double w = (double)sp[i].rows * (double)sp[i].cols, b = w * lc_dtype_weight_bytes(sp[i].mat->dtype);
         if (strstr(sp[i].name, ".experts.")) { /* per expert; scaled below */
             b *= ffn_slots / (double)c->n_routed_experts;
             w *= ffn_slots / (double)c->n_routed_experts;
@@ -63,7 +63,7 @@ static void active_bytes(const lc_model *m, double ffn_slots, double *bytes, dou
         *flops += 2 * w;
     }
     if (c->tie_word_embeddings) {
-        *bytes += (double)c->vocab_size * c->hidden_size * lc_dtype_size(m->lm_head.dtype);
+        *bytes += (double)c->vocab_size * c->hidden_size * lc_dtype_weight_bytes(m->lm_head.dtype);
         *flops += 2.0 * (double)c->vocab_size * c->hidden_size;
     }
     free(sp);

@@ -78,6 +78,7 @@ static void usage(FILE *f) {
             "  train  --preset NAME --data FILE --out DIR [--steps N ...]   train a model (see train --help)\n"
             "  grads  MODEL_DIR --tokens 1,2,3 -o OUT.safetensors   loss and every parameter's gradient\n"
             "  grow   SRC DST [--factor K]            stack a trained model's layers into a deeper one\n"
+            "  quantize SRC DST --type q8_0|q4_0|fp8  projections to 8-bit, 4-bit blocks or FP8 (docs/FORMATS.md)\n"
             "  bench  [MODEL_DIR] [--json]            decode/prefill speed as ratios to measured bandwidth / FMA peak\n"
             "  serve  MODEL_DIR [--port 8080] [--api-key KEY] [--parallel N] [--ctx N]   OpenAI-compatible server\n\n"
             "presets: %s\n"
@@ -102,6 +103,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "grads")) return cmd_grads(argc - 1, argv + 1);
     if (!strcmp(cmd, "train")) return cmd_train(argc - 1, argv + 1);
     if (!strcmp(cmd, "grow")) return cmd_grow(argc - 1, argv + 1);
+    if (!strcmp(cmd, "quantize")) return cmd_quantize(argc - 1, argv + 1);
     if (!strcmp(cmd, "bench")) return cmd_bench(argc - 1, argv + 1);
     if (!strcmp(cmd, "serve")) return cmd_serve(argc - 1, argv + 1);
     fprintf(stderr, "longcat: unknown command \"%s\"\n\n", cmd);

@@ -10,14 +10,36 @@
 
 /* A weight matrix W [rows, cols] (PyTorch [out, in]), stored row-major in `dtype`, usually
  * inside a memory-mapped file. FP8 matrices carry scale_inv [ceil(rows/block_rows),
- * ceil(cols/block_cols)]: the real weight is fp8 * scale_inv[r / block_rows][c / block_cols]. */
+ * ceil(cols/block_cols)]: the real weight is fp8 * scale_inv[r / block_rows][c / block_cols].
+ * Q8_0 / Q4_0 matrices (docs/FORMATS.md) carry qscale, F16 [rows, ceil(cols/32)] (possibly
+ * unaligned, in the mapped file): weight = d * q (Q8_0, int8 q, row r at data + r * cols) or
+ * d * (q - 8) (Q4_0, 4-bit q, 16 bytes per block: byte j holds q[j] low, q[j + 16] high). */
 typedef struct {
     const uint8_t *data;
     lc_dtype dtype;
     int64_t rows, cols;
     const float *scale_inv;
     int64_t block_rows, block_cols;
+    const uint8_t *qscale;
 } lc_mat;
+
+static inline int64_t lc_q_blocks(int64_t cols) { return (cols + LC_QK - 1) / LC_QK; }
+/* bytes of one stored row */
+static inline int64_t lc_mat_row_bytes(const lc_mat *w) {
+    if (w->dtype == LC_DT_Q4_0) return lc_q_blocks(w->cols) * (LC_QK / 2);
+    return w->cols * lc_dtype_size(w->dtype);
+}
+static inline float lc_q_scale(const lc_mat *w, int64_t r, int64_t b) {
+    uint16_t h;
+    memcpy(&h, w->qscale + 2 * (r * lc_q_blocks(w->cols) + b), 2);
+    return lc_f16_to_f32(h);
+}
+
+/* ---- block quantization (`longcat quantize`), the reference the kernels are tested on ---- */
+/* One row of n weights -> Q8_0: q[n] int8, d[ceil(n/32)] F16 scales (amax / 127 per block). */
+void lc_quantize_row_q8_0(const float *x, int64_t n, int8_t *q, uint16_t *d);
+/* One row -> Q4_0: q[ceil(n/32) * 16] packed nibbles, d as above (the block's extreme -> -8). */
+void lc_quantize_row_q4_0(const float *x, int64_t n, uint8_t *q, uint16_t *d);
 
 /* Dequantises W[r, 0..cols) into dst[cols] (f32). */
 typedef void (*lc_row_fn)(float *dst, const lc_mat *w, int64_t r);

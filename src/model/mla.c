@@ -35,8 +35,8 @@ static lc_status attend_expanded(float *ctx, const float *q, const float *cache_
             memcpy(kh + u * dq + dn, cache_rope + u * dr, (size_t)dr * sizeof *kh);
             for (int64_t i = 0; i < dv; i++) vt[i * P + u] = kv[(u * nh + h) * dkv + dn + i];
         }
-        const lc_mat K = {(const uint8_t *)kh, LC_DT_F32, P, dq, NULL, 0, 0};
-        const lc_mat V = {(const uint8_t *)vt, LC_DT_F32, dv, P, NULL, 0, 0};
+        const lc_mat K = {(const uint8_t *)kh, LC_DT_F32, P, dq, NULL, 0, 0, NULL};
+        const lc_mat V = {(const uint8_t *)vt, LC_DT_F32, dv, P, NULL, 0, 0, NULL};
         for (int64_t t0 = 0; t0 < T; t0 += TB) {
             const int64_t nt = LC_MIN(TB, T - t0);
             lc_k.matmul(sc, P, q + (t0 * nh + h) * dq, nh * dq, &K, 0, P, nt);

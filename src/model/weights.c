@@ -120,9 +120,32 @@ static const char *shape_str(const lc_st_tensor *t, char *buf, size_t n) {
     return buf;
 }
 
+/* Q8_0 (I8 [rows, cols]) or Q4_0 (U8 [rows, ceil(cols/32) * 16]) with NAME_scale F16
+ * [rows, ceil(cols/32)] (docs/FORMATS.md). */
+static lc_status bind_qmat(lc_model *m, const lc_tensor_spec *s, const lc_st_tensor *t) {
+    const char *file = lc_st_file_path(&m->st, t);
+    const int q4 = t->dtype == LC_DT_U8;
+    const int64_t nb = lc_q_blocks(s->cols), want_cols = q4 ? nb * (LC_QK / 2) : s->cols;
+    char sh[96], sname[160];
+    if (t->ndim != 2 || t->shape[0] != s->rows || t->shape[1] != want_cols)
+        return lc_error(LC_ERR_SHAPE, "%s: tensor %s (%s, read as %s) has shape %s, expected [%lld, %lld]", file, s->name,
+                        lc_dtype_name(t->dtype), q4 ? "Q4_0" : "Q8_0", shape_str(t, sh, sizeof sh), (long long)s->rows,
+                        (long long)want_cols);
+    snprintf(sname, sizeof sname, "%s_scale", s->name);
+    const lc_st_tensor *st = lc_st_find(&m->st, sname);
+    if (!st) return lc_error(LC_ERR_SHAPE, "%s: %s tensor %s has no companion %s", file, q4 ? "Q4_0" : "Q8_0", s->name, sname);
+    if (st->dtype != LC_DT_F16 || st->ndim != 2 || st->shape[0] != s->rows || st->shape[1] != nb)
+        return lc_error(LC_ERR_SHAPE, "%s: %s must be F16 of shape [%lld, %lld], is %s %s", lc_st_file_path(&m->st, st), sname,
+                        (long long)s->rows, (long long)nb, lc_dtype_name(st->dtype), shape_str(st, sh, sizeof sh));
+    lc_mat *w = s->mat;
+    *w = (lc_mat){t->data, q4 ? LC_DT_Q4_0 : LC_DT_Q8_0, s->rows, s->cols, NULL, 0, 0, st->data};
+    return LC_OK;
+}
+
 static lc_status bind_mat(lc_model *m, const lc_tensor_spec *s, const lc_st_tensor *t) {
     const char *file = lc_st_file_path(&m->st, t);
     char sh[96];
+    if (t->dtype == LC_DT_I8 || t->dtype == LC_DT_U8) return bind_qmat(m, s, t);
     if (t->ndim != 2 || t->shape[0] != s->rows || t->shape[1] != s->cols)
         return lc_error(LC_ERR_SHAPE, "%s: tensor %s has shape %s, expected [%lld, %lld]", file, s->name,
                         shape_str(t, sh, sizeof sh), (long long)s->rows, (long long)s->cols);

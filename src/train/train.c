@@ -25,7 +25,7 @@ static lc_status make_view(lc_model **out, const lc_config *c, float *arena, con
     if (!s) {
         lc_model_tensor_specs(c, v, sp);
         for (int64_t i = 0; i < n; i++) {
-            if (sp[i].mat) *sp[i].mat = (lc_mat){(const uint8_t *)(arena + offset[i]), LC_DT_F32, sp[i].rows, sp[i].cols, NULL, 0, 0};
+            if (sp[i].mat) *sp[i].mat = (lc_mat){(const uint8_t *)(arena + offset[i]), LC_DT_F32, sp[i].rows, sp[i].cols, NULL, 0, 0, NULL};
             else *sp[i].vec = arena + offset[i];
         }
         if (c->tie_word_embeddings) v->lm_head = v->embed_tokens;

@@ -119,6 +119,81 @@ AVX512 static void rowdots_fp8(float *out, int64_t ld_out, const lc_mat *w, int6
     for (; t < T; t++) rowdots_fp8_n(out + t * ld_out, ld_out, w, r, x + t * ld_x, ld_x, 1);
 }
 
+/* Q8_0 / Q4_0: one block of 32 weights (n of them real) as two vectors of f32, scale applied. */
+AVX512 static INLINE void load_q_block(const uint8_t *p, const uint8_t *sp, int64_t b, int n, int q4, __m512 *w0,
+                                       __m512 *w1) {
+    uint16_t h;
+    memcpy(&h, sp + 2 * b, 2);
+    const __m512 d = _mm512_set1_ps(_cvtsh_ss(h));
+    __m512i lo, hi;
+    if (q4) { /* 16 bytes per block are always stored (padding decodes to 0) */
+        __m128i raw = _mm_loadu_si128((const __m128i *)(const void *)(p + b * (LC_QK / 2))), m = _mm_set1_epi8(15);
+        lo = _mm512_sub_epi32(_mm512_cvtepu8_epi32(_mm_and_si128(raw, m)), _mm512_set1_epi32(8));
+        hi = _mm512_sub_epi32(_mm512_cvtepu8_epi32(_mm_and_si128(_mm_srli_epi16(raw, 4), m)), _mm512_set1_epi32(8));
+    } else {
+        const void *q = p + b * LC_QK;
+        int n0 = n < 16 ? n : 16, n1 = n - n0;
+        lo = _mm512_cvtepi8_epi32(n0 == 16 ? _mm_loadu_si128((const __m128i *)q) : _mm_maskz_loadu_epi8((__mmask16)((1u << n0) - 1), q));
+        hi = n1 == 16 ? _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(const void *)((const uint8_t *)q + 16)))
+                      : _mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8((__mmask16)((1u << n1) - 1), (const uint8_t *)q + 16));
+    }
+    *w0 = _mm512_mul_ps(_mm512_cvtepi32_ps(lo), d);
+    *w1 = _mm512_mul_ps(_mm512_cvtepi32_ps(hi), d);
+}
+
+AVX512 static INLINE void rowdots_q_n(float *out, int64_t ld_out, const lc_mat *w, int64_t r, const float *x, int64_t ld_x,
+                                      const int NT, const int q4) {
+    const int64_t C = w->cols, nb = lc_q_blocks(C);
+    const uint8_t *p = w->data + r * lc_mat_row_bytes(w), *sp = w->qscale + 2 * r * nb;
+    __m512 a0[8], a1[8];
+    for (int t = 0; t < NT; t++) a0[t] = a1[t] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const int64_t c0 = b * LC_QK;
+        const int n = (int)LC_MIN(LC_QK, C - c0);
+        __m512 w0, w1;
+        load_q_block(p, sp, b, n, q4, &w0, &w1);
+        if (n == LC_QK)
+            for (int t = 0; t < NT; t++) {
+                a0[t] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(x + t * ld_x + c0), a0[t]);
+                a1[t] = _mm512_fmadd_ps(w1, _mm512_loadu_ps(x + t * ld_x + c0 + 16), a1[t]);
+            }
+        else {
+            __mmask16 m0 = (__mmask16)((1u << (n < 16 ? n : 16)) - 1), m1 = (__mmask16)((1u << (n > 16 ? n - 16 : 0)) - 1);
+            for (int t = 0; t < NT; t++) {
+                a0[t] = _mm512_fmadd_ps(w0, _mm512_maskz_loadu_ps(m0, x + t * ld_x + c0), a0[t]);
+                a1[t] = _mm512_fmadd_ps(w1, _mm512_maskz_loadu_ps(m1, x + t * ld_x + c0 + 16), a1[t]);
+            }
+        }
+    }
+    for (int t = 0; t < NT; t++) out[t * ld_out] = _mm512_reduce_add_ps(_mm512_add_ps(a0[t], a1[t]));
+}
+AVX512 static void rowdots_q8_0(float *out, int64_t ld_out, const lc_mat *w, int64_t r, const float *x, int64_t ld_x,
+                                int64_t T) {
+    int64_t t = 0;
+    for (; t + 4 <= T; t += 4) rowdots_q_n(out + t * ld_out, ld_out, w, r, x + t * ld_x, ld_x, 4, 0);
+    for (; t < T; t++) rowdots_q_n(out + t * ld_out, ld_out, w, r, x + t * ld_x, ld_x, 1, 0);
+}
+AVX512 static void rowdots_q4_0(float *out, int64_t ld_out, const lc_mat *w, int64_t r, const float *x, int64_t ld_x,
+                                int64_t T) {
+    int64_t t = 0;
+    for (; t + 4 <= T; t += 4) rowdots_q_n(out + t * ld_out, ld_out, w, r, x + t * ld_x, ld_x, 4, 1);
+    for (; t < T; t++) rowdots_q_n(out + t * ld_out, ld_out, w, r, x + t * ld_x, ld_x, 1, 1);
+}
+AVX512 static INLINE void row_q(float *dst, const lc_mat *w, int64_t r, const int q4) {
+    const int64_t C = w->cols, nb = lc_q_blocks(C);
+    const uint8_t *p = w->data + r * lc_mat_row_bytes(w), *sp = w->qscale + 2 * r * nb;
+    for (int64_t b = 0; b < nb; b++) {
+        const int64_t c0 = b * LC_QK;
+        const int n = (int)LC_MIN(LC_QK, C - c0);
+        __m512 w0, w1;
+        load_q_block(p, sp, b, n, q4, &w0, &w1);
+        _mm512_mask_storeu_ps(dst + c0, (__mmask16)((1u << (n < 16 ? n : 16)) - 1), w0);
+        if (n > 16) _mm512_mask_storeu_ps(dst + c0 + 16, (__mmask16)((1u << (n - 16)) - 1), w1);
+    }
+}
+AVX512 static void row_q8_0_avx512(float *dst, const lc_mat *w, int64_t r) { row_q(dst, w, r, 0); }
+AVX512 static void row_q4_0_avx512(float *dst, const lc_mat *w, int64_t r) { row_q(dst, w, r, 1); }
+
 /* Plain f32 dot products (attention, the row+dots fallback): the F32 row kernel itself. */
 AVX512 static float dot_avx512(const float *a, const float *b, int64_t n) {
     float r;
@@ -281,6 +356,10 @@ void lc_kernels_fill_avx512(lc_kernels *k) {
     k->rowdots[LC_DT_BF16] = rowdots_bf16;
     k->rowdots[LC_DT_F16] = rowdots_f16;
     k->rowdots[LC_DT_F8_E4M3] = rowdots_fp8;
+    k->rowdots[LC_DT_Q8_0] = rowdots_q8_0;
+    k->rowdots[LC_DT_Q4_0] = rowdots_q4_0;
+    k->row[LC_DT_Q8_0] = row_q8_0_avx512;
+    k->row[LC_DT_Q4_0] = row_q4_0_avx512;
     k->gemm = gemm_avx512;
 }
 #else

@@ -49,8 +49,62 @@ static void row_fp8(float *dst, const lc_mat *w, int64_t r) {
     }
 }
 
+static void row_q8_0(float *dst, const lc_mat *w, int64_t r) {
+    const int8_t *q = (const int8_t *)(const void *)(w->data + r * w->cols);
+    for (int64_t b = 0; b < lc_q_blocks(w->cols); b++) {
+        float d = lc_q_scale(w, r, b);
+        for (int64_t c = b * LC_QK; c < LC_MIN((b + 1) * LC_QK, w->cols); c++) dst[c] = d * (float)q[c];
+    }
+}
+
+static void row_q4_0(float *dst, const lc_mat *w, int64_t r) {
+    const uint8_t *q = w->data + r * lc_mat_row_bytes(w);
+    for (int64_t b = 0; b < lc_q_blocks(w->cols); b++) {
+        float d = lc_q_scale(w, r, b);
+        for (int64_t j = 0; j < LC_QK; j++) {
+            int64_t c = b * LC_QK + j;
+            if (c >= w->cols) break;
+            uint8_t byte = q[b * (LC_QK / 2) + (j & 15)];
+            int v = (j < 16 ? byte & 15 : byte >> 4) - 8;
+            dst[c] = d * (float)v;
+        }
+    }
+}
+
 int lc_mat_dtype_supported(lc_dtype t) {
-    return t == LC_DT_F32 || t == LC_DT_BF16 || t == LC_DT_F16 || t == LC_DT_F8_E4M3;
+    return t == LC_DT_F32 || t == LC_DT_BF16 || t == LC_DT_F16 || t == LC_DT_F8_E4M3 || t == LC_DT_Q8_0 ||
+           t == LC_DT_Q4_0;
+}
+
+void lc_quantize_row_q8_0(const float *x, int64_t n, int8_t *q, uint16_t *d) {
+    for (int64_t b = 0; b < lc_q_blocks(n); b++) {
+        const int64_t c0 = b * LC_QK, c1 = LC_MIN(c0 + LC_QK, n);
+        float amax = 0;
+        for (int64_t c = c0; c < c1; c++) amax = fmaxf(amax, fabsf(x[c]));
+        d[b] = lc_f32_to_f16(amax / 127.0f);
+        const float s = lc_f16_to_f32(d[b]), inv = s > 0 ? 1.0f / s : 0.0f; /* the scale as stored */
+        for (int64_t c = c0; c < c1; c++) q[c] = (int8_t)fmaxf(-127.0f, fminf(127.0f, roundf(x[c] * inv)));
+    }
+}
+
+void lc_quantize_row_q4_0(const float *x, int64_t n, uint8_t *q, uint16_t *d) {
+    for (int64_t b = 0; b < lc_q_blocks(n); b++) {
+        const int64_t c0 = b * LC_QK, c1 = LC_MIN(c0 + LC_QK, n);
+        float amax = 0, ext = 0; /* the value of largest magnitude, with its sign, maps to -8 */
+        for (int64_t c = c0; c < c1; c++)
+            if (fabsf(x[c]) > amax) {
+                amax = fabsf(x[c]);
+                ext = x[c];
+            }
+        d[b] = lc_f32_to_f16(ext / -8.0f);
+        const float s = lc_f16_to_f32(d[b]), inv = s != 0 ? 1.0f / s : 0.0f;
+        uint8_t *qb = q + b * (LC_QK / 2);
+        memset(qb, 0x88, LC_QK / 2); /* padding past n decodes to 0 */
+        for (int64_t c = c0; c < c1; c++) {
+            int j = (int)(c - c0), v = (int)fmaxf(0.0f, fminf(15.0f, roundf(x[c] * inv) + 8.0f));
+            qb[j & 15] = (uint8_t)(j < 16 ? (qb[j & 15] & 0xf0) | v : (qb[j & 15] & 0x0f) | (v << 4));
+        }
+    }
 }
 
 static float dot_scalar(const float *a, const float *b, int64_t n) {
@@ -247,7 +301,8 @@ void lc_rope_backward(float *d, int64_t dr, int64_t pos, double theta) {
 
 static lc_kernels k_scalar = {
     .name = "scalar",
-    .row = {[LC_DT_F32] = row_f32, [LC_DT_BF16] = row_bf16, [LC_DT_F16] = row_f16, [LC_DT_F8_E4M3] = row_fp8},
+    .row = {[LC_DT_F32] = row_f32, [LC_DT_BF16] = row_bf16, [LC_DT_F16] = row_f16, [LC_DT_F8_E4M3] = row_fp8,
+            [LC_DT_Q8_0] = row_q8_0, [LC_DT_Q4_0] = row_q4_0},
     .matmul = matmul_scalar,
     .matvec_t = matvec_t_scalar,
     .dot = dot_scalar,
