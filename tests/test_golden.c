@@ -132,10 +132,79 @@ static void test_golden_every_kernel_level(void) {
     lc_kernels_select(orig);
 }
 
+/* `longcat quantize` end to end. Q = the golden F32 case quantized; D = Q dequantised back to
+ * F32 (`--type f32`). Q must compute exactly what its dequantised weights define: logits of Q
+ * (its own kernels, prefill and decode) equal D's (F32 path) to the golden tolerance, routes
+ * identical. Against the original F32 golden logits the error is printed (random tiny models
+ * have near-tied router scores, so quantization flips choices and the logits move a lot). */
+static void test_golden_quantized(void) {
+    char *src = lc_path_join(t_golden_dir(), "tiny-f32"), *gpath = lc_path_join(src, "golden.safetensors");
+    const struct { lc_dtype t; const char *name; } fm[] = {{LC_DT_Q8_0, "q8_0"}, {LC_DT_Q4_0, "q4_0"}, {LC_DT_F8_E4M3, "fp8"}};
+    lc_st g;
+    if (lc_st_open(&g, gpath)) {
+        t_fail(__FILE__, __LINE__, "%s", lc_last_error());
+        goto out;
+    }
+    int64_t T, n;
+    float *ids_f = t_read_f32(&g, "input_ids", &T), *ref = t_read_f32(&g, "logits", &n);
+    int32_t ids[64];
+    for (int64_t t = 0; t < T && t < 64; t++) ids[t] = (int32_t)ids_f[t];
+    for (size_t f = 0; f < sizeof fm / sizeof fm[0]; f++) {
+        char qn[32], dn[32];
+        snprintf(qn, sizeof qn, "quant-%s", fm[f].name);
+        snprintf(dn, sizeof dn, "quant-%s-f32", fm[f].name);
+        char *qdir = lc_strdup(t_tmpdir(qn)), *ddir = lc_strdup(t_tmpdir(dn));
+        CHECK_OK(lc_model_quantize(src, qdir, fm[f].t, 0));
+        CHECK_OK(lc_model_quantize(qdir, ddir, LC_DT_F32, 0));
+        lc_model *mq = NULL, *md = NULL;
+        CHECK_OK(lc_model_load(&mq, qdir));
+        CHECK_OK(lc_model_load(&md, ddir));
+        if (mq && md) {
+            const int64_t V = mq->cfg.vocab_size, L = mq->cfg.num_layers, K = mq->cfg.moe_topk;
+            CHECK(mq->layers[0].mlps[0].gate_proj.dtype == fm[f].t, "%s: loaded as %s", fm[f].name,
+                  lc_dtype_name(mq->layers[0].mlps[0].gate_proj.dtype));
+            float *lq = malloc((size_t)(T * V) * 4), *lqd = malloc((size_t)(T * V) * 4), *ld = malloc((size_t)(T * V) * 4);
+            int32_t *kq = malloc((size_t)(L * T * K) * 4), *kd = malloc((size_t)(L * T * K) * 4);
+            lc_session *sq = NULL, *sd = NULL;
+            CHECK_OK(lc_session_new(&sq, mq, T));
+            CHECK_OK(lc_session_new(&sd, md, T));
+            lc_forward_out oq = {.logits = lq, .topk_idx = kq}, od = {.logits = ld, .topk_idx = kd};
+            CHECK_OK(lc_forward(sq, ids, T, &oq));
+            CHECK_OK(lc_forward(sd, ids, T, &od));
+            lc_session_reset(sq);
+            for (int64_t t = 0; t < T; t++) {
+                lc_forward_out o1 = {.logits = lqd + t * V};
+                CHECK_OK(lc_forward(sq, ids + t, 1, &o1));
+            }
+            double e = t_rel_err(lq, ld, T * V), e1 = t_rel_err(lqd, ld, T * V), eg = t_rel_err(lq, ref, T * V);
+            printf("    %s: logits vs its dequantised F32 twin: prefill %.2g, decode %.2g (tolerance %g); "
+                   "vs the original F32 golden %.3g\n", fm[f].name, e, e1, GOLDEN_TOL, eg);
+            CHECK(e <= GOLDEN_TOL && e1 <= GOLDEN_TOL, "%s: logits differ from the dequantised model's: %.3g / %.3g",
+                  fm[f].name, e, e1);
+            CHECK(!memcmp(kq, kd, (size_t)(L * T * K) * 4), "%s: router choices differ from the dequantised model's", fm[f].name);
+            CHECK(eg < 2.0, "%s: logits far from golden (%.3g): not a plausible quantization error", fm[f].name, eg);
+            free(lq); free(lqd); free(ld); free(kq); free(kd);
+            lc_session_free(sq);
+            lc_session_free(sd);
+        }
+        lc_model_free(mq);
+        lc_model_free(md);
+        free(qdir);
+        free(ddir);
+    }
+    free(ids_f);
+    free(ref);
+    lc_st_close(&g);
+out:
+    free(src);
+    free(gpath);
+}
+
 void suite_golden(void) {
     RUN(test_golden_prefill);
     RUN(test_golden_decode_absorbed);
     RUN(test_golden_decode_expanded);
     RUN(test_golden_prefill_absorbed);
     RUN(test_golden_every_kernel_level);
+    RUN(test_golden_quantized);
 }

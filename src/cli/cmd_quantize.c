@@ -10,11 +10,12 @@ int cmd_quantize(int argc, char **argv) {
     double shard_gb = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-            printf("usage: longcat quantize SRC DST --type q8_0|q4_0|fp8 [--shard-gb X]\n"
+            printf("usage: longcat quantize SRC DST --type q8_0|q4_0|fp8|f32 [--shard-gb X]\n"
                    "Writes DST, a safetensors checkpoint like SRC with every *_proj matrix quantized:\n"
                    "  q8_0  int8 + one F16 scale per 32 weights (8.5 bits/weight)\n"
                    "  q4_0  4-bit + one F16 scale per 32 weights (4.5 bits/weight)\n"
                    "  fp8   F8_E4M3 + F32 scale per 128x128 block (LongCat-Flash's own format)\n"
+                   "  f32   dequantised: the exact weights a quantized SRC computes with\n"
                    "Norms, embeddings, lm_head and router are copied as stored. See docs/FORMATS.md.\n");
             return 0;
         }
@@ -41,8 +42,9 @@ int cmd_quantize(int argc, char **argv) {
     if (!strcmp(type, "q8_0")) t = LC_DT_Q8_0;
     else if (!strcmp(type, "q4_0")) t = LC_DT_Q4_0;
     else if (!strcmp(type, "fp8")) t = LC_DT_F8_E4M3;
+    else if (!strcmp(type, "f32")) t = LC_DT_F32;
     else {
-        fprintf(stderr, "longcat quantize: --type must be q8_0, q4_0 or fp8, not \"%s\"\n", type);
+        fprintf(stderr, "longcat quantize: --type must be q8_0, q4_0, fp8 or f32, not \"%s\"\n", type);
         return 1;
     }
     double t0 = lc_time_sec();

@@ -142,7 +142,8 @@ lc_status lc_mtp_forward(lc_session *s, const float *normed, const int32_t *next
 /* ---- quantization (`longcat quantize`) ---- */
 
 /* Writes DST: SRC with every projection (*_proj) matrix in `type` — LC_DT_Q8_0, LC_DT_Q4_0
- * (docs/FORMATS.md) or LC_DT_F8_E4M3 (128x128 block scales) — and the rest copied as stored,
+ * (docs/FORMATS.md), LC_DT_F8_E4M3 (128x128 block scales) or LC_DT_F32 (dequantised) — and
+ * the rest copied as stored,
  * plus config.json and the tokenizer files. */
 lc_status lc_model_quantize(const char *src, const char *dst, lc_dtype type, uint64_t max_shard_bytes);
 

@@ -1,6 +1,7 @@
 /* quantize.c — `longcat quantize`: rewrites a checkpoint with its projection matrices (the
  * *_proj weights: attention, dense FFN, experts, MTP) in Q8_0, Q4_0 (docs/FORMATS.md) or FP8
- * e4m3 with 128x128 block scales (the native LongCat-Flash format). Everything else (norms,
+ * e4m3 with 128x128 block scales (the native LongCat-Flash format), or back to F32
+ * (dequantised: the exact values a quantized model computes with). Everything else (norms,
  * embeddings, lm_head, router) is copied as stored. The result is a safetensors checkpoint
  * that every command loads directly. Rows are dequantised from any stored dtype, so a model
  * can also be re-quantized. */
@@ -57,6 +58,10 @@ static lc_status fill(void *ctx, int i, void *buf, size_t nbytes) {
     }
     const lc_mat *w = sp->mat;
     if (x->type == LC_DT_F8_E4M3) return fill_fp8(w, x->part[i] == 2, buf);
+    if (x->type == LC_DT_F32) { /* dequantised */
+        for (int64_t r = 0; r < w->rows; r++) lc_mat_row((float *)buf + r * w->cols, w, r);
+        return LC_OK;
+    }
     const int64_t C = w->cols, nb = lc_q_blocks(C), rb = x->type == LC_DT_Q8_0 ? C : nb * (LC_QK / 2);
     float *row = lc_malloc((size_t)C * sizeof *row, "quantize row");
     uint16_t *d = lc_malloc((size_t)nb * sizeof *d, "quantize scales");
@@ -89,8 +94,8 @@ static lc_status copy_side_files(const char *src, const char *dst) {
 }
 
 lc_status lc_model_quantize(const char *src, const char *dst, lc_dtype type, uint64_t max_shard_bytes) {
-    if (type != LC_DT_Q8_0 && type != LC_DT_Q4_0 && type != LC_DT_F8_E4M3)
-        return lc_error(LC_ERR_ARG, "quantize: type must be q8_0, q4_0 or fp8");
+    if (type != LC_DT_Q8_0 && type != LC_DT_Q4_0 && type != LC_DT_F8_E4M3 && type != LC_DT_F32)
+        return lc_error(LC_ERR_ARG, "quantize: type must be q8_0, q4_0, fp8 or f32");
     char *rs = realpath(src, NULL), *rd = realpath(dst, NULL);
     int same = rs && rd && !strcmp(rs, rd);
     free(rs);
@@ -127,6 +132,12 @@ lc_status lc_model_quantize(const char *src, const char *dst, lc_dtype type, uin
             const int64_t nb = lc_q_blocks(sp->cols);
             en->ndim = 2;
             en->shape[0] = sp->rows;
+            if (type == LC_DT_F32) { /* dequantised: no scale tensor */
+                en->dtype = LC_DT_F32;
+                en->shape[1] = sp->cols;
+                part[ne++] = 1;
+                continue;
+            }
             en->dtype = type == LC_DT_Q8_0 ? LC_DT_I8 : type == LC_DT_Q4_0 ? LC_DT_U8 : LC_DT_F8_E4M3;
             en->shape[1] = type == LC_DT_Q4_0 ? nb * (LC_QK / 2) : sp->cols;
             part[ne++] = 1;
