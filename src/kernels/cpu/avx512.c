@@ -279,23 +279,38 @@ AVX512 static void gemm_tile_any(float *C, const float *W, int64_t ldw, const fl
 }
 
 /* Per-thread scratch kept between calls (prefill makes hundreds of products; fresh buffers
- * would fault their pages in every time). Grows to the largest size asked, freed at exit. */
-static _Thread_local float *tl_xp, *tl_w;
-static _Thread_local size_t tl_xp_n, tl_w_n;
-static float *scratch(float **p, size_t *have, size_t n) {
-    if (n > *have) {
-        lc_free(*p);
-        *p = lc_aligned_alloc(n * sizeof **p, "GEMM scratch");
-        *have = *p ? n : 0;
+ * would fault their pages in every time). Grows to the largest size asked. Every buffer is
+ * also listed in g_scratch, so it stays reachable (leak checkers) for the process lifetime. */
+#define MAX_SCRATCH 512
+static float *g_scratch[MAX_SCRATCH];
+static _Atomic int g_scratch_n;
+typedef struct {
+    float *p;
+    size_t n;
+    int slot; /* index in g_scratch + 1; 0 before the first allocation */
+} scratch_buf;
+static _Thread_local scratch_buf tl_xp, tl_w;
+static float *scratch(scratch_buf *b, size_t n) {
+    if (n <= b->n) return b->p;
+    if (!b->slot) {
+        int i = g_scratch_n++;
+        if (i >= MAX_SCRATCH) {
+            lc_error(LC_ERR_NOMEM, "GEMM: more than %d threads", MAX_SCRATCH / 2);
+            return NULL;
+        }
+        b->slot = i + 1;
     }
-    return *p;
+    lc_free(b->p);
+    b->p = g_scratch[b->slot - 1] = lc_aligned_alloc(n * sizeof *b->p, "GEMM scratch");
+    b->n = b->p ? n : 0;
+    return b->p;
 }
 
 AVX512 static void gemm_avx512(float *out, int64_t ld_out, const float *x, int64_t ld_x, const lc_mat *w, int64_t r0,
                                int64_t n_rows, int64_t T) {
     const int64_t K = w->cols, n_tiles = (T + 15) / 16, nb = (n_rows + GEMM_BLOCK - 1) / GEMM_BLOCK;
     /* tokens -> tiles of 16 lanes: xp[tile][k][16], zero beyond T */
-    float *xp = scratch(&tl_xp, &tl_xp_n, (size_t)(n_tiles * K * 16));
+    float *xp = scratch(&tl_xp, (size_t)(n_tiles * K * 16));
     if (!xp) {
         for (int64_t t = 0; t < T; t++)
             for (int64_t i = 0; i < n_rows; i++) out[t * ld_out + i] = __builtin_nanf("");
@@ -317,7 +332,7 @@ AVX512 static void gemm_avx512(float *out, int64_t ld_out, const float *x, int64
     const int64_t ldw = K + 16;
 #pragma omp parallel if (n_rows * K * T > 65536)
     {
-        float *buf = scratch(&tl_w, &tl_w_n, (size_t)(GEMM_BLOCK * ldw + GEMM_BLOCK * 32));
+        float *buf = scratch(&tl_w, (size_t)(GEMM_BLOCK * ldw + GEMM_BLOCK * 32));
         float *acc = buf ? buf + GEMM_BLOCK * ldw : NULL;
 #pragma omp for schedule(static)
         for (int64_t b = 0; b < nb; b++) {
