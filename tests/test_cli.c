@@ -4,6 +4,7 @@
 #include "test.h"
 
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -133,7 +134,8 @@ void suite_cli(void) {
 static void test_cli_bench_json(void) {
     const char *dir = t_tmpdir("bench");
     char *out = NULL;
-    int rc = t_sh(&out, "%s init --preset tiny --seed 3 %s/m >/dev/null && %s bench %s/m --decode 4 --prefill 16 --bw-gib 0.25 --json",
+    int rc = t_sh(&out, "%s init --preset tiny --seed 3 %s/m >/dev/null && %s bench %s/m --decode 4 --prefill 16 --bw-gib 0.25 --json "
+                        "--zero-sweep",
                   t_bin(), dir, t_bin(), dir);
     CHECK(rc == 0, "bench: %s", out);
     const char *keys[] = {"decode_tok_s", "decode_roofline_ratio", "prefill_tok_s", "prefill_peak_ratio", "bandwidth_gb_s",
@@ -145,6 +147,23 @@ static void test_cli_bench_json(void) {
         const cJSON *v = cJSON_GetObjectItem(j, keys[i]);
         CHECK(cJSON_IsNumber(v) && v->valuedouble > 0, "%s present and positive", keys[i]);
         if (strstr(keys[i], "ratio")) CHECK(cJSON_IsNumber(v) && v->valuedouble < 1.5, "%s = %g is a plausible fraction", keys[i], v->valuedouble);
+    }
+    /* component split sums to 1; the zero-expert sweep goes from K FFN experts to none */
+    const cJSON *split = cJSON_GetObjectItem(j, "decode_split"), *sw = cJSON_GetObjectItem(j, "zero_expert_sweep"), *e;
+    double sum = 0;
+    cJSON_ArrayForEach(e, split) sum += e->valuedouble;
+    CHECK(fabs(sum - 1) < 1e-3, "decode_split sums to %g", sum);
+    int n = cJSON_GetArraySize(sw);
+    CHECK(n >= 2, "zero_expert_sweep has %d points", n);
+    if (n >= 2) {
+        const cJSON *a = cJSON_GetArrayItem(sw, 0), *b = cJSON_GetArrayItem(sw, n - 1);
+        CHECK(cJSON_GetObjectItem(a, "zero_fraction")->valuedouble == 0 && cJSON_GetObjectItem(b, "zero_fraction")->valuedouble == 1,
+              "sweep runs f = 0 .. 1");
+        CHECK(cJSON_GetObjectItem(a, "ffn_experts_per_token")->valuedouble >= 1 &&
+                  cJSON_GetObjectItem(b, "ffn_experts_per_token")->valuedouble == 0,
+              "all identity at f = 1");
+        CHECK(cJSON_GetObjectItem(b, "moe_time_ratio")->valuedouble < 0.5, "MoE time at f = 1 is %g of f = 0",
+              cJSON_GetObjectItem(b, "moe_time_ratio")->valuedouble);
     }
     cJSON_Delete(j);
     free(out);

@@ -87,18 +87,73 @@ static void print_split_json(const char *key, const double *sec) {
     printf("}");
 }
 
+/* Zero-computation experts: forces z of the K routed slots of every token onto identity
+ * experts (bias +1e4 on z identity experts, -1e4 on the rest: the router still picks the FFN
+ * experts by score) and times the MoE part of decoding. Expected: MoE time ~ (K - z) / K. */
+static lc_status sweep_zero_experts(lc_model *m, lc_session *se, float *logits, const int32_t *tok, int n_decode, int json) {
+    const lc_config *c = &m->cfg;
+    const int64_t N = c->n_routed_experts, Z = c->zero_expert_num, K = c->moe_topk;
+    if (Z == 0) return lc_error(LC_ERR_ARG, "bench --zero-sweep: this model has no zero-computation experts");
+    float *saved = malloc((size_t)(c->num_layers * Z) * sizeof *saved);
+    if (!saved) return LC_ERR_NOMEM;
+    for (int64_t L = 0; L < c->num_layers; L++)
+        memcpy(saved + L * Z, m->layers[L].e_score_correction_bias + N, (size_t)Z * sizeof *saved);
+    double t_base = 0;
+    lc_status s = LC_OK;
+    if (json) printf(", \"zero_expert_sweep\": [");
+    else printf("zero-computation experts (decode, %d tokens per point): z of K=%lld slots forced to identity\n", n_decode,
+                (long long)K);
+    for (int64_t z = -1; z <= LC_MIN(K, Z) && !s; z++) { /* z = -1: an untimed pass at z = 0 (warm-up) */
+        for (int64_t L = 0; L < c->num_layers; L++) {
+            float *b = (float *)(uintptr_t)m->layers[L].e_score_correction_bias + N; /* the model's own arena */
+            for (int64_t j = 0; j < Z; j++) b[j] = j < z ? 1e4f : -1e4f; /* z = -1 sets all to -1e4, as z = 0 */
+        }
+        lc_session_reset(se);
+        lc_forward_out fo = {.logits = logits, .logits_last_only = 1};
+        s = lc_forward(se, tok, 8, &fo);
+        int64_t slots = 0;
+        double part[LC_PROF_COUNT];
+        lc_profile_enable(1);
+        for (int i = 0; i < n_decode && !s; i++) {
+            int64_t n_ffn = 0;
+            lc_forward_out f1 = {.logits = logits, .logits_last_only = 1, .n_ffn_experts = &n_ffn};
+            s = lc_forward(se, &tok[8 + i], 1, &f1);
+            slots += n_ffn;
+        }
+        lc_profile_read(part);
+        lc_profile_enable(0);
+        if (z < 0) continue;
+        double moe = part[LC_PROF_EXPERTS] / n_decode, f = (double)z / (double)K;
+        if (z == 0) t_base = moe;
+        double ratio = t_base > 0 ? moe / t_base : 0;
+        if (json)
+            printf("%s{\"zero_fraction\": %.4f, \"ffn_experts_per_token\": %.3f, \"moe_ms_per_token\": %.4f, \"moe_time_ratio\": %.4f}",
+                   z == 0 ? "" : ", ", f, (double)slots / n_decode / c->num_layers, moe * 1e3, ratio);
+        else
+            printf("  f = %.3f: %.2f FFN experts/layer, MoE %.3f ms/token = %.3f of f=0 (ideal %.3f)\n", f,
+                   (double)slots / n_decode / c->num_layers, moe * 1e3, ratio, 1 - f);
+    }
+    if (json) printf("]}\n");
+    for (int64_t L = 0; L < c->num_layers; L++)
+        memcpy((float *)(uintptr_t)m->layers[L].e_score_correction_bias + N, saved + L * Z, (size_t)Z * sizeof *saved);
+    free(saved);
+    return s;
+}
+
 int cmd_bench(int argc, char **argv) {
     const char *dir = NULL, *preset = "medium", *dtype = "bf16";
-    int json = 0, n_decode = 32, n_prefill = 512;
+    int json = 0, n_decode = 32, n_prefill = 512, zero_sweep = 0;
     double bw_gib = 1.0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             printf("usage: longcat bench [MODEL_DIR] [--random PRESET (medium)] [--dtype bf16|f32|f16|fp8] [--decode N (32)]\n"
-                   "                     [--prefill N (512)] [--bw-gib X (1)] [--threads N] [--json]\n"
+                   "                     [--prefill N (512)] [--bw-gib X (1)] [--threads N] [--zero-sweep] [--json]\n"
+                   "--zero-sweep: decode MoE time when z of the K routed slots are forced to identity experts.\n"
                    "Without MODEL_DIR a random model of PRESET is written once to build/bench-PRESET-DTYPE.\n");
             return 0;
         } else if (!strcmp(a, "--json")) json = 1;
+        else if (!strcmp(a, "--zero-sweep")) zero_sweep = 1;
         else if (a[0] == '-') {
             if (!(v = cli_value(argc, argv, &i))) return 1;
             if (!strcmp(a, "--random")) preset = v;
@@ -197,7 +252,7 @@ int cmd_bench(int argc, char **argv) {
                    dir, lc_k.name, blas_core(), threads, bw, peak, mm, bytes, slots, dec, dec_ratio, n_prefill, pre, pre_ratio);
             print_split_json("decode_split", split_dec);
             print_split_json("prefill_split", split_pre);
-            printf("}\n");
+            if (!zero_sweep) printf("}\n"); /* else the sweep adds its array and closes */
         } else {
             printf("model %s, kernels %s, OpenBLAS %s, %d threads; weights read once before timing\n", dir, lc_k.name, blas_core(),
                    threads);
@@ -210,6 +265,7 @@ int cmd_bench(int argc, char **argv) {
             print_split("prefill", split_pre);
         }
     }
+    if (!s && zero_sweep) s = sweep_zero_experts(m, se, logits, tok, n_decode, json);
     free(logits);
     free(tok);
     lc_session_free(se);
