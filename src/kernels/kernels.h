@@ -121,9 +121,8 @@ void lc_rope_apply(float *x, const float *cs, int64_t dr);
 void lc_matmul_backward(float *dx, float *dw, const float *dout, const float *x, const lc_mat *w, int64_t T);
 /* RMSNorm backward for one row: dx[n] += d(out)/dx, dw[n] += d(out)/dw. */
 void lc_rmsnorm_backward(float *dx, float *dw, const float *dout, const float *x, const float *w, int64_t n, float eps);
-/* RoPE backward in place: the gradient w.r.t. the interleaved input from the gradient of the
- * de-interleaved output (the inverse rotation). */
-void lc_rope_backward(float *d, int64_t dr, int64_t pos, double theta);
+/* RoPE backward in place, with lc_rope_coeffs' cs for the position: the gradient w.r.t. the
+ * interleaved input from the gradient of the de-interleaved output (the inverse rotation). */
 void lc_rope_backward_apply(float *d, const float *cs, int64_t dr);
 
 /* y[n] += a * x[n]; the dot product. Through the active table. */

@@ -18,13 +18,25 @@ typedef struct {
     const int64_t *spec_of; /* entry -> spec */
     const int *part;        /* entry: 0 copy, 1 quantized values, 2 their scales */
     lc_dtype type;
+    void *scales;           /* the scales computed with the values of spec scales_of, for its scale entry */
+    int64_t scales_of;
 } quant_ctx;
 
 #define FP8_BLOCK 128
 
+/* Bytes of a quantized matrix's values and of its scales. */
+static size_t values_bytes(const lc_mat *w, lc_dtype type) {
+    return (size_t)w->rows * (size_t)(type == LC_DT_Q4_0 ? lc_q_blocks(w->cols) * (LC_QK / 2) : w->cols);
+}
+static size_t scales_bytes(const lc_mat *w, lc_dtype type) {
+    if (type == LC_DT_F8_E4M3)
+        return (size_t)(((w->rows + FP8_BLOCK - 1) / FP8_BLOCK) * ((w->cols + FP8_BLOCK - 1) / FP8_BLOCK)) * sizeof(float);
+    return (size_t)(w->rows * lc_q_blocks(w->cols)) * 2;
+}
+
 /* FP8: each 128x128 block scaled by max|w| / 448 (1 for an all-zero block); scales are
  * F32 [ceil(rows/128), ceil(cols/128)] (weight_scale_inv: real = fp8 * scale). */
-static lc_status fill_fp8(const lc_mat *w, int want_scales, void *buf) {
+static lc_status quantize_fp8(const lc_mat *w, uint8_t *q, float *scales) {
     const int64_t R = w->rows, C = w->cols, sc = (C + FP8_BLOCK - 1) / FP8_BLOCK;
     float *band = lc_malloc((size_t)(FP8_BLOCK * C) * sizeof *band, "FP8 row band");
     if (!band) return LC_ERR_NOMEM;
@@ -37,45 +49,57 @@ static lc_status fill_fp8(const lc_mat *w, int want_scales, void *buf) {
             for (int64_t i = 0; i < nr; i++)
                 for (int64_t c = c0; c < c1; c++) mx = fmaxf(mx, fabsf(band[i * C + c]));
             const float s = mx > 0 ? mx / 448.0f : 1.0f;
-            if (want_scales) {
-                ((float *)buf)[bi * sc + bj] = s;
-                continue;
-            }
+            scales[bi * sc + bj] = s;
             for (int64_t i = 0; i < nr; i++)
-                for (int64_t c = c0; c < c1; c++) ((uint8_t *)buf)[(r0 + i) * C + c] = lc_f32_to_fp8e4m3(band[i * C + c] / s);
+                for (int64_t c = c0; c < c1; c++) q[(r0 + i) * C + c] = lc_f32_to_fp8e4m3(band[i * C + c] / s);
         }
     }
     free(band);
     return LC_OK;
 }
 
+/* Q8_0 / Q4_0: row by row; q [rows, row bytes], scales F16 [rows, ceil(cols/32)]. */
+static lc_status quantize_q(const lc_mat *w, lc_dtype type, uint8_t *q, uint16_t *scales) {
+    const int64_t C = w->cols, nb = lc_q_blocks(C), rb = (int64_t)(values_bytes(w, type) / (size_t)w->rows);
+    float *row = lc_malloc((size_t)C * sizeof *row, "quantize row");
+    if (!row) return LC_ERR_NOMEM;
+    for (int64_t r = 0; r < w->rows; r++) {
+        lc_mat_row(row, w, r);
+        if (type == LC_DT_Q8_0) lc_quantize_row_q8_0(row, C, (int8_t *)(void *)(q + r * rb), scales + r * nb);
+        else lc_quantize_row_q4_0(row, C, q + r * rb, scales + r * nb);
+    }
+    free(row);
+    return LC_OK;
+}
+
+static lc_status quantize_mat(const lc_mat *w, lc_dtype type, void *q, void *scales) {
+    return type == LC_DT_F8_E4M3 ? quantize_fp8(w, q, scales) : quantize_q(w, type, q, scales);
+}
+
 static lc_status fill(void *ctx, int i, void *buf, size_t nbytes) {
-    const quant_ctx *x = ctx;
-    const lc_tensor_spec *sp = &x->specs[x->spec_of[i]];
+    quant_ctx *x = ctx;
+    const int64_t si = x->spec_of[i];
+    const lc_tensor_spec *sp = &x->specs[si];
+    const lc_mat *w = sp->mat;
     if (x->part[i] == 0) { /* copied as stored: the entry has the source tensor's dtype and shape */
         memcpy(buf, lc_st_find(&x->m->st, sp->name)->data, nbytes);
         return LC_OK;
     }
-    const lc_mat *w = sp->mat;
-    if (x->type == LC_DT_F8_E4M3) return fill_fp8(w, x->part[i] == 2, buf);
     if (x->type == LC_DT_F32) { /* dequantised */
         for (int64_t r = 0; r < w->rows; r++) lc_mat_row((float *)buf + r * w->cols, w, r);
         return LC_OK;
     }
-    const int64_t C = w->cols, nb = lc_q_blocks(C), rb = x->type == LC_DT_Q8_0 ? C : nb * (LC_QK / 2);
-    float *row = lc_malloc((size_t)C * sizeof *row, "quantize row");
-    uint16_t *d = lc_malloc((size_t)nb * sizeof *d, "quantize scales");
-    uint8_t *q = lc_malloc((size_t)rb, "quantize values");
-    lc_status s = row && d && q ? LC_OK : LC_ERR_NOMEM;
-    for (int64_t r = 0; r < w->rows && !s; r++) {
-        lc_mat_row(row, w, r);
-        if (x->type == LC_DT_Q8_0) lc_quantize_row_q8_0(row, C, (int8_t *)(void *)q, d);
-        else lc_quantize_row_q4_0(row, C, q, d);
-        if (x->part[i] == 1) memcpy((uint8_t *)buf + r * rb, q, (size_t)rb);
-        else memcpy((uint8_t *)buf + r * nb * 2, d, (size_t)nb * 2);
+    if (x->part[i] == 1) { /* values; their scales are kept for the scale entry that follows */
+        lc_status s = quantize_mat(w, x->type, buf, x->scales);
+        x->scales_of = s ? -1 : si;
+        return s;
     }
-    free(row);
-    free(d);
+    if (x->scales_of == si) {
+        memcpy(buf, x->scales, nbytes);
+        return LC_OK;
+    }
+    void *q = lc_malloc(values_bytes(w, x->type), "quantize values"); /* scale entry written first */
+    lc_status s = q ? quantize_mat(w, x->type, q, buf) : LC_ERR_NOMEM;
     free(q);
     return s;
 }
@@ -151,8 +175,12 @@ lc_status lc_model_quantize(const char *src, const char *dst, lc_dtype type, uin
             spec_of[ne] = i;
             part[ne++] = 2;
         }
-        quant_ctx x = {m, specs, spec_of, part, type};
-        s = lc_st_write_dir(dst, e, (int)ne, max_shard_bytes, fill, &x);
+        size_t most = 0; /* the largest scale grid */
+        for (int64_t i = 0; i < n; i++)
+            if (specs[i].fp8_ok && type != LC_DT_F32) most = LC_MAX(most, scales_bytes(specs[i].mat, type));
+        quant_ctx x = {m, specs, spec_of, part, type, lc_malloc(most ? most : 1, "quantize scales"), -1};
+        s = x.scales ? lc_st_write_dir(dst, e, (int)ne, max_shard_bytes, fill, &x) : LC_ERR_NOMEM;
+        free(x.scales);
     }
     if (!s) {
         c.fp8 = type == LC_DT_F8_E4M3;

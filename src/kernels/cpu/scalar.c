@@ -127,19 +127,20 @@ static void dots_scalar(float *out, int64_t ld_out, const float *w, const float 
 
 static void matmul_scalar(float *out, int64_t ld_out, const float *x, int64_t ld_x, const lc_mat *w, int64_t r0,
                           int64_t n_rows, int64_t T) {
-#ifdef LC_HAVE_BLAS
-    /* GEMM (non-F32 rows dequantised per block) from LC_GEMM_MIN_T tokens on. Below it, each
-     * output is one dot of a dequantised row with one token, exactly as for a single token, so
-     * a batch of decode steps gives bit-identical results to running them one by one. */
-    if (g_use_blas && T >= LC_GEMM_MIN_T && !lc_k.gemm) {
-        lc_blas_matmul(out, ld_out, x, ld_x, w, r0, n_rows, T);
-        return;
-    }
-#endif
+    /* GEMM (non-F32 rows dequantised per block) from LC_GEMM_MIN_T tokens on: the level's own,
+     * else OpenBLAS. Below it, each output is one dot of a row with one token, exactly as for
+     * a single token, so a batch of decode steps gives bit-identical results to running them
+     * one by one. */
     if (T >= LC_GEMM_MIN_T && lc_k.gemm) {
         lc_k.gemm(out, ld_out, x, ld_x, w, r0, n_rows, T);
         return;
     }
+#ifdef LC_HAVE_BLAS
+    if (g_use_blas && T >= LC_GEMM_MIN_T) {
+        lc_blas_matmul(out, ld_out, x, ld_x, w, r0, n_rows, T);
+        return;
+    }
+#endif
     const int64_t cols = w->cols;
     if (lc_k.rowdots[w->dtype]) { /* fused: the stored row streams straight into the dot products */
         void (*rd)(float *, int64_t, const lc_mat *, int64_t, const float *, int64_t, int64_t) = lc_k.rowdots[w->dtype];
@@ -293,11 +294,6 @@ void lc_rope_backward_apply(float *d, const float *cs, int64_t dr) {
     memcpy(d, tmp, (size_t)dr * sizeof *d);
 }
 
-void lc_rope_backward(float *d, int64_t dr, int64_t pos, double theta) {
-    float cs[dr > 0 ? dr : 1];
-    lc_rope_coeffs(cs, dr, pos, theta);
-    lc_rope_backward_apply(d, cs, dr);
-}
 
 static lc_kernels k_scalar = {
     .name = "scalar",
