@@ -4,7 +4,7 @@
 CC      ?= cc
 CFLAGS  ?= -O2 -g
 WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter
-STD     = -std=c11 -D_DEFAULT_SOURCE $(STD_BLAS)
+STD     = -std=c11 -D_DEFAULT_SOURCE -ffp-contract=off $(STD_BLAS)
 LDLIBS  := -lcjson -lpcre2-8 -lutf8proc -lmicrohttpd -lpthread -lm
 
 # OpenBLAS for F32 GEMM (prefill, training); BLAS=0 builds without it.

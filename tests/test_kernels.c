@@ -365,11 +365,124 @@ static void test_norm_softmax(void) {
     CHECK(fabs(sum - 1) < 1e-6 && s[3] == 0 && s[1] > s[0], "softmax is stable and sums to 1");
 }
 
+/* Gradients of a weight product (lc_matmul_backward, which the avx512 level runs on its
+ * strided GEMM) on every level against a double-precision reference, adding into non-zero
+ * dx/dW; and the strided GEMM itself in every operand orientation, = and +=. Odd shapes: tails
+ * of the 16-lane tiles, the 14-row tiles, the 112-row blocks and the 256-long k chunks. */
+static void test_backward_all_levels(void) {
+    char orig[16];
+    snprintf(orig, sizeof orig, "%s", lc_k.name);
+    const char *levels[] = {"scalar", "avx2", "avx512"};
+    const int64_t shapes[][3] = {{13, 37, 3}, {129, 7, 5}, {200, 130, 65}, {1, 1, 2}, {24, 300, 17}, {300, 24, 260}};
+    for (int l = 0; l < 3; l++) {
+        if (lc_kernels_select(levels[l]) != LC_OK) continue;
+        for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++) {
+            const int64_t R = shapes[k][0], C = shapes[k][1], T = shapes[k][2];
+            test_mat w;
+            make_mat(&w, LC_DT_F32, R, C, 1, 1, 60 + k);
+            float *x = malloc((size_t)(T * C) * 4), *dy = malloc((size_t)(T * R) * 4);
+            float *dx = malloc((size_t)(T * C) * 4), *dw = malloc((size_t)(R * C) * 4);
+            float *rx = malloc((size_t)(T * C) * 4), *rw = malloc((size_t)(R * C) * 4);
+            lc_rng r;
+            lc_rng_seed(&r, 19 + k);
+            for (int64_t i = 0; i < T * C; i++) x[i] = lc_rng_normal(&r);
+            for (int64_t i = 0; i < T * R; i++) dy[i] = lc_rng_normal(&r);
+            for (int64_t i = 0; i < T * C; i++) dx[i] = lc_rng_normal(&r);
+            for (int64_t i = 0; i < R * C; i++) dw[i] = lc_rng_normal(&r);
+            for (int64_t t = 0; t < T; t++)
+                for (int64_t c = 0; c < C; c++) {
+                    double a = dx[t * C + c];
+                    for (int64_t i = 0; i < R; i++) a += (double)dy[t * R + i] * w.ref[i * C + c];
+                    rx[t * C + c] = (float)a;
+                }
+            for (int64_t i = 0; i < R; i++)
+                for (int64_t c = 0; c < C; c++) {
+                    double a = dw[i * C + c];
+                    for (int64_t t = 0; t < T; t++) a += (double)dy[t * R + i] * x[t * C + c];
+                    rw[i * C + c] = (float)a;
+                }
+            lc_matmul_backward(dx, dw, dy, x, &w.m, T);
+            double ex = t_rel_err(dx, rx, T * C), ew = t_rel_err(dw, rw, R * C);
+            CHECK(ex < 1e-5 && ew < 1e-5, "%s [%lld x %lld] T=%lld: dx err %.2e, dW err %.2e", levels[l], (long long)R,
+                  (long long)C, (long long)T, ex, ew);
+            if (lc_k.sgemm) {
+                /* out = A B^T in the four storage orientations of A and B, output both ways */
+                const int64_t M = R, N = T, K = C; /* A = W [M, K], B = x [N, K] */
+                float *at = malloc((size_t)(M * K) * 4), *bt = malloc((size_t)(N * K) * 4), *o = malloc((size_t)(M * N) * 4);
+                float *ref = malloc((size_t)(M * N) * 4);
+                for (int64_t i = 0; i < M; i++)
+                    for (int64_t q = 0; q < K; q++) at[q * M + i] = w.ref[i * K + q];
+                for (int64_t t = 0; t < N; t++)
+                    for (int64_t q = 0; q < K; q++) bt[q * N + t] = x[t * K + q];
+                for (int v = 0; v < 16; v++) {
+                    const int a_t = v & 1, b_t = (v >> 1) & 1, o_t = (v >> 2) & 1, accumulate = v >> 3;
+                    for (int64_t i = 0; i < M * N; i++) o[i] = accumulate ? (float)(i % 7) : -1.0f;
+                    for (int64_t t = 0; t < N; t++)
+                        for (int64_t i = 0; i < M; i++) {
+                            double a = accumulate ? (double)(o_t ? (i * N + t) % 7 : (t * M + i) % 7) : 0;
+                            for (int64_t q = 0; q < K; q++) a += (double)w.ref[i * K + q] * x[t * K + q];
+                            ref[o_t ? i * N + t : t * M + i] = (float)a;
+                        }
+                    lc_k.sgemm(o, o_t ? 1 : M, o_t ? N : 1, accumulate, a_t ? at : (const float *)w.ref, a_t ? 1 : K,
+                               a_t ? M : 1, b_t ? bt : x, b_t ? 1 : K, b_t ? N : 1, M, N, K);
+                    double e = t_rel_err(o, ref, M * N);
+                    CHECK(e < 1e-5, "%s sgemm M %lld N %lld K %lld (A%s B%s out%s%s): err %.2e", levels[l], (long long)M,
+                          (long long)N, (long long)K, a_t ? "^T" : "", b_t ? "^T" : "", o_t ? "^T" : "",
+                          accumulate ? " +=" : "", e);
+                }
+                free(at); free(bt); free(o); free(ref);
+            }
+            free(x); free(dy); free(dx); free(dw); free(rx); free(rw);
+            free_mat(&w);
+        }
+        printf("    level %s: weight-product gradients%s checked\n", levels[l], lc_k.sgemm ? " and strided GEMM (8 layouts, = and +=)" : "");
+    }
+    lc_kernels_select(orig);
+}
+
+/* The optimizer kernels: AdamW gives the same bits on every level (the scalar loop's operation
+ * order); the sum of squares agrees to rounding. */
+static void test_adamw_sumsq_levels(void) {
+    char orig[16];
+    snprintf(orig, sizeof orig, "%s", lc_k.name);
+    enum { N = 1000 + 7 };
+    float p0[N], g[N], m0[N], v0[N], p[N], m[N], v[N], ps[N], ms[N], vs[N];
+    lc_rng r;
+    lc_rng_seed(&r, 31);
+    double ref = 0;
+    for (int i = 0; i < N; i++) {
+        p0[i] = lc_rng_normal(&r);
+        g[i] = lc_rng_normal(&r) * 1e-2f;
+        m0[i] = lc_rng_normal(&r) * 1e-3f;
+        v0[i] = fabsf(lc_rng_normal(&r)) * 1e-5f;
+        ref += (double)g[i] * g[i];
+    }
+    const lc_adamw_coef c = {.decay = 0.999f, .beta1 = 0.9f, .beta2 = 0.95f, .eps = 1e-8f, .step_size = 0.01f / 0.19f,
+                             .bc2_sqrt = sqrtf(1.0f - 0.95f * 0.95f)};
+    memcpy(ps, p0, sizeof ps); memcpy(ms, m0, sizeof ms); memcpy(vs, v0, sizeof vs);
+    lc_kernels_scalar()->adamw(ps, g, ms, vs, N, &c);
+    const char *levels[] = {"scalar", "avx2", "avx512"};
+    for (int l = 0; l < 3; l++) {
+        if (lc_kernels_select(levels[l]) != LC_OK) continue;
+        for (int64_t n = N - 16; n <= N; n += 8) { /* ragged tails; the rest of the arrays untouched */
+            memcpy(p, p0, sizeof p); memcpy(m, m0, sizeof m); memcpy(v, v0, sizeof v);
+            lc_k.adamw(p, g, m, v, n, &c);
+            CHECK(!memcmp(p, ps, (size_t)n * 4) && !memcmp(m, ms, (size_t)n * 4) && !memcmp(v, vs, (size_t)n * 4),
+                  "%s: AdamW on %lld elements differs from the scalar loop", levels[l], (long long)n);
+            CHECK(!memcmp(p + n, p0 + n, (size_t)(N - n) * 4), "%s: AdamW wrote past %lld elements", levels[l], (long long)n);
+        }
+        CHECK(fabs(lc_k.sumsq(g, N) - ref) <= 1e-12 * ref, "%s: sum of squares %.17g vs %.17g", levels[l], lc_k.sumsq(g, N), ref);
+    }
+    lc_kernels_select(orig);
+}
+
 void suite_kernels(void) {
     RUN(test_fp8_roundtrip);
     RUN(test_half_roundtrip);
     RUN(test_matmul_all_dtypes);
     RUN(test_blas_matches_row_kernels);
+    RUN(test_backward_all_levels);
+    RUN(test_adamw_sumsq_levels);
     RUN(test_quant_roundtrip);
     RUN(test_dots_equal_dot);
     RUN(test_batch_invariance);

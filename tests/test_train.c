@@ -64,7 +64,7 @@ static void check_case(const char *dir) {
         free(ref);
     }
     lc_adamw opt = {.lr = 0.01f, .beta1 = 0.9f, .beta2 = 0.95f, .eps = 1e-8f, .weight_decay = 0.1f};
-    lc_train_adamw_step(tr, &opt);
+    CHECK_OK(lc_train_adamw_step(tr, &opt));
     for (int i = 0; i < g.n_tensors; i++) {
         const char *name = g.tensors[i].name;
         if (strncmp(name, "adamw1.", 7)) continue;

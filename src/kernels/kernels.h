@@ -41,6 +41,14 @@ void lc_quantize_row_q8_0(const float *x, int64_t n, int8_t *q, uint16_t *d);
 /* One row -> Q4_0: q[ceil(n/32) * 16] packed nibbles, d as above (the block's extreme -> -8). */
 void lc_quantize_row_q4_0(const float *x, int64_t n, uint8_t *q, uint16_t *d);
 
+/* One AdamW update's per-tensor constants (torch.optim.AdamW, float32 step by step). */
+typedef struct {
+    float decay;     /* 1 - lr * weight_decay */
+    float beta1, beta2, eps;
+    float step_size; /* lr / (1 - beta1^step) */
+    float bc2_sqrt;  /* sqrt(1 - beta2^step) */
+} lc_adamw_coef;
+
 /* Dequantises W[r, 0..cols) into dst[cols] (f32). */
 typedef void (*lc_row_fn)(float *dst, const lc_mat *w, int64_t r);
 
@@ -66,6 +74,16 @@ typedef struct {
      * same contract as matmul, results independent of T and of the thread count. */
     void (*gemm)(float *out, int64_t ld_out, const float *x, int64_t ld_x, const lc_mat *w, int64_t r0, int64_t n_rows,
                  int64_t T);
+    /* f32 GEMM with strided operands (NULL: OpenBLAS, else loops): out[t * ots + i * ois] = (or
+     * +=, accumulate) sum_k A(i, k) B(t, k), i < M, t < N, k < K, where A(i, k) = a[i * ars + k * aks]
+     * and B(t, k) = b[t * bts + k * bks]; fastest with bts = 1 or bks = 1, aks = 1 or ars = 1, and
+     * ois = 1 or ots = 1. Each output is one fixed-order sum (thread-count free). */
+    void (*sgemm)(float *out, int64_t ots, int64_t ois, int accumulate, const float *a, int64_t ars, int64_t aks,
+                  const float *b, int64_t bts, int64_t bks, int64_t M, int64_t N, int64_t K);
+    /* AdamW on n elements: p *= decay; m += (g - m)(1 - beta1); v = v beta2 + (1 - beta2) g g;
+     * p -= step_size m / (sqrt(v) / bc2_sqrt + eps). Every level gives the same bits. */
+    void (*adamw)(float *p, const float *g, float *m, float *v, int64_t n, const lc_adamw_coef *c);
+    double (*sumsq)(const float *x, int64_t n); /* sum of x^2, in double */
 } lc_kernels;
 
 extern lc_kernels lc_k; /* the active kernel table */

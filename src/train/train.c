@@ -405,45 +405,87 @@ lc_status lc_train_forward_backward(lc_train *tr, const int32_t *tokens, int64_t
     return s;
 }
 
-void lc_train_adamw_step(lc_train *tr, const lc_adamw *o) {
-    for (int64_t i = 0; i < tr->n_specs; i++) {
-        if (!tr->touched[i]) continue;
-        int64_t n = tr->specs[i].rows * (tr->specs[i].cols ? tr->specs[i].cols : 1), step = ++tr->steps[i];
-        float *p = tr->param + tr->offset[i], *g = tr->grad + tr->offset[i], *m = tr->m + tr->offset[i],
-              *v = tr->v + tr->offset[i];
-        /* torch.optim.AdamW, step by step in float32 */
-        const float lr = o->lr * tr->lr_scale[i];
-        const float bc1 = 1.0f - powf(o->beta1, (float)step), bc2 = 1.0f - powf(o->beta2, (float)step);
-        const float step_size = lr / bc1, bc2_sqrt = sqrtf(bc2), decay = 1.0f - lr * o->weight_decay;
-        for (int64_t k = 0; k < n; k++) {
-            p[k] *= decay;
-            m[k] += (g[k] - m[k]) * (1.0f - o->beta1);
-            v[k] = v[k] * o->beta2 + (1.0f - o->beta2) * g[k] * g[k];
-            float denom = sqrtf(v[k]) / bc2_sqrt + o->eps;
-            p[k] -= step_size * (m[k] / denom);
-        }
-    }
-}
+/* The optimizer's elementwise passes run over fixed chunks of the touched tensors, so the
+ * chunking (and any per-chunk sum) is the same for every thread count. */
+#define OPT_CHUNK 16384
+typedef struct {
+    int64_t spec, begin, n;
+} opt_chunk;
 
-double lc_train_clip_grad(lc_train *tr, double max_norm) {
-    double ss = 0;
-    for (int64_t i = 0; i < tr->n_specs; i++) {
-        if (!tr->touched[i]) continue;
-        const float *g = tr->grad + tr->offset[i];
-        int64_t n = tr->specs[i].rows * (tr->specs[i].cols ? tr->specs[i].cols : 1);
-        for (int64_t k = 0; k < n; k++) ss += (double)g[k] * g[k];
-    }
-    double norm = sqrt(ss);
-    if (max_norm > 0 && norm > max_norm) {
-        float f = (float)(max_norm / (norm + 1e-6));
+static opt_chunk *opt_chunks(const lc_train *tr, int64_t *n_out) {
+    int64_t n = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        opt_chunk *c = pass ? lc_malloc((size_t)(n ? n : 1) * sizeof *c, "optimizer chunks") : NULL;
+        if (pass && !c) return NULL;
+        n = 0;
         for (int64_t i = 0; i < tr->n_specs; i++) {
             if (!tr->touched[i]) continue;
-            float *g = tr->grad + tr->offset[i];
-            int64_t n = tr->specs[i].rows * (tr->specs[i].cols ? tr->specs[i].cols : 1);
-            for (int64_t k = 0; k < n; k++) g[k] *= f;
+            const int64_t size = tr->specs[i].rows * (tr->specs[i].cols ? tr->specs[i].cols : 1);
+            for (int64_t b = 0; b < size; b += OPT_CHUNK, n++)
+                if (pass) c[n] = (opt_chunk){i, tr->offset[i] + b, LC_MIN(OPT_CHUNK, size - b)};
+        }
+        if (pass) {
+            *n_out = n;
+            return c;
         }
     }
-    return norm;
+    return NULL;
+}
+
+lc_status lc_train_adamw_step(lc_train *tr, const lc_adamw *o) {
+    int64_t n = 0;
+    opt_chunk *ch = opt_chunks(tr, &n);
+    lc_adamw_coef *coef = lc_malloc((size_t)tr->n_specs * sizeof *coef, "AdamW constants");
+    if (!ch || !coef) {
+        free(ch);
+        free(coef);
+        return LC_ERR_NOMEM;
+    }
+    for (int64_t i = 0; i < tr->n_specs; i++) {
+        if (!tr->touched[i]) continue;
+        /* torch.optim.AdamW, step by step in float32 */
+        const int64_t step = ++tr->steps[i];
+        const float lr = o->lr * tr->lr_scale[i];
+        const float bc1 = 1.0f - powf(o->beta1, (float)step), bc2 = 1.0f - powf(o->beta2, (float)step);
+        coef[i] = (lc_adamw_coef){.decay = 1.0f - lr * o->weight_decay, .beta1 = o->beta1, .beta2 = o->beta2,
+                                  .eps = o->eps, .step_size = lr / bc1, .bc2_sqrt = sqrtf(bc2)};
+    }
+#pragma omp parallel for schedule(static) if (n > 4)
+    for (int64_t j = 0; j < n; j++) {
+        const int64_t b = ch[j].begin;
+        lc_k.adamw(tr->param + b, tr->grad + b, tr->m + b, tr->v + b, ch[j].n, &coef[ch[j].spec]);
+    }
+    free(ch);
+    free(coef);
+    return LC_OK;
+}
+
+lc_status lc_train_clip_grad(lc_train *tr, double max_norm, double *norm_out) {
+    int64_t n = 0;
+    opt_chunk *ch = opt_chunks(tr, &n);
+    double *part = lc_malloc((size_t)(n ? n : 1) * sizeof *part, "gradient norm parts");
+    if (!ch || !part) {
+        free(ch);
+        free(part);
+        return LC_ERR_NOMEM;
+    }
+#pragma omp parallel for schedule(static) if (n > 4)
+    for (int64_t j = 0; j < n; j++) part[j] = lc_k.sumsq(tr->grad + ch[j].begin, ch[j].n);
+    double ss = 0;
+    for (int64_t j = 0; j < n; j++) ss += part[j]; /* in chunk order: the same for any thread count */
+    double norm = sqrt(ss);
+    if (max_norm > 0 && norm > max_norm) {
+        const float f = (float)(max_norm / (norm + 1e-6));
+#pragma omp parallel for schedule(static) if (n > 4)
+        for (int64_t j = 0; j < n; j++) {
+            float *g = tr->grad + ch[j].begin;
+            for (int64_t k = 0; k < ch[j].n; k++) g[k] *= f;
+        }
+    }
+    free(ch);
+    free(part);
+    *norm_out = norm;
+    return LC_OK;
 }
 
 double lc_train_ffn_per_token(const lc_train *tr) {

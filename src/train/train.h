@@ -61,15 +61,15 @@ lc_status lc_train_forward_backward(lc_train *tr, const int32_t *tokens, int64_t
 
 /* One AdamW step on every tensor that has a gradient (untouched experts are skipped, as
  * PyTorch skips parameters whose grad is None; the router bias is not a parameter). */
-void lc_train_adamw_step(lc_train *tr, const lc_adamw *opt);
+lc_status lc_train_adamw_step(lc_train *tr, const lc_adamw *opt);
 
 /* Adds the LB loss's router gradient to the router gradients after measuring
  * R = |grad_router L_LB| / |grad_router L_LM| (SPEC §4.3); call once per step before clipping. */
 void lc_train_merge_aux_grads(lc_train *tr);
 
 /* Global L2 norm of the gradients (touched tensors); scales them down to max_norm if above
- * (max_norm <= 0: no clipping). Returns the norm before clipping. */
-double lc_train_clip_grad(lc_train *tr, double max_norm);
+ * (max_norm <= 0: no clipping). *norm gets the norm before clipping. */
+lc_status lc_train_clip_grad(lc_train *tr, double max_norm, double *norm);
 
 /* Expert-bias budget control (SPEC §4.1): for FFN expert i, error
  * e_i = K_e/(K*N) - T_i/(K*T) from the routing counts since the last call; the correction

@@ -372,9 +372,11 @@ lc_status lc_trainer_run(const lc_trainer_options *o, lc_trainer_result *res) {
         double R = tr->router_ratio, alpha = tr->aux.lb_alpha;
         if (o->router_ratio_bound > 0 && R > o->router_ratio_bound) /* keep the LB gradient from dominating */
             tr->aux.lb_alpha = (float)(alpha * o->router_ratio_bound / R);
-        double gnorm = lc_train_clip_grad(tr, o->clip);
+        double gnorm = 0;
+        s = lc_train_clip_grad(tr, o->clip, &gnorm);
         lc_adamw opt = {lr, o->beta1, o->beta2, 1e-8f, o->weight_decay};
-        lc_train_adamw_step(tr, &opt);
+        if (!s) s = lc_train_adamw_step(tr, &opt);
+        if (s) break;
         double ffn = o->bias_control ? lc_train_update_bias(tr, &pid) : lc_train_ffn_per_token(tr);
         if (!o->bias_control) lc_train_reset_stats(tr);
         step++;

@@ -16,6 +16,9 @@
 #include <immintrin.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #define AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma,f16c")))
 #define INLINE __attribute__((always_inline)) inline
@@ -217,6 +220,39 @@ AVX512 static void axpy_avx512(float *y, float a, const float *x, int64_t n) {
     }
 }
 
+/* The same operations in the same order as adamw_scalar (no FMA contraction): equal bits. */
+AVX512 static void adamw_avx512(float *p, const float *g, float *m, float *v, int64_t n, const lc_adamw_coef *c) {
+    const __m512 decay = _mm512_set1_ps(c->decay), b2 = _mm512_set1_ps(c->beta2), eps = _mm512_set1_ps(c->eps);
+    const __m512 one_b1 = _mm512_set1_ps(1.0f - c->beta1), one_b2 = _mm512_set1_ps(1.0f - c->beta2);
+    const __m512 ss = _mm512_set1_ps(c->step_size), bc2 = _mm512_set1_ps(c->bc2_sqrt);
+    for (int64_t k = 0; k < n; k += 16) {
+        const __mmask16 mk = n - k >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - k)) - 1);
+        __m512 pk = _mm512_maskz_loadu_ps(mk, p + k), gk = _mm512_maskz_loadu_ps(mk, g + k);
+        __m512 mm = _mm512_maskz_loadu_ps(mk, m + k), vk = _mm512_maskz_loadu_ps(mk, v + k);
+        pk = _mm512_mul_ps(pk, decay);
+        mm = _mm512_add_ps(mm, _mm512_mul_ps(_mm512_sub_ps(gk, mm), one_b1));
+        vk = _mm512_add_ps(_mm512_mul_ps(vk, b2), _mm512_mul_ps(_mm512_mul_ps(one_b2, gk), gk));
+        __m512 denom = _mm512_add_ps(_mm512_div_ps(_mm512_sqrt_ps(vk), bc2), eps);
+        pk = _mm512_sub_ps(pk, _mm512_mul_ps(ss, _mm512_div_ps(mm, denom)));
+        _mm512_mask_storeu_ps(p + k, mk, pk);
+        _mm512_mask_storeu_ps(m + k, mk, mm);
+        _mm512_mask_storeu_ps(v + k, mk, vk);
+    }
+}
+
+AVX512 static double sumsq_avx512(const float *x, int64_t n) {
+    __m512d s0 = _mm512_setzero_pd(), s1 = s0;
+    for (int64_t i = 0; i < n; i += 16) {
+        const __mmask16 mk = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1);
+        __m512 v = _mm512_maskz_loadu_ps(mk, x + i);
+        __m512d lo = _mm512_cvtps_pd(_mm512_castps512_ps256(v));
+        __m512d hi = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+        s0 = _mm512_fmadd_pd(lo, lo, s0);
+        s1 = _mm512_fmadd_pd(hi, hi, s1);
+    }
+    return _mm512_reduce_add_pd(_mm512_add_pd(s0, s1));
+}
+
 AVX512 static void row_bf16_avx512(float *dst, const lc_mat *w, int64_t r) {
     const uint8_t *p = w->data + (size_t)(r * w->cols) * 2;
     for (int64_t c = 0; c < w->cols; c += 16) {
@@ -306,57 +342,128 @@ static float *scratch(scratch_buf *b, size_t n) {
     return b->p;
 }
 
-AVX512 static void gemm_avx512(float *out, int64_t ld_out, const float *x, int64_t ld_x, const lc_mat *w, int64_t r0,
-                               int64_t n_rows, int64_t T) {
-    const int64_t K = w->cols, n_tiles = (T + 15) / 16, nb = (n_rows + GEMM_BLOCK - 1) / GEMM_BLOCK;
-    /* tokens -> tiles of 16 lanes: xp[tile][k][16], zero beyond T */
-    float *xp = scratch(&tl_xp, (size_t)(n_tiles * K * 16));
-    if (!xp) {
-        for (int64_t t = 0; t < T; t++)
-            for (int64_t i = 0; i < n_rows; i++) out[t * ld_out + i] = __builtin_nanf("");
-        return;
-    }
-#pragma omp parallel for schedule(static) if (T * K > 65536)
-    for (int64_t tile = 0; tile < n_tiles; tile++) {
-        float *d = xp + tile * K * 16;
-        const int64_t nt = LC_MIN(16, T - tile * 16);
-        const float *src = x + tile * 16 * ld_x;
+/* The A operand of a GEMM: rows of a stored weight matrix (any dtype, dequantised by row[]),
+ * or f32 elements A(i, k) = a[i * ars + k * aks] (either stride may be 1: a transposed view). */
+typedef struct {
+    const lc_mat *w;
+    int64_t r0;
+    const float *a;
+    int64_t ars, aks;
+} gemm_a;
+
+/* buf[i * ldw + k] = A(i0 + i, k) for i < n, k < K. */
+static void gemm_fill_a(float *buf, int64_t ldw, const gemm_a *A, int64_t i0, int64_t n, int64_t K) {
+    if (A->w) {
+        for (int64_t i = 0; i < n; i++) lc_k.row[A->w->dtype](buf + i * ldw, A->w, A->r0 + i0 + i);
+    } else if (A->aks == 1) {
+        for (int64_t i = 0; i < n; i++) memcpy(buf + i * ldw, A->a + (i0 + i) * A->ars, (size_t)K * sizeof *buf);
+    } else { /* transposed: walk k outside so the reads along i stay contiguous */
         for (int64_t k = 0; k < K; k++) {
-            int64_t j = 0;
-            for (; j < nt; j++) d[k * 16 + j] = src[j * ld_x + k];
-            for (; j < 16; j++) d[k * 16 + j] = 0.0f;
+            const float *src = A->a + k * A->aks + i0 * A->ars;
+            for (int64_t i = 0; i < n; i++) buf[i * ldw + k] = src[i * A->ars];
         }
     }
-    /* Weight rows are copied (F32) or dequantised into a per-thread block with a padded row
-     * stride: rows exactly 4 KiB apart would all fall into the same L1 cache set. */
+}
+
+/* out[t * ots + i * ois] (+)= sum_k A(i, k) B(t, k) for i < M, t < N, with B(t, k) = b[t * bts + k * bks].
+ * B is packed once into 16-lane tiles; the work is cut into (block of 112 rows) x (run of
+ * 32-token tiles) tasks, as many runs as it takes to give every thread work. Each output is one
+ * FMA chain over k in chunks of GEMM_KC, whatever the cut: results do not depend on the
+ * thread count or on N. */
+AVX512 static void gemm_core(float *out, int64_t ots, int64_t ois, int accumulate, const gemm_a *A, const float *b, int64_t bts,
+                             int64_t bks, int64_t M, int64_t N, int64_t K) {
+    const int64_t n_tiles = (N + 15) / 16, n_pairs = (n_tiles + 1) / 2, nb = (M + GEMM_BLOCK - 1) / GEMM_BLOCK;
+    float *xp = scratch(&tl_xp, (size_t)(n_tiles * K * 16));
+    if (!xp) {
+        for (int64_t t = 0; t < N; t++)
+            for (int64_t i = 0; i < M; i++) out[t * ots + i * ois] = __builtin_nanf("");
+        return;
+    }
+    const int par = M * K * N > 65536;
+#pragma omp parallel for schedule(static) if (par && N * K > 65536)
+    for (int64_t tile = 0; tile < n_tiles; tile++) {
+        float *d = xp + tile * K * 16;
+        const int64_t nt = LC_MIN(16, N - tile * 16);
+        const float *src = b + tile * 16 * bts;
+        if (bts == 1) { /* B(t, k) contiguous along t: 16 lanes are one (masked) load */
+            const __mmask16 m = (__mmask16)((1u << nt) - 1);
+            for (int64_t k = 0; k < K; k++) _mm512_store_ps(d + k * 16, _mm512_maskz_loadu_ps(m, src + k * bks));
+        } else {
+            for (int64_t k = 0; k < K; k++) {
+                int64_t j = 0;
+                for (; j < nt; j++) d[k * 16 + j] = src[j * bts + k * bks];
+                for (; j < 16; j++) d[k * 16 + j] = 0.0f;
+            }
+        }
+    }
+    int64_t runs = 1; /* runs of token pairs per row block */
+#ifdef _OPENMP
+    if (par) runs = LC_MIN(n_pairs, (2 * omp_get_max_threads() + nb - 1) / nb);
+#endif
+    const int64_t per_run = (n_pairs + runs - 1) / runs;
+    /* Rows go into a per-thread block with a padded stride: rows exactly 4 KiB apart would all
+     * fall into the same L1 cache set. */
     const int64_t ldw = K + 16;
-#pragma omp parallel if (n_rows * K * T > 65536)
+#pragma omp parallel if (par)
     {
         float *buf = scratch(&tl_w, (size_t)(GEMM_BLOCK * ldw + GEMM_BLOCK * 32));
         float *acc = buf ? buf + GEMM_BLOCK * ldw : NULL;
 #pragma omp for schedule(static)
-        for (int64_t b = 0; b < nb; b++) {
-            const int64_t i0 = b * GEMM_BLOCK, n = LC_MIN(GEMM_BLOCK, n_rows - i0);
+        for (int64_t task = 0; task < nb * runs; task++) {
+            const int64_t bi = task / runs, i0 = bi * GEMM_BLOCK, n = LC_MIN(GEMM_BLOCK, M - i0);
+            const int64_t p0 = (task % runs) * per_run, p1 = LC_MIN(n_pairs, p0 + per_run);
             if (!buf) { /* out of memory for the block: poison it so the failure cannot pass unseen */
-                for (int64_t t = 0; t < T; t++)
-                    for (int64_t i = 0; i < n; i++) out[t * ld_out + i0 + i] = __builtin_nanf("");
+                for (int64_t t = 0; t < N; t++)
+                    for (int64_t i = 0; i < n; i++) out[t * ots + (i0 + i) * ois] = __builtin_nanf("");
                 continue;
             }
-            for (int64_t i = 0; i < n; i++) lc_k.row[w->dtype](buf + i * ldw, w, r0 + i0 + i);
-            for (int64_t tile = 0; tile < n_tiles; tile += 2) { /* 32 tokens, or the last 16 */
-                const int64_t t0 = tile * 16;
-                const int nt = (int)LC_MIN(32, T - t0), NV = nt > 16 ? 2 : 1;
-                const float *xa = xp + tile * K * 16, *xb = NV == 2 ? xa + K * 16 : xa;
+            if (p0 >= p1) continue;
+            gemm_fill_a(buf, ldw, A, i0, n, K);
+            for (int64_t pair = p0; pair < p1; pair++) { /* 32 tokens, or the last 16 */
+                const int64_t t0 = pair * 32;
+                const int nt = (int)LC_MIN(32, N - t0), NV = nt > 16 ? 2 : 1;
+                const float *xa = xp + pair * 2 * K * 16, *xb = NV == 2 ? xa + K * 16 : xa;
                 memset(acc, 0, (size_t)(GEMM_BLOCK * 32) * sizeof *acc);
                 for (int64_t k0 = 0; k0 < K; k0 += GEMM_KC)
                     for (int64_t rg = 0; rg < n; rg += GEMM_ROWS)
                         gemm_tile_any(acc + rg * 32, buf + rg * ldw + k0, ldw, xa + k0 * 16, xb + k0 * 16,
                                       LC_MIN(GEMM_KC, K - k0), (int)LC_MIN(GEMM_ROWS, n - rg), NV);
-                for (int t = 0; t < nt; t++)
-                    for (int64_t i = 0; i < n; i++) out[(t0 + t) * ld_out + i0 + i] = acc[i * 32 + t];
+                if (ots == 1) /* output rows run along the tokens: one (masked) vector per row */
+                    for (int64_t i = 0; i < n; i++) {
+                        float *o = out + (i0 + i) * ois + t0;
+                        for (int v = 0; v < NV; v++) {
+                            const int m = LC_MIN(16, nt - 16 * v);
+                            const __mmask16 mk = (__mmask16)((1u << m) - 1);
+                            __m512 r = _mm512_load_ps(acc + i * 32 + 16 * v);
+                            if (accumulate) r = _mm512_add_ps(_mm512_maskz_loadu_ps(mk, o + 16 * v), r);
+                            _mm512_mask_storeu_ps(o + 16 * v, mk, r);
+                        }
+                    }
+                else
+                    for (int t = 0; t < nt; t++) {
+                        float *o = out + (t0 + t) * ots + i0 * ois;
+                        if (accumulate)
+                            for (int64_t i = 0; i < n; i++) o[i * ois] += acc[i * 32 + t];
+                        else
+                            for (int64_t i = 0; i < n; i++) o[i * ois] = acc[i * 32 + t];
+                    }
             }
         }
     }
+}
+
+/* Weight products (prefill, training forward): out[t, i] = x[t, :] . W[r0 + i, :]. */
+AVX512 static void gemm_avx512(float *out, int64_t ld_out, const float *x, int64_t ld_x, const lc_mat *w, int64_t r0,
+                               int64_t n_rows, int64_t T) {
+    const gemm_a A = {.w = w, .r0 = r0};
+    gemm_core(out, ld_out, 1, 0, &A, x, ld_x, 1, n_rows, T, w->cols);
+}
+
+/* f32 products with strided operands (training backward: dout W and dout^T x). */
+AVX512 static void sgemm_avx512(float *out, int64_t ots, int64_t ois, int accumulate, const float *a, int64_t ars,
+                                int64_t aks, const float *b, int64_t bts, int64_t bks, int64_t M, int64_t N, int64_t K) {
+    const gemm_a A = {.a = a, .ars = ars, .aks = aks};
+    gemm_core(out, ots, ois, accumulate, &A, b, bts, bks, M, N, K);
 }
 
 void lc_kernels_fill_avx512(lc_kernels *k) {
@@ -376,6 +483,9 @@ void lc_kernels_fill_avx512(lc_kernels *k) {
     k->row[LC_DT_Q8_0] = row_q8_0_avx512;
     k->row[LC_DT_Q4_0] = row_q4_0_avx512;
     k->gemm = gemm_avx512;
+    k->sgemm = sgemm_avx512;
+    k->adamw = adamw_avx512;
+    k->sumsq = sumsq_avx512;
 }
 #else
 int lc_cpu_has_avx512(void) { return 0; }

@@ -233,6 +233,14 @@ void lc_rope(float *x, int64_t dr, int64_t pos, double theta) {
 
 void lc_matmul_backward(float *dx, float *dw, const float *dout, const float *x, const lc_mat *w, int64_t T) {
     const int64_t R = w->rows, C = w->cols;
+    if (lc_k.sgemm && w->dtype == LC_DT_F32) {
+        const float *W = (const float *)(const void *)w->data;
+        /* dx[t, c] += sum_r dout[t, r] W[r, c]: lanes along c, A(t, r) = dout[t, r], B(c, r) = W[r, c] */
+        if (dx) lc_k.sgemm(dx, 1, C, 1, dout, R, 1, W, 1, C, T, C, R);
+        /* dW[r, c] += sum_t dout[t, r] x[t, c]: lanes along r, A(c, t) = x[t, c], B(r, t) = dout[t, r] */
+        if (dw) lc_k.sgemm(dw, C, 1, 1, x, 1, C, dout, 1, R, C, R, T);
+        return;
+    }
 #ifdef LC_HAVE_BLAS
     if (g_use_blas && w->dtype == LC_DT_F32) {
         lc_blas_matmul_backward(dx, dw, dout, x, w, T);
@@ -294,6 +302,22 @@ void lc_rope_backward_apply(float *d, const float *cs, int64_t dr) {
     memcpy(d, tmp, (size_t)dr * sizeof *d);
 }
 
+static void adamw_scalar(float *p, const float *g, float *m, float *v, int64_t n, const lc_adamw_coef *c) {
+    const float one_b1 = 1.0f - c->beta1, one_b2 = 1.0f - c->beta2;
+    for (int64_t k = 0; k < n; k++) {
+        p[k] *= c->decay;
+        m[k] += (g[k] - m[k]) * one_b1;
+        v[k] = v[k] * c->beta2 + one_b2 * g[k] * g[k];
+        float denom = sqrtf(v[k]) / c->bc2_sqrt + c->eps;
+        p[k] -= c->step_size * (m[k] / denom);
+    }
+}
+
+static double sumsq_scalar(const float *x, int64_t n) {
+    double s = 0;
+    for (int64_t i = 0; i < n; i++) s += (double)x[i] * x[i];
+    return s;
+}
 
 static lc_kernels k_scalar = {
     .name = "scalar",
@@ -304,6 +328,8 @@ static lc_kernels k_scalar = {
     .dot = dot_scalar,
     .dots = dots_scalar,
     .axpy = axpy_scalar,
+    .adamw = adamw_scalar,
+    .sumsq = sumsq_scalar,
 };
 
 lc_kernels lc_k;
