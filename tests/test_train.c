@@ -31,7 +31,7 @@ static void check_case(const char *dir) {
     for (int64_t t = 0; t < T; t++) ids[t] = (int32_t)ids_f[t];
     float loss = 0;
     lc_train_zero_grad(tr);
-    CHECK_OK(lc_train_forward_backward(tr, ids, T, 1.0f, &loss));
+    CHECK_OK(lc_train_forward_backward(tr, ids, 1, T, 1.0f, &loss));
     float *ref_loss = t_read_f32(&g, "loss", NULL);
     CHECK(ref_loss && fabsf(loss - ref_loss[0]) <= 1e-4f * fabsf(ref_loss[0]), "%s loss %.7f vs %.7f", dir, loss, ref_loss ? ref_loss[0] : 0);
     double worst_g = 0, worst_a = 0;
@@ -107,11 +107,13 @@ static void test_golden_gradients_and_adamw(void) {
 static void test_fd_hidden_z_loss(void);
 static void test_fd_load_balance_loss(void);
 static void test_fd_mtp_loss(void);
+static void test_batch_equals_sequences(void);
 void suite_train(void) {
     RUN(test_golden_gradients_and_adamw);
     RUN(test_fd_hidden_z_loss);
     RUN(test_fd_load_balance_loss);
     RUN(test_fd_mtp_loss);
+    RUN(test_batch_equals_sequences);
 }
 
 /* Central differences of an auxiliary loss against its analytic gradient, on a random model
@@ -121,7 +123,7 @@ void suite_train(void) {
 static double aux_value(lc_train *tr, const int32_t *ids, int64_t T, int which) {
     float lm;
     lc_train_zero_grad(tr);
-    if (lc_train_forward_backward(tr, ids, T, 1.0f, &lm)) return NAN;
+    if (lc_train_forward_backward(tr, ids, 1, T, 1.0f, &lm)) return NAN;
     return which == 0 ? tr->loss_z : which == 1 ? tr->loss_lb : tr->loss_mtp;
 }
 
@@ -193,3 +195,73 @@ static void check_fd(const char *what, int which) {
 static void test_fd_hidden_z_loss(void) { check_fd("hidden z-loss", 0); }
 static void test_fd_load_balance_loss(void) { check_fd("device-level LB loss", 1); }
 static void test_fd_mtp_loss(void) { check_fd("MTP loss", 2); }
+
+/* A batch of sequences through one forward + backward (all rows per sublayer at once) gives
+ * the gradients of the same sequences run one by one and accumulated, with every auxiliary loss
+ * on (z-loss, LB loss with per-sequence coefficients, MTP), the same loss values and routing
+ * statistics; only the summation order of the weight gradients differs (tolerance 1e-5). */
+static void test_batch_equals_sequences(void) {
+    lc_config c;
+    lc_config_preset(&c, "tiny");
+    lc_config_set(&c, "vocab_size=64");
+    lc_init_options io = {.seed = 8, .dtype = LC_DT_F32, .init_std = 0.2f};
+    const char *dir = t_tmpdir("batch_vs_seq");
+    lc_model *m = NULL;
+    lc_train *tr = NULL;
+    CHECK_OK(lc_model_init_write(&c, &io, dir));
+    CHECK_OK(lc_model_load(&m, dir));
+    if (m) CHECK_OK(lc_train_from_model(&tr, m));
+    if (!tr) {
+        lc_model_free(m);
+        return;
+    }
+    enum { B = 3, T = 21 };
+    int32_t ids[B * T];
+    lc_rng r;
+    lc_rng_seed(&r, 4);
+    for (int i = 0; i < B * T; i++) ids[i] = (int32_t)(lc_rng_u64(&r) % 64);
+    tr->aux = (lc_aux_losses){.lm_weight = 1, .z_lambda = 0.01f, .lb_alpha = 0.5f, .lb_groups = 2, .mtp_weight = 0.3f};
+    const int64_t E = c.num_layers * (c.n_routed_experts + c.zero_expert_num);
+    float *g1 = malloc((size_t)tr->n_params * sizeof *g1), *lb1 = malloc((size_t)E * c.hidden_size * sizeof *lb1);
+    int64_t *tok1 = malloc((size_t)E * sizeof *tok1);
+    unsigned char *touched1 = malloc((size_t)tr->n_specs);
+    double loss1 = 0, z1, lbl1, mtp1;
+    lc_train_zero_grad(tr);
+    lc_train_reset_stats(tr);
+    for (int b = 0; b < B; b++) {
+        float l;
+        CHECK_OK(lc_train_forward_backward(tr, ids + b * T, 1, T, 1.0f / B, &l));
+        loss1 += l / B;
+    }
+    memcpy(g1, tr->grad, (size_t)tr->n_params * sizeof *g1);
+    memcpy(lb1, tr->lb_router_grad, (size_t)E * c.hidden_size * sizeof *lb1);
+    memcpy(tok1, tr->expert_tokens, (size_t)E * sizeof *tok1);
+    memcpy(touched1, tr->touched, (size_t)tr->n_specs);
+    z1 = tr->loss_z, lbl1 = tr->loss_lb, mtp1 = tr->loss_mtp;
+    float loss2;
+    lc_train_zero_grad(tr);
+    lc_train_reset_stats(tr);
+    CHECK_OK(lc_train_forward_backward(tr, ids, B, T, 1.0f / B, &loss2));
+    CHECK(fabs(loss2 - loss1) <= 1e-6 * fabs(loss1), "loss: batch %.7f, one by one %.7f", loss2, loss1);
+    CHECK(fabs(tr->loss_z - z1) <= 1e-6 * fabs(z1) && fabs(tr->loss_lb - lbl1) <= 1e-6 * fabs(lbl1) &&
+              fabs(tr->loss_mtp - mtp1) <= 1e-6 * fabs(mtp1),
+          "aux losses: z %g/%g lb %g/%g mtp %g/%g", tr->loss_z, z1, tr->loss_lb, lbl1, tr->loss_mtp, mtp1);
+    CHECK(!memcmp(tok1, tr->expert_tokens, (size_t)E * sizeof *tok1), "routing statistics differ");
+    CHECK(!memcmp(touched1, tr->touched, (size_t)tr->n_specs), "the set of tensors with gradients differs");
+    double worst = 0;
+    for (int64_t i = 0; i < tr->n_specs; i++) {
+        const int64_t n = tr->specs[i].rows * (tr->specs[i].cols ? tr->specs[i].cols : 1);
+        double e = t_rel_err(tr->grad + tr->offset[i], g1 + tr->offset[i], n);
+        worst = fmax(worst, e);
+        CHECK(e <= 1e-5, "%s: batch vs one by one rel err %.3g", tr->specs[i].name, e);
+    }
+    double e_lb = t_rel_err(tr->lb_router_grad, lb1, E * c.hidden_size);
+    CHECK(e_lb <= 1e-5, "LB router gradient: rel err %.3g", e_lb);
+    printf("    batch of %d x %d tokens vs one by one: worst gradient rel err %.2e, LB router %.2e\n", B, T, worst, e_lb);
+    free(g1);
+    free(lb1);
+    free(tok1);
+    free(touched1);
+    lc_train_free(tr);
+    lc_model_free(m);
+}

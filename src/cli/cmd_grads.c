@@ -41,7 +41,7 @@ int cmd_grads(int argc, char **argv) {
     float loss = 0;
     double t0 = lc_time_sec();
     if (!s) lc_train_zero_grad(tr);
-    if (!s) s = lc_train_forward_backward(tr, tok, T, 1.0f, &loss);
+    if (!s) s = lc_train_forward_backward(tr, tok, 1, T, 1.0f, &loss);
     if (!s) {
         fprintf(stderr, "longcat grads: %lld tokens, loss %.6f, forward + backward %.3f s\n", (long long)T, loss,
                 lc_time_sec() - t0);

@@ -102,11 +102,13 @@ static void rmsnorm_rows_backward(float *dh, float *dw, const float *dxn, const 
 
 /* The layer's steps in reverse: mlp1 (+ the MoE output's gradient), attn1, mlp0 + MoE, attn0. */
 lc_status scmoe_layer_backward(float *dh, lc_layer_weights *g, unsigned char *touched, const layer_acts *a,
-                               const lc_session *sess, int64_t layer, int64_t T, moe_aux *aux) {
-    const lc_config *c = &sess->m->cfg;
-    const lc_layer_weights *w = &sess->m->layers[layer];
-    const int64_t H = c->hidden_size, kvr = c->kv_lora_rank, dr = c->qk_rope_head_dim;
+                               const lc_model *m, int64_t layer, const int64_t *seq_T, int64_t n_seq, moe_aux *aux) {
+    const lc_config *c = &m->cfg;
+    const lc_layer_weights *w = &m->layers[layer];
+    const int64_t H = c->hidden_size;
     const float eps = (float)c->rms_norm_eps;
+    int64_t T = 0;
+    for (int64_t i = 0; i < n_seq; i++) T += seq_T[i];
     float *dx = calloc((size_t)(T * H), sizeof *dx), *dm = malloc((size_t)(T * H) * sizeof *dm);
     if (!dx || !dm) {
         free(dx);
@@ -118,10 +120,8 @@ lc_status scmoe_layer_backward(float *dh, lc_layer_weights *g, unsigned char *to
     if (!s) rmsnorm_rows_backward(dh, (float *)(uintptr_t)g->post_attention_layernorm[1], dx, a->h3,
                                   w->post_attention_layernorm[1], T, H, eps);
     for (int sub = 1; sub >= 0 && !s; sub--) {
-        const int64_t at = 2 * layer + sub;
-        const float *lat = sess->kv_latent + at * sess->n_ctx * kvr, *kpe = sess->kv_rope + at * sess->n_ctx * dr;
         memset(dx, 0, (size_t)(T * H) * sizeof *dx);
-        s = mla_backward(dx, &g->self_attn[sub], dh, sub ? a->x3 : a->x1, lat, kpe, &a->attn[sub], &w->self_attn[sub], c, T);
+        s = mla_backward(dx, &g->self_attn[sub], dh, sub ? a->x3 : a->x1, seq_T, n_seq, &a->attn[sub], &w->self_attn[sub], c);
         if (!s) rmsnorm_rows_backward(dh, (float *)(uintptr_t)g->input_layernorm[sub], dx, sub ? a->h2 : a->h0,
                                       w->input_layernorm[sub], T, H, eps);
         if (sub == 1 && !s) { /* h2 = h1 + mlp0(x), and the MoE branch also reads x */

@@ -103,8 +103,9 @@ lc_status mla_forward(float *out, const float *x, const mla_seq *seqs, int64_t n
     const float skv = c->mla_scale_kv_lora ? sqrtf((float)H / (float)kvr) : 1.0f;
     int64_t T = 0;
     for (int64_t i = 0; i < n_seq; i++) T += seqs[i].T;
-    if (acts && (n_seq != 1 || seqs[0].p0 != 0 || seqs[0].absorbed))
-        return lc_error(LC_ERR_ARG, "mla_forward: training runs one sequence, expanded, from position 0");
+    for (int64_t i = 0; i < n_seq && acts; i++)
+        if (seqs[i].p0 != 0 || seqs[i].absorbed)
+            return lc_error(LC_ERR_ARG, "mla_forward: training runs sequences expanded, from position 0");
     float *qa = acts ? acts->qa : lc_malloc((size_t)(T * qr) * sizeof(float), "MLA q_a");
     float *qn = acts ? acts->qn : qa; /* inference normalises in place */
     float *q = acts ? acts->q : lc_malloc((size_t)(T * nh * dq) * sizeof(float), "MLA q");
@@ -120,7 +121,8 @@ lc_status mla_forward(float *out, const float *x, const mla_seq *seqs, int64_t n
         lc_matmul(ckv, x, &w->kv_a_proj_with_mqa, T);
     }
     /* then each sequence: rope at its positions, its cache rows, attention over its cache */
-    for (int64_t i = 0, t0 = 0; i < n_seq && !s; t0 += seqs[i].T, i++) {
+    int64_t p_off = 0; /* acts->p of sequence i: [nh, T_i, T_i] after those before it */
+    for (int64_t i = 0, t0 = 0; i < n_seq && !s; t0 += seqs[i].T, p_off += nh * seqs[i].T * seqs[i].T, i++) {
         const mla_seq *sq_ = &seqs[i];
         float *qi = q + t0 * nh * dq;
 #pragma omp parallel for schedule(static) if (sq_->T * nh * dr > 16384)
@@ -136,8 +138,14 @@ lc_status mla_forward(float *out, const float *x, const mla_seq *seqs, int64_t n
             lc_rope_apply(kr, cs, dr);
         }
         float *ci = ctx + t0 * nh * dv;
+        mla_acts view; /* this sequence's rows of acts */
+        if (acts) {
+            memcpy(acts->lat + t0 * kvr, sq_->latent, (size_t)(sq_->T * kvr) * sizeof(float));
+            memcpy(acts->kpe + t0 * dr, sq_->rope, (size_t)(sq_->T * dr) * sizeof(float));
+            view = (mla_acts){.kv = acts->kv + t0 * nh * (dn + dv), .p = acts->p + p_off};
+        }
         s = sq_->absorbed ? attend_absorbed(ci, qi, sq_->latent, sq_->rope, w, c, sq_->T, sq_->p0)
-                          : attend_expanded(ci, qi, sq_->latent, sq_->rope, w, c, sq_->T, sq_->p0, acts);
+                          : attend_expanded(ci, qi, sq_->latent, sq_->rope, w, c, sq_->T, sq_->p0, acts ? &view : NULL);
     }
     if (!s) lc_matmul(out, ctx, &w->o_proj, T);
     if (!acts) {
@@ -149,70 +157,132 @@ lc_status mla_forward(float *out, const float *x, const mla_seq *seqs, int64_t n
     return s;
 }
 
+int64_t mla_acts_floats(const lc_config *c, const int64_t *seq_T, int64_t n_seq) {
+    const int64_t nh = c->num_attention_heads, qr = c->q_lora_rank, kvr = c->kv_lora_rank;
+    const int64_t dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim, dv = c->v_head_dim;
+    int64_t T = 0, pp = 0;
+    for (int64_t i = 0; i < n_seq; i++) {
+        T += seq_T[i];
+        pp += nh * seq_T[i] * seq_T[i];
+    }
+    return 2 * T * qr + T * nh * (dn + dr) + T * (kvr + dr) + T * (kvr + dr) + T * nh * (dn + dv) + pp + T * nh * dv;
+}
+
+float *mla_acts_carve(mla_acts *a, float *p, const lc_config *c, const int64_t *seq_T, int64_t n_seq) {
+    const int64_t nh = c->num_attention_heads, qr = c->q_lora_rank, kvr = c->kv_lora_rank;
+    const int64_t dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim, dv = c->v_head_dim;
+    int64_t T = 0, pp = 0;
+    for (int64_t i = 0; i < n_seq; i++) {
+        T += seq_T[i];
+        pp += nh * seq_T[i] * seq_T[i];
+    }
+    a->qa = p; p += T * qr;
+    a->qn = p; p += T * qr;
+    a->q = p; p += T * nh * (dn + dr);
+    a->ckv = p; p += T * (kvr + dr);
+    a->lat = p; p += T * kvr;
+    a->kpe = p; p += T * dr;
+    a->kv = p; p += T * nh * (dn + dv);
+    a->p = p; p += pp;
+    a->ctx = p; p += T * nh * dv;
+    return p;
+}
+
+/* Attention backward of one sequence and one head (rows of T_i tokens, causal from 0): from
+ * dctx, the probabilities and the expanded K/V, accumulate dq, dk (nope part, into dkv) and
+ * dv of that head, and the shared roped key's gradient into dkpe (this head's own buffer). */
+static void attention_backward_head(float *dq_, float *dkv_, float *dkpe, float *dp, const float *dctx, const mla_acts *a,
+                                    const float *p_head, int64_t t0, int64_t T, int64_t h, const lc_config *c) {
+    const int64_t nh = c->num_attention_heads, dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim, dv = c->v_head_dim;
+    const int64_t dq = dn + dr, dkv = dn + dv;
+    const float scale = 1.0f / sqrtf((float)dq);
+    for (int64_t t = 0; t < T; t++) {
+        const int64_t r = t0 + t; /* row of this token in the batch */
+        const float *p = p_head + t * T, *qh = a->q + (r * nh + h) * dq, *dct = dctx + (r * nh + h) * dv;
+        double sum = 0;
+        for (int64_t u = 0; u <= t; u++) {
+            const float *v = a->kv + ((t0 + u) * nh + h) * dkv + dn;
+            dp[u] = lc_dot(dct, v, dv);
+            lc_axpy(dkv_ + ((t0 + u) * nh + h) * dkv + dn, p[u], dct, dv); /* dv(u) += p(t,u) do(t) */
+            sum += (double)p[u] * dp[u];
+        }
+        float *dqh = dq_ + (r * nh + h) * dq;
+        for (int64_t u = 0; u <= t; u++) {
+            float ds = p[u] * (dp[u] - (float)sum) * scale; /* softmax backward */
+            const float *kn = a->kv + ((t0 + u) * nh + h) * dkv;
+            lc_axpy(dqh, ds, kn, dn);
+            lc_axpy(dqh + dn, ds, a->kpe + (t0 + u) * dr, dr);
+            lc_axpy(dkv_ + ((t0 + u) * nh + h) * dkv, ds, qh, dn);
+            lc_axpy(dkpe + u * dr, ds, qh + dn, dr);
+        }
+    }
+}
+
 /* Backward of mla_forward, in reverse order of its steps. */
-lc_status mla_backward(float *dx, lc_mla_weights *g, const float *dout, const float *x, const float *lat,
-                       const float *kpe, const mla_acts *a, const lc_mla_weights *w, const lc_config *c, int64_t T) {
+lc_status mla_backward(float *dx, lc_mla_weights *g, const float *dout, const float *x, const int64_t *seq_T,
+                       int64_t n_seq, const mla_acts *a, const lc_mla_weights *w, const lc_config *c) {
     const int64_t H = c->hidden_size, nh = c->num_attention_heads, qr = c->q_lora_rank, kvr = c->kv_lora_rank;
     const int64_t dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim, dv = c->v_head_dim, dq = dn + dr, dkv = dn + dv;
     const float sq = c->mla_scale_q_lora ? sqrtf((float)H / (float)qr) : 1.0f;
     const float skv = c->mla_scale_kv_lora ? sqrtf((float)H / (float)kvr) : 1.0f;
-    const float scale = 1.0f / sqrtf((float)dq);
+    int64_t T = 0, T_max = 0;
+    for (int64_t i = 0; i < n_seq; i++) {
+        T += seq_T[i];
+        T_max = LC_MAX(T_max, seq_T[i]);
+    }
     float *dctx = calloc((size_t)(T * nh * dv), sizeof(float)), *dq_ = calloc((size_t)(T * nh * dq), sizeof(float));
-    float *dkv_ = calloc((size_t)(T * nh * dkv), sizeof(float)), *dkpe = calloc((size_t)(T * dr), sizeof(float));
+    float *dkv_ = calloc((size_t)(T * nh * dkv), sizeof(float)), *dkpe_h = calloc((size_t)(nh * T * dr), sizeof(float));
     float *dlat = calloc((size_t)(T * kvr), sizeof(float)), *dckv = calloc((size_t)(T * (kvr + dr)), sizeof(float));
     float *dqn = calloc((size_t)(T * qr), sizeof(float)), *dqa = calloc((size_t)(T * qr), sizeof(float));
-    float *dp = malloc((size_t)T * sizeof(float));
-    if (!dctx || !dq_ || !dkv_ || !dkpe || !dlat || !dckv || !dqn || !dqa || !dp) {
-        free(dctx); free(dq_); free(dkv_); free(dkpe); free(dlat); free(dckv); free(dqn); free(dqa); free(dp);
+    float *dp = malloc((size_t)(n_seq * nh * T_max) * sizeof(float));
+    int64_t *t0s = malloc((size_t)n_seq * 2 * sizeof(int64_t));
+    if (!dctx || !dq_ || !dkv_ || !dkpe_h || !dlat || !dckv || !dqn || !dqa || !dp || !t0s) {
+        free(dctx); free(dq_); free(dkv_); free(dkpe_h); free(dlat); free(dckv); free(dqn); free(dqa); free(dp); free(t0s);
         return lc_error(LC_ERR_NOMEM, "out of memory for the MLA backward pass");
+    }
+    int64_t *p_off = t0s + n_seq;
+    for (int64_t i = 0, t0 = 0, po = 0; i < n_seq; t0 += seq_T[i], po += nh * seq_T[i] * seq_T[i], i++) {
+        t0s[i] = t0;
+        p_off[i] = po;
     }
     /* out = o_proj @ ctx */
     lc_matmul_backward(dctx, (float *)(uintptr_t)g->o_proj.data, dout, a->ctx, &w->o_proj, T);
-    /* attention, head by head (sequential: dkpe is shared by all heads) */
-    for (int64_t h = 0; h < nh; h++)
-        for (int64_t t = 0; t < T; t++) {
-            const float *p = a->p + (h * T + t) * T, *qh = a->q + (t * nh + h) * dq, *dct = dctx + (t * nh + h) * dv;
-            double sum = 0;
-            for (int64_t u = 0; u <= t; u++) {
-                const float *v = a->kv + (u * nh + h) * dkv + dn;
-                dp[u] = lc_dot(dct, v, dv);
-                lc_axpy(dkv_ + (u * nh + h) * dkv + dn, p[u], dct, dv); /* dv(u) += p(t,u) do(t) */
-                sum += (double)p[u] * dp[u];
-            }
-            float *dqh = dq_ + (t * nh + h) * dq;
-            for (int64_t u = 0; u <= t; u++) {
-                float ds = p[u] * (dp[u] - (float)sum) * scale; /* softmax backward */
-                const float *kn = a->kv + (u * nh + h) * dkv;
-                lc_axpy(dqh, ds, kn, dn);
-                lc_axpy(dqh + dn, ds, kpe + u * dr, dr);
-                lc_axpy(dkv_ + (u * nh + h) * dkv, ds, qh, dn);
-                lc_axpy(dkpe + u * dr, ds, qh + dn, dr);
-            }
-        }
-    /* kv = kv_b_proj @ lat */
-    lc_matmul_backward(dlat, (float *)(uintptr_t)g->kv_b_proj.data, dkv_, lat, &w->kv_b_proj, T);
-    for (int64_t t = 0; t < T; t++) {
-        /* lat = rmsnorm(ckv[:kvr]) * skv ; kpe = rope(ckv[kvr:]) */
-        for (int64_t i = 0; i < kvr; i++) dlat[t * kvr + i] *= skv;
-        lc_rmsnorm_backward(dckv + t * (kvr + dr), (float *)(uintptr_t)g->kv_a_layernorm, dlat + t * kvr,
-                            a->ckv + t * (kvr + dr), w->kv_a_layernorm, kvr, MLA_NORM_EPS);
-        memcpy(dckv + t * (kvr + dr) + kvr, dkpe + t * dr, (size_t)dr * sizeof(float));
-        float cs[dr > 0 ? dr : 1];
-        lc_rope_coeffs(cs, dr, t, c->rope_theta);
-        lc_rope_backward_apply(dckv + t * (kvr + dr) + kvr, cs, dr);
-        /* q: rope on the last dr of each head, then the scale */
-        for (int64_t h = 0; h < nh; h++) {
-            float *d = dq_ + (t * nh + h) * dq;
-            lc_rope_backward_apply(d + dn, cs, dr);
-            for (int64_t i = 0; i < dq; i++) d[i] *= sq;
-        }
+    /* attention: every (sequence, head) on its own rows; each head adds its shared-key
+     * gradient into its own buffer, summed over heads in order below */
+#pragma omp parallel for schedule(dynamic, 1) if (T * T_max * nh > 8192)
+    for (int64_t j = 0; j < n_seq * nh; j++) {
+        const int64_t i = j / nh, h = j % nh;
+        attention_backward_head(dq_, dkv_, dkpe_h + (h * T + t0s[i]) * dr, dp + j * T_max, dctx, a,
+                                a->p + p_off[i] + h * seq_T[i] * seq_T[i], t0s[i], seq_T[i], h, c);
     }
+    /* kv = kv_b_proj @ lat */
+    lc_matmul_backward(dlat, (float *)(uintptr_t)g->kv_b_proj.data, dkv_, a->lat, &w->kv_b_proj, T);
+    for (int64_t i = 0; i < n_seq; i++)
+        for (int64_t t = 0; t < seq_T[i]; t++) {
+            const int64_t r = t0s[i] + t;
+            /* lat = rmsnorm(ckv[:kvr]) * skv ; kpe = rope(ckv[kvr:]) */
+            for (int64_t k = 0; k < kvr; k++) dlat[r * kvr + k] *= skv;
+            lc_rmsnorm_backward(dckv + r * (kvr + dr), (float *)(uintptr_t)g->kv_a_layernorm, dlat + r * kvr,
+                                a->ckv + r * (kvr + dr), w->kv_a_layernorm, kvr, MLA_NORM_EPS);
+            float *dk = dckv + r * (kvr + dr) + kvr;
+            for (int64_t h = 0; h < nh; h++)
+                for (int64_t k = 0; k < dr; k++) dk[k] += dkpe_h[(h * T + r) * dr + k];
+            float cs[dr > 0 ? dr : 1];
+            lc_rope_coeffs(cs, dr, t, c->rope_theta);
+            lc_rope_backward_apply(dk, cs, dr);
+            /* q: rope on the last dr of each head, then the scale */
+            for (int64_t h = 0; h < nh; h++) {
+                float *d = dq_ + (r * nh + h) * dq;
+                lc_rope_backward_apply(d + dn, cs, dr);
+                for (int64_t k = 0; k < dq; k++) d[k] *= sq;
+            }
+        }
     lc_matmul_backward(dx, (float *)(uintptr_t)g->kv_a_proj_with_mqa.data, dckv, x, &w->kv_a_proj_with_mqa, T);
     lc_matmul_backward(dqn, (float *)(uintptr_t)g->q_b_proj.data, dq_, a->qn, &w->q_b_proj, T);
     for (int64_t t = 0; t < T; t++)
         lc_rmsnorm_backward(dqa + t * qr, (float *)(uintptr_t)g->q_a_layernorm, dqn + t * qr, a->qa + t * qr,
                             w->q_a_layernorm, qr, MLA_NORM_EPS);
     lc_matmul_backward(dx, (float *)(uintptr_t)g->q_a_proj.data, dqa, x, &w->q_a_proj, T);
-    free(dctx); free(dq_); free(dkv_); free(dkpe); free(dlat); free(dckv); free(dqn); free(dqa); free(dp);
+    free(dctx); free(dq_); free(dkv_); free(dkpe_h); free(dlat); free(dckv); free(dqn); free(dqa); free(dp); free(t0s);
     return LC_OK;
 }

@@ -154,13 +154,13 @@ lc_status moe_backward(float *dx, lc_layer_weights *g, unsigned char *touched, c
     if (!st && aux && aux->coef) {
         double lb = 0;
         for (int64_t t = 0; t < T; t++) {
-            const float *st_ = s + t * E;
+            const float *st_ = s + t * E, *cf = aux->coef + t * E;
             double dot = 0;
             for (int64_t e = 0; e < E; e++) {
-                dot += (double)st_[e] * aux->coef[e];
-                lb += (double)aux->coef[e] * st_[e];
+                dot += (double)st_[e] * cf[e];
+                lb += (double)cf[e] * st_[e];
             }
-            for (int64_t e = 0; e < E; e++) ds[t * E + e] = st_[e] * (aux->coef[e] - (float)dot);
+            for (int64_t e = 0; e < E; e++) ds[t * E + e] = st_[e] * (cf[e] - (float)dot);
         }
         aux->lb_loss = lb;
         lc_matmul_backward(dx, aux->dwr_lb, ds, x, &w->router_classifier, T);

@@ -6,17 +6,25 @@
 
 #include "model.h"
 
-/* Activations an MLA sublayer keeps for its backward pass (training: p0 = 0, expanded
- * attention). Buffers are owned by the caller (src/train). */
+/* Activations an MLA sublayer keeps for its backward pass (training: every sequence from
+ * position 0, expanded attention). T is the sum of the sequences' T_i; rows run sequence after
+ * sequence. Buffers are owned by the caller (src/train). */
 typedef struct {
     float *qa;   /* [T, q_lora_rank] q_a_proj @ x, before its norm */
     float *qn;   /* [T, q_lora_rank] after q_a_layernorm */
     float *q;    /* [T, nh, dn+dr] scaled, rope applied to the last dr */
     float *ckv;  /* [T, kv_lora_rank+dr] kv_a_proj_with_mqa @ x */
+    float *lat;  /* [T, kv_lora_rank] the cached latents (rmsnorm(ckv[:kvr]) * skv) */
+    float *kpe;  /* [T, dr] the cached roped shared keys */
     float *kv;   /* [T, nh, dn+dv] kv_b_proj @ latent */
-    float *p;    /* [nh, T, T] attention probabilities (row t covers u <= t) */
+    float *p;    /* per sequence [nh, T_i, T_i] attention probabilities (row t covers u <= t) */
     float *ctx;  /* [T, nh*dv] attention output before o_proj */
 } mla_acts;
+
+/* Floats of an mla_acts for sequences of lengths seq_T[0..n_seq) (see mla_acts_carve). */
+int64_t mla_acts_floats(const lc_config *c, const int64_t *seq_T, int64_t n_seq);
+/* Points a's buffers into p (mla_acts_floats(...) floats); returns the end. */
+float *mla_acts_carve(mla_acts *a, float *p, const lc_config *c, const int64_t *seq_T, int64_t n_seq);
 
 /* One sequence of a batch as an MLA sublayer sees it: T consecutive rows of x/out, appended
  * to this sublayer's cache at positions p0..p0+T-1. absorbed: attend in latent space
@@ -35,12 +43,12 @@ lc_status mla_forward(float *out,                 /* [T, H] */
                       const float *x,             /* [T, H] normed input */
                       const mla_seq *seqs, int64_t n_seq,
                       const lc_mla_weights *w, const lc_config *c,
-                      mla_acts *acts /* NULL, or where to keep activations (one sequence, p0 = 0, expanded) */);
+                      mla_acts *acts /* NULL, or where to keep activations (every p0 = 0, expanded) */);
 
-/* Gradients of mla_forward (with acts) w.r.t. its input and weights; parameter grads +=,
- * dx +=. g holds gradient buffers shaped like w. lat/kpe are the cache rows it wrote. */
-lc_status mla_backward(float *dx, lc_mla_weights *g, const float *dout, const float *x, const float *lat,
-                       const float *kpe, const mla_acts *acts, const lc_mla_weights *w, const lc_config *c, int64_t T);
+/* Gradients of mla_forward (with acts) w.r.t. its input and weights for sequences of lengths
+ * seq_T[0..n_seq); parameter grads +=, dx +=. g holds gradient buffers shaped like w. */
+lc_status mla_backward(float *dx, lc_mla_weights *g, const float *dout, const float *x, const int64_t *seq_T,
+                       int64_t n_seq, const mla_acts *acts, const lc_mla_weights *w, const lc_config *c);
 
 /* out = down(silu(gate x) * up x), SwiGLU of width w->gate_proj.rows. */
 lc_status ffn_forward(float *out,       /* [T, H] */
@@ -66,11 +74,12 @@ lc_status moe_forward(float *out,              /* [T, H] */
                       const float *topk_w,     /* [T, K] */
                       const lc_layer_weights *w, const lc_config *c, int64_t T, int64_t *n_ffn);
 
-/* The load-balancing loss's hook into the router (SPEC §4.2): L_LB = sum_i coef[i] * sum_t s[t,i]
- * with s the router softmax; its gradient goes to dwr_lb (kept apart so the trainer can compare
- * it with the language-model gradient) and into dx; lb_loss receives L_LB. */
+/* The load-balancing loss's hook into the router (SPEC §4.2): L_LB = sum_t sum_i coef[t,i] s[t,i]
+ * with s the router softmax (coef: each token's row of its sequence's coefficients); its
+ * gradient goes to dwr_lb (kept apart so the trainer can compare it with the language-model
+ * gradient) and into dx; lb_loss receives L_LB. */
 typedef struct {
-    const float *coef; /* [N+Z], NULL: no LB loss */
+    const float *coef; /* [T, N+Z], NULL: no LB loss */
     float *dwr_lb;     /* [N+Z, H] += */
     double lb_loss;
 } moe_aux;
@@ -99,13 +108,14 @@ typedef struct {
 } batch_seq;
 
 /* One layer in place on h [T, H], T the sum over seqs (see layer.c); acts: NULL, or where to
- * keep activations (training: one sequence). */
+ * keep activations (training: every sequence from position 0). */
 lc_status scmoe_layer_forward(float *h, int32_t *topk_idx, int64_t *n_ffn, const batch_seq *seqs, int64_t n_seq,
                               int64_t layer, layer_acts *acts);
-/* dh: on entry the gradient w.r.t. the layer's output, on return w.r.t. its input. g: weight
- * gradients of this layer (+=); touched[e]: expert e received tokens. */
+/* dh: on entry the gradient w.r.t. the layer's output, on return w.r.t. its input, for the
+ * sequences of lengths seq_T[0..n_seq) the forward ran. g: weight gradients of this layer (+=);
+ * touched[e]: expert e received tokens. */
 lc_status scmoe_layer_backward(float *dh, lc_layer_weights *g, unsigned char *touched, const layer_acts *acts,
-                               const lc_session *sess, int64_t layer, int64_t T, moe_aux *aux);
+                               const lc_model *m, int64_t layer, const int64_t *seq_T, int64_t n_seq, moe_aux *aux);
 
 /* Row-wise RMSNorm of T rows of width n. */
 void rmsnorm_rows(float *out, const float *x, const float *w, int64_t T, int64_t n, float eps);

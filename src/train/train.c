@@ -120,26 +120,19 @@ static float *carve(float **p, int64_t n) {
     return r;
 }
 
-static int64_t layer_acts_floats(const lc_config *c, int64_t T) {
-    const int64_t H = c->hidden_size, nh = c->num_attention_heads, qr = c->q_lora_rank, kvr = c->kv_lora_rank;
-    const int64_t dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim, dv = c->v_head_dim, K = c->moe_topk;
-    int64_t mla = 2 * T * qr + T * nh * (dn + dr) + T * (kvr + dr) + T * nh * (dn + dv) + nh * T * T + T * nh * dv;
-    return 8 * T * H + 2 * T * K + 2 * mla;
+/* Activations of one layer for sequences of lengths seq_T (T rows in all), from one allocation. */
+static int64_t layer_acts_floats(const lc_config *c, const int64_t *seq_T, int64_t n_seq, int64_t T) {
+    return 8 * T * c->hidden_size + 2 * T * c->moe_topk + 2 * mla_acts_floats(c, seq_T, n_seq);
 }
 
-static void layer_acts_init(layer_acts *a, float *p, const lc_config *c, int64_t T) {
-    const int64_t H = c->hidden_size, nh = c->num_attention_heads, qr = c->q_lora_rank, kvr = c->kv_lora_rank;
-    const int64_t dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim, dv = c->v_head_dim, K = c->moe_topk;
+static void layer_acts_init(layer_acts *a, float *p, const lc_config *c, const int64_t *seq_T, int64_t n_seq, int64_t T) {
+    const int64_t H = c->hidden_size, K = c->moe_topk;
     a->h0 = carve(&p, T * H); a->h1 = carve(&p, T * H); a->h2 = carve(&p, T * H); a->h3 = carve(&p, T * H);
     a->x1 = carve(&p, T * H); a->x = carve(&p, T * H); a->x3 = carve(&p, T * H); a->x4 = carve(&p, T * H);
     a->topk_idx = (int32_t *)carve(&p, T * K); /* int32 and float share a size */
     a->topk_w = carve(&p, T * K);
-    for (int s = 0; s < 2; s++) {
-        mla_acts *m = &a->attn[s];
-        m->qa = carve(&p, T * qr); m->qn = carve(&p, T * qr); m->q = carve(&p, T * nh * (dn + dr));
-        m->ckv = carve(&p, T * (kvr + dr)); m->kv = carve(&p, T * nh * (dn + dv)); m->p = carve(&p, nh * T * T);
-        m->ctx = carve(&p, T * nh * dv);
-    }
+    p = mla_acts_carve(&a->attn[0], p, c, seq_T, n_seq);
+    mla_acts_carve(&a->attn[1], p, c, seq_T, n_seq);
 }
 
 /* Which expert of which layer a tensor belongs to (-1 if none). */
@@ -178,81 +171,99 @@ double lc_cross_entropy(float *logits, const int32_t *targets, int64_t n, int64_
     return total / (double)n;
 }
 
-/* The MTP head on rows t = 0..T-3 (SPEC §3): from the main model's normed state hn[t] and
- * token t+1 it predicts token t+2. Forward, loss and backward in one place; dhn += its
- * gradient w.r.t. hn (so the trunk learns from it too); MTP and lm_head grads +=. */
-static lc_status mtp_loss_backward(lc_train *tr, lc_session *sess, const int32_t *tokens, int64_t T, const float *hn,
-                                   float *dhn, float k, double *loss) {
+/* The MTP head on rows t = 0..T-3 of each of n_seq sequences of T tokens (SPEC §3): from the
+ * main model's normed state hn[t] and token t+1 it predicts token t+2. Forward, loss and
+ * backward in one place; dhn += its gradient w.r.t. hn (so the trunk learns from it too); MTP
+ * and lm_head grads +=. *loss: the sum over sequences of each one's mean loss. */
+static lc_status mtp_loss_backward(lc_train *tr, lc_session *const *sess, const int32_t *tokens, int64_t n_seq, int64_t T,
+                                   const float *hn, float *dhn, float k, double *loss) {
     const lc_config *c = &tr->cfg;
     const lc_mtp_weights *w = &tr->params->mtp;
     lc_mtp_weights *g = &tr->grads->mtp;
-    const int64_t H = c->hidden_size, V = c->vocab_size, n = T - 2, nh = c->num_attention_heads;
-    const int64_t qr = c->q_lora_rank, kvr = c->kv_lora_rank, dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim, dv = c->v_head_dim;
+    const int64_t H = c->hidden_size, V = c->vocab_size, n = T - 2, R = n_seq * n; /* R rows in all */
     const float eps = (float)c->rms_norm_eps;
-    size_t fl = (size_t)(n * H);
-    int64_t mla_n = 2 * n * qr + n * nh * (dn + dr) + n * (kvr + dr) + n * nh * (dn + dv) + nh * n * n + n * nh * dv;
-    float *mem = lc_calloc((size_t)(2 * fl * 4 + 2 * fl + (size_t)mla_n + (size_t)(n * V) + 2 * fl + 2 * fl), sizeof(float), "MTP");
-    if (!mem) return LC_ERR_NOMEM;
+    int64_t *seq_n = lc_malloc((size_t)n_seq * sizeof *seq_n, "MTP sequences");
+    mla_seq *ms = lc_malloc((size_t)n_seq * sizeof *ms, "MTP sequences");
+    if (!seq_n || !ms) {
+        free(seq_n);
+        free(ms);
+        return LC_ERR_NOMEM;
+    }
+    for (int64_t i = 0; i < n_seq; i++) {
+        seq_n[i] = n;
+        ms[i] = (mla_seq){.latent = sess[i]->mtp_latent, .rope = sess[i]->mtp_rope, .p0 = 0, .T = n, .absorbed = 0};
+    }
+    size_t fl = (size_t)(R * H);
+    float *mem = lc_calloc(2 * fl * 4 + 2 * fl + (size_t)mla_acts_floats(c, seq_n, n_seq) + (size_t)(R * V) + 4 * fl,
+                           sizeof(float), "MTP");
+    if (!mem) {
+        free(seq_n);
+        free(ms);
+        return LC_ERR_NOMEM;
+    }
     float *p = mem;
-    float *eg = carve(&p, 2 * n * H), *deg = carve(&p, 2 * n * H);
-    float *u0 = carve(&p, n * H), *x1 = carve(&p, n * H), *u1 = carve(&p, n * H), *x2 = carve(&p, n * H);
-    float *u2 = carve(&p, n * H), *z = carve(&p, n * H), *y = carve(&p, n * H), *du = carve(&p, n * H);
-    float *dx = carve(&p, n * H), *dz = carve(&p, n * H);
+    float *eg = carve(&p, 2 * R * H), *deg = carve(&p, 2 * R * H);
+    float *u0 = carve(&p, R * H), *x1 = carve(&p, R * H), *u1 = carve(&p, R * H), *x2 = carve(&p, R * H);
+    float *u2 = carve(&p, R * H), *z = carve(&p, R * H), *y = carve(&p, R * H), *du = carve(&p, R * H);
+    float *dx = carve(&p, R * H), *dz = carve(&p, R * H);
     mla_acts acts;
-    acts.qa = carve(&p, n * qr); acts.qn = carve(&p, n * qr); acts.q = carve(&p, n * nh * (dn + dr));
-    acts.ckv = carve(&p, n * (kvr + dr)); acts.kv = carve(&p, n * nh * (dn + dv)); acts.p = carve(&p, nh * n * n);
-    acts.ctx = carve(&p, n * nh * dv);
-    float *logits = carve(&p, n * V);
-    /* forward */
-    for (int64_t t = 0; t < n; t++) {
-        lc_mat_row(eg + t * 2 * H, &w->embed_tokens, tokens[t + 1]);
-        lc_rmsnorm(eg + t * 2 * H, eg + t * 2 * H, w->enorm, H, eps); /* in place: keep the raw rows for backward below */
+    p = mla_acts_carve(&acts, p, c, seq_n, n_seq);
+    float *logits = carve(&p, R * V);
+    /* forward: row r = (sequence i, position j) reads hn row i * T + j and token i * T + j + 1 */
+    for (int64_t r = 0; r < R; r++) {
+        const int64_t i = r / n, j = r % n;
+        lc_mat_row(eg + r * 2 * H, &w->embed_tokens, tokens[i * T + j + 1]);
+        lc_rmsnorm(eg + r * 2 * H, eg + r * 2 * H, w->enorm, H, eps); /* in place: raw rows are recomputed in backward */
+        lc_rmsnorm(eg + r * 2 * H + H, hn + (i * T + j) * H, w->hnorm, H, eps);
     }
-    /* the norms need their inputs in backward: recompute raw embeddings there */
-    for (int64_t t = 0; t < n; t++) lc_rmsnorm(eg + t * 2 * H + H, hn + t * H, w->hnorm, H, eps);
-    lc_matmul(u0, eg, &w->eh_proj, n);
-    rmsnorm_rows(x1, u0, w->input_layernorm, n, H, eps);
-    mla_seq seq = {.latent = sess->mtp_latent, .rope = sess->mtp_rope, .p0 = 0, .T = n, .absorbed = 0};
-    lc_status s = mla_forward(y, x1, &seq, 1, &w->self_attn, c, &acts);
-    for (int64_t i = 0; i < n * H && !s; i++) u1[i] = u0[i] + y[i];
-    if (!s) rmsnorm_rows(x2, u1, w->post_attention_layernorm, n, H, eps);
-    if (!s) s = ffn_forward(y, x2, &w->mlp, n);
-    for (int64_t i = 0; i < n * H && !s; i++) u2[i] = u1[i] + y[i];
+    lc_matmul(u0, eg, &w->eh_proj, R);
+    rmsnorm_rows(x1, u0, w->input_layernorm, R, H, eps);
+    lc_status s = mla_forward(y, x1, ms, n_seq, &w->self_attn, c, &acts);
+    for (int64_t q = 0; q < R * H && !s; q++) u1[q] = u0[q] + y[q];
+    if (!s) rmsnorm_rows(x2, u1, w->post_attention_layernorm, R, H, eps);
+    if (!s) s = ffn_forward(y, x2, &w->mlp, R);
+    for (int64_t q = 0; q < R * H && !s; q++) u2[q] = u1[q] + y[q];
     if (!s) {
-        rmsnorm_rows(z, u2, w->norm, n, H, eps);
-        lc_matmul(logits, z, &tr->params->lm_head, n);
-        *loss = lc_cross_entropy(logits, tokens + 2, n, V, k);
+        rmsnorm_rows(z, u2, w->norm, R, H, eps);
+        lc_matmul(logits, z, &tr->params->lm_head, R);
+        *loss = 0;
+        for (int64_t i = 0; i < n_seq; i++)
+            *loss += lc_cross_entropy(logits + i * n * V, tokens + i * T + 2, n, V, k);
         /* backward */
-        lc_matmul_backward(dz, (float *)(uintptr_t)tr->grads->lm_head.data, logits, z, &tr->params->lm_head, n);
-        for (int64_t t = 0; t < n; t++)
-            lc_rmsnorm_backward(du + t * H, (float *)(uintptr_t)g->norm, dz + t * H, u2 + t * H, w->norm, H, eps);
+        lc_matmul_backward(dz, (float *)(uintptr_t)tr->grads->lm_head.data, logits, z, &tr->params->lm_head, R);
+        for (int64_t r = 0; r < R; r++)
+            lc_rmsnorm_backward(du + r * H, (float *)(uintptr_t)g->norm, dz + r * H, u2 + r * H, w->norm, H, eps);
         /* u2 = u1 + ffn(x2): du stays the residual gradient */
-        s = ffn_backward(dx, &g->mlp, du, x2, &w->mlp, n);
+        s = ffn_backward(dx, &g->mlp, du, x2, &w->mlp, R);
     }
     if (!s) {
-        for (int64_t t = 0; t < n; t++)
-            lc_rmsnorm_backward(du + t * H, (float *)(uintptr_t)g->post_attention_layernorm, dx + t * H, u1 + t * H,
+        for (int64_t r = 0; r < R; r++)
+            lc_rmsnorm_backward(du + r * H, (float *)(uintptr_t)g->post_attention_layernorm, dx + r * H, u1 + r * H,
                                 w->post_attention_layernorm, H, eps);
         memset(dx, 0, fl * sizeof *dx);
-        s = mla_backward(dx, &g->self_attn, du, x1, sess->mtp_latent, sess->mtp_rope, &acts, &w->self_attn, c, n);
+        s = mla_backward(dx, &g->self_attn, du, x1, seq_n, n_seq, &acts, &w->self_attn, c);
     }
     if (!s) {
-        for (int64_t t = 0; t < n; t++)
-            lc_rmsnorm_backward(du + t * H, (float *)(uintptr_t)g->input_layernorm, dx + t * H, u0 + t * H,
+        for (int64_t r = 0; r < R; r++)
+            lc_rmsnorm_backward(du + r * H, (float *)(uintptr_t)g->input_layernorm, dx + r * H, u0 + r * H,
                                 w->input_layernorm, H, eps);
         /* u0 = eh_proj @ [enorm(e); hnorm(hn)] */
-        lc_matmul_backward(deg, (float *)(uintptr_t)g->eh_proj.data, du, eg, &w->eh_proj, n);
+        lc_matmul_backward(deg, (float *)(uintptr_t)g->eh_proj.data, du, eg, &w->eh_proj, R);
         float *raw = dz; /* reuse: the raw embedding row */
         float *de = (float *)(uintptr_t)g->embed_tokens.data;
-        for (int64_t t = 0; t < n; t++) {
-            lc_mat_row(raw, &w->embed_tokens, tokens[t + 1]);
+        for (int64_t r = 0; r < R; r++) {
+            const int64_t i = r / n, j = r % n, tok = tokens[i * T + j + 1];
+            lc_mat_row(raw, &w->embed_tokens, tok);
             memset(dx, 0, (size_t)H * sizeof *dx);
-            lc_rmsnorm_backward(dx, (float *)(uintptr_t)g->enorm, deg + t * 2 * H, raw, w->enorm, H, eps);
-            lc_axpy(de + (int64_t)tokens[t + 1] * H, 1.0f, dx, H);
-            lc_rmsnorm_backward(dhn + t * H, (float *)(uintptr_t)g->hnorm, deg + t * 2 * H + H, hn + t * H, w->hnorm, H, eps);
+            lc_rmsnorm_backward(dx, (float *)(uintptr_t)g->enorm, deg + r * 2 * H, raw, w->enorm, H, eps);
+            lc_axpy(de + tok * H, 1.0f, dx, H);
+            lc_rmsnorm_backward(dhn + (i * T + j) * H, (float *)(uintptr_t)g->hnorm, deg + r * 2 * H + H,
+                                hn + (i * T + j) * H, w->hnorm, H, eps);
         }
     }
     free(mem);
+    free(seq_n);
+    free(ms);
     return s;
 }
 
@@ -311,74 +322,93 @@ void lc_train_merge_aux_grads(lc_train *tr) {
     memset(tr->lb_router_grad, 0, (size_t)(c->num_layers * EH) * sizeof(float));
 }
 
-lc_status lc_train_forward_backward(lc_train *tr, const int32_t *tokens, int64_t T, float scale, float *loss) {
+lc_status lc_train_forward_backward(lc_train *tr, const int32_t *tokens, int64_t n_seq, int64_t T, float scale,
+                                    float *loss) {
     const lc_config *c = &tr->cfg;
     const lc_model *pm = tr->params;
-    const int64_t H = c->hidden_size, V = c->vocab_size, L = c->num_layers, N = c->n_routed_experts;
-    if (T < 2) return lc_error(LC_ERR_ARG, "train: need at least 2 tokens");
-    for (int64_t t = 0; t < T; t++)
+    const int64_t H = c->hidden_size, V = c->vocab_size, L = c->num_layers, N = c->n_routed_experts, K = c->moe_topk;
+    const int64_t E = N + c->zero_expert_num, BT = n_seq * T; /* rows: sequence after sequence */
+    if (T < 2 || n_seq < 1) return lc_error(LC_ERR_ARG, "train: need at least one sequence of 2 tokens");
+    for (int64_t t = 0; t < BT; t++)
         if (tokens[t] < 0 || tokens[t] >= V)
-            return lc_error(LC_ERR_ARG, "train: token %d at index %lld is outside the vocabulary", tokens[t], (long long)t);
-    lc_session *sess = NULL;
-    lc_status s = lc_session_new(&sess, pm, T);
-    if (!s && sess->n_ctx < T) s = lc_error(LC_ERR_ARG, "train: %lld tokens exceed the context", (long long)T);
-    int64_t per_layer = layer_acts_floats(c, T);
+            return lc_error(LC_ERR_ARG, "train: token %d at index %lld of sequence %lld is outside the vocabulary",
+                            tokens[t], (long long)(t % T), (long long)(t / T));
+    lc_session **sess = lc_calloc((size_t)n_seq, sizeof *sess, "sessions");
+    batch_seq *seqs = lc_calloc((size_t)n_seq, sizeof *seqs, "sequences");
+    int64_t *seq_T = lc_malloc((size_t)n_seq * sizeof *seq_T, "sequence lengths");
+    lc_status s = sess && seqs && seq_T ? LC_OK : LC_ERR_NOMEM;
+    for (int64_t i = 0; i < n_seq && !s; i++) {
+        s = lc_session_new(&sess[i], pm, T);
+        if (!s && sess[i]->n_ctx < T) s = lc_error(LC_ERR_ARG, "train: %lld tokens exceed the context", (long long)T);
+        if (!s) seqs[i] = (batch_seq){.sess = sess[i], .T = T, .absorbed = 0};
+        if (!s) seq_T[i] = T;
+    }
+    int64_t per_layer = s ? 0 : layer_acts_floats(c, seq_T, n_seq, BT);
     float *act_mem = s ? NULL : lc_malloc((size_t)(L * per_layer) * sizeof(float), "activations");
     layer_acts *acts = s ? NULL : lc_calloc((size_t)L, sizeof *acts, "activations");
-    float *h = s ? NULL : lc_malloc((size_t)(T * H) * sizeof *h, "hidden");
-    float *hn = s ? NULL : lc_malloc((size_t)(T * H) * sizeof *hn, "normed");
-    float *logits = s ? NULL : lc_malloc((size_t)(T * V) * sizeof *logits, "logits");
-    float *dh = s ? NULL : lc_calloc((size_t)(T * H), sizeof *dh, "d hidden");
-    float *dhn = s ? NULL : lc_calloc((size_t)(T * H), sizeof *dhn, "d normed");
-    int32_t *idx = s ? NULL : lc_malloc((size_t)(T * c->moe_topk) * sizeof *idx, "routes");
+    float *h = s ? NULL : lc_malloc((size_t)(BT * H) * sizeof *h, "hidden");
+    float *hn = s ? NULL : lc_malloc((size_t)(BT * H) * sizeof *hn, "normed");
+    float *logits = s ? NULL : lc_malloc((size_t)(BT * V) * sizeof *logits, "logits");
+    float *dh = s ? NULL : lc_calloc((size_t)(BT * H), sizeof *dh, "d hidden");
+    float *dhn = s ? NULL : lc_calloc((size_t)(BT * H), sizeof *dhn, "d normed");
+    int32_t *idx = s ? NULL : lc_malloc((size_t)(BT * K) * sizeof *idx, "routes");
     unsigned char *touched = s ? NULL : lc_calloc((size_t)(L * N), 1, "expert use");
     if (!s && (!act_mem || !acts || !h || !hn || !logits || !dh || !dhn || !idx || !touched)) s = LC_ERR_NOMEM;
-    /* ---- forward ---- */
-    for (int64_t t = 0; t < T && !s; t++) lc_mat_row(h + t * H, &pm->embed_tokens, tokens[t]);
+    /* ---- forward: all sequences' rows through each layer at once ---- */
+    for (int64_t t = 0; t < BT && !s; t++) lc_mat_row(h + t * H, &pm->embed_tokens, tokens[t]);
     for (int64_t l = 0; l < L && !s; l++) {
-        layer_acts_init(&acts[l], act_mem + l * per_layer, c, T);
+        layer_acts_init(&acts[l], act_mem + l * per_layer, c, seq_T, n_seq, BT);
         int64_t n_ffn;
-        batch_seq seq = {.sess = sess, .T = T, .absorbed = 0};
-        s = scmoe_layer_forward(h, idx, &n_ffn, &seq, 1, l, &acts[l]);
+        s = scmoe_layer_forward(h, idx, &n_ffn, seqs, n_seq, l, &acts[l]);
     }
     if (!s) {
-        rmsnorm_rows(hn, h, pm->norm, T, H, (float)c->rms_norm_eps);
-        lc_matmul(logits, hn, &pm->lm_head, T);
-        /* cross entropy over positions 0..T-2; logits become d loss / d logits (last row: none) */
+        rmsnorm_rows(hn, h, pm->norm, BT, H, (float)c->rms_norm_eps);
+        lc_matmul(logits, hn, &pm->lm_head, BT);
+        /* cross entropy over each sequence's positions 0..T-2; logits become d loss / d logits
+         * (a sequence's last row: none) */
         const float k = scale * tr->aux.lm_weight;
-        double mean = lc_cross_entropy(logits, tokens + 1, T - 1, V, k);
-        memset(logits + (k == 0 ? 0 : (T - 1) * V), 0, (size_t)((k == 0 ? T : 1) * V) * sizeof *logits);
+        double mean = 0;
+        for (int64_t i = 0; i < n_seq; i++) {
+            float *lg = logits + i * T * V;
+            mean += lc_cross_entropy(lg, tokens + i * T + 1, T - 1, V, k) / (double)n_seq;
+            memset(lg + (k == 0 ? 0 : (T - 1) * V), 0, (size_t)((k == 0 ? T : 1) * V) * sizeof *lg);
+        }
         *loss = (float)mean;
         /* ---- backward ---- */
-        lc_matmul_backward(dhn, (float *)(uintptr_t)tr->grads->lm_head.data, logits, hn, &pm->lm_head, T);
+        lc_matmul_backward(dhn, (float *)(uintptr_t)tr->grads->lm_head.data, logits, hn, &pm->lm_head, BT);
         if (tr->aux.mtp_weight > 0 && pm->has_mtp && T >= 3) {
             double lm = 0;
-            s = mtp_loss_backward(tr, sess, tokens, T, hn, dhn, scale * tr->aux.mtp_weight, &lm);
+            s = mtp_loss_backward(tr, sess, tokens, n_seq, T, hn, dhn, scale * tr->aux.mtp_weight, &lm);
             tr->loss_mtp += lm * scale;
         }
-        for (int64_t t = 0; t < T; t++)
+        for (int64_t t = 0; t < BT; t++)
             lc_rmsnorm_backward(dh + t * H, (float *)(uintptr_t)tr->grads->norm, dhn + t * H, h + t * H, pm->norm, H,
                                 (float)c->rms_norm_eps);
     }
-    const int64_t E = N + c->zero_expert_num;
-    float *coef = !s && tr->aux.lb_alpha > 0 ? lc_malloc((size_t)E * sizeof *coef, "LB coefficients") : NULL;
+    float *coef = !s && tr->aux.lb_alpha > 0 ? lc_malloc((size_t)(BT * E) * sizeof *coef, "LB coefficients") : NULL;
     if (!s && tr->aux.lb_alpha > 0 && !coef) s = LC_ERR_NOMEM;
     for (int64_t l = L - 1; l >= 0 && !s; l--) {
         /* the z-loss acts on this layer's output: the next layer's input, or the final h */
-        tr->loss_z += z_loss(dh, l == L - 1 ? h : acts[l + 1].h0, T, H, tr->aux.z_lambda * scale / (float)T, &tr->max_abs_h);
+        const float *out = l == L - 1 ? h : acts[l + 1].h0;
+        for (int64_t i = 0; i < n_seq; i++)
+            tr->loss_z += z_loss(dh + i * T * H, out + i * T * H, T, H, tr->aux.z_lambda * scale / (float)T, &tr->max_abs_h);
         moe_aux aux = {NULL, NULL, 0};
-        if (coef) {
-            lb_coefficients(coef, acts[l].topk_idx, c, &tr->aux, T, scale);
+        if (coef) { /* each sequence's coefficients from its own routing, on each of its rows */
+            for (int64_t i = 0; i < n_seq; i++) {
+                float *ci = coef + i * T * E;
+                lb_coefficients(ci, acts[l].topk_idx + i * T * K, c, &tr->aux, T, scale);
+                for (int64_t t = 1; t < T; t++) memcpy(ci + t * E, ci, (size_t)E * sizeof *ci);
+            }
             aux.coef = coef;
             aux.dwr_lb = tr->lb_router_grad + l * E * H;
         }
-        s = scmoe_layer_backward(dh, &tr->grads->layers[l], touched + l * N, &acts[l], sess, l, T, &aux);
+        s = scmoe_layer_backward(dh, &tr->grads->layers[l], touched + l * N, &acts[l], pm, l, seq_T, n_seq, &aux);
         tr->loss_lb += aux.lb_loss;
     }
     free(coef);
     if (!s) {
         float *de = (float *)(uintptr_t)tr->grads->embed_tokens.data;
-        for (int64_t t = 0; t < T; t++) lc_axpy(de + (int64_t)tokens[t] * H, 1.0f, dh + t * H, H);
+        for (int64_t t = 0; t < BT; t++) lc_axpy(de + (int64_t)tokens[t] * H, 1.0f, dh + t * H, H);
         /* which tensors have a gradient now (PyTorch: grad is not None) */
         for (int64_t i = 0; i < tr->n_specs; i++) {
             int64_t l, e;
@@ -387,10 +417,9 @@ lc_status lc_train_forward_backward(lc_train *tr, const int32_t *tokens, int64_t
                 continue;
             tr->touched[i] |= expert_of(name, &l, &e) ? touched[l * N + e] : 1;
         }
-        const int64_t K = c->moe_topk;
         for (int64_t l = 0; l < L; l++)
-            for (int64_t i = 0; i < T * K; i++) tr->expert_tokens[l * E + acts[l].topk_idx[i]]++;
-        tr->stat_tokens += T;
+            for (int64_t i = 0; i < BT * K; i++) tr->expert_tokens[l * E + acts[l].topk_idx[i]]++;
+        tr->stat_tokens += BT;
     }
     free(act_mem);
     free(acts);
@@ -401,7 +430,10 @@ lc_status lc_train_forward_backward(lc_train *tr, const int32_t *tokens, int64_t
     free(dhn);
     free(idx);
     free(touched);
-    lc_session_free(sess);
+    for (int64_t i = 0; sess && i < n_seq; i++) lc_session_free(sess[i]);
+    free(sess);
+    free(seqs);
+    free(seq_T);
     return s;
 }
 

@@ -53,11 +53,14 @@ lc_status lc_train_from_model(lc_train **out, const lc_model *m);
 void lc_train_free(lc_train *tr);
 
 void lc_train_zero_grad(lc_train *tr);
-/* Forward + backward of the mean next-token cross entropy over positions 0..T-2 (targets
- * tokens[1..T-1]); gradients += scale * d loss / d params (scale 1/B averages a batch). *loss
- * gets the unscaled loss. Routing statistics are added to tr->expert_tokens. MTP is not
- * trained yet. */
-lc_status lc_train_forward_backward(lc_train *tr, const int32_t *tokens, int64_t T, float scale, float *loss);
+/* Forward + backward of n_seq sequences of T tokens (tokens[n_seq * T], one after another), all
+ * rows through each sublayer at once. Each sequence's loss is its mean next-token cross
+ * entropy over positions 0..T-2 (targets tokens[1..T-1]) plus the enabled auxiliary losses
+ * (MTP, z-loss, LB); gradients += scale * d (sum of the sequences' losses) / d params (scale 1/B
+ * averages a batch). *loss gets the mean over sequences of the unscaled next-token loss.
+ * Routing statistics are added to tr->expert_tokens. */
+lc_status lc_train_forward_backward(lc_train *tr, const int32_t *tokens, int64_t n_seq, int64_t T, float scale,
+                                    float *loss);
 
 /* One AdamW step on every tensor that has a gradient (untouched experts are skipped, as
  * PyTorch skips parameters whose grad is None; the router bias is not a parameter). */

@@ -343,8 +343,9 @@ lc_status lc_trainer_run(const lc_trainer_options *o, lc_trainer_result *res) {
     const int64_t T = o->seq_len + 1;
     double last_val = NAN, t_start = lc_time_sec();
     int64_t *offsets = s ? NULL : lc_malloc((size_t)o->batch * sizeof *offsets, "batch offsets");
+    int32_t *batch_tokens = s ? NULL : lc_malloc((size_t)(o->batch * T) * sizeof *batch_tokens, "batch tokens");
     float *check = s || o->verify_every <= 0 ? NULL : lc_malloc((size_t)tr->n_params * sizeof *check, "verify copy");
-    if (!s && (!offsets || (o->verify_every > 0 && !check))) s = LC_ERR_NOMEM;
+    if (!s && (!offsets || !batch_tokens || (o->verify_every > 0 && !check))) s = LC_ERR_NOMEM;
     if (!s) s = val_loss(tr, &data, o, &res->first_val_loss); /* where this run starts from */
     if (!s && !o->quiet) fprintf(stderr, "train: validation loss before this run %.4f\n", res->first_val_loss);
     int tty = isatty(2);
@@ -357,11 +358,11 @@ lc_status lc_trainer_run(const lc_trainer_options *o, lc_trainer_result *res) {
             if (pass == 1) memcpy(check, tr->grad, (size_t)tr->n_params * sizeof *check);
             lc_train_zero_grad(tr);
             loss = 0;
-            for (int64_t b = 0; b < o->batch && !s; b++) {
-                float l;
-                s = lc_train_forward_backward(tr, data.tokens + offsets[b], T, 1.0f / (float)o->batch, &l);
-                loss += l / (double)o->batch;
-            }
+            for (int64_t b = 0; b < o->batch; b++)
+                memcpy(batch_tokens + b * T, data.tokens + offsets[b], (size_t)T * sizeof *batch_tokens);
+            float l = 0;
+            s = lc_train_forward_backward(tr, batch_tokens, o->batch, T, 1.0f / (float)o->batch, &l);
+            loss = l;
         }
         /* SPEC §4.8: the same inputs must give the same bits; a difference means silent corruption */
         if (!s && verify && memcmp(check, tr->grad, (size_t)tr->n_params * sizeof *check))
@@ -412,6 +413,7 @@ lc_status lc_trainer_run(const lc_trainer_options *o, lc_trainer_result *res) {
         fprintf(stderr, "\ntrain: done in %.1f s; checkpoint, metrics.csv and training.svg in %s\n", lc_time_sec() - t_start, o->out);
     if (csv) fclose(csv);
     free(offsets);
+    free(batch_tokens);
     free(check);
     free(met.step);
     free(met.loss);
