@@ -342,6 +342,24 @@ static float *scratch(scratch_buf *b, size_t n) {
     return b->p;
 }
 
+/* r[j][l] <- r[l][j]: swap the off-diagonal 8 x 8 blocks, then 4 x 4 inside them, 2 x 2, 1 x 1. */
+AVX512 static INLINE void transpose16(__m512 r[16]) {
+    for (int g = 8; g >= 1; g /= 2) {
+        int lo[16], hi[16];
+        for (int l = 0; l < 16; l++) {
+            lo[l] = (l & g) ? 16 + l - g : l; /* row a keeps its lanes without g, takes b's from below */
+            hi[l] = (l & g) ? 16 + l : l + g; /* row b takes a's lanes with g, keeps its own */
+        }
+        const __m512i ilo = _mm512_loadu_si512(lo), ihi = _mm512_loadu_si512(hi);
+        for (int a = 0; a < 16; a++) {
+            if (a & g) continue;
+            __m512 x = r[a], y = r[a + g];
+            r[a] = _mm512_permutex2var_ps(x, ilo, y);
+            r[a + g] = _mm512_permutex2var_ps(x, ihi, y);
+        }
+    }
+}
+
 /* The A operand of a GEMM: rows of a stored weight matrix (any dtype, dequantised by row[]),
  * or f32 elements A(i, k) = a[i * ars + k * aks] (either stride may be 1: a transposed view). */
 typedef struct {
@@ -396,9 +414,9 @@ AVX512 static void gemm_core(float *out, int64_t ots, int64_t ois, int accumulat
             }
         }
     }
-    int64_t runs = 1; /* runs of token pairs per row block */
+    int64_t runs = 1; /* runs of token pairs per row block: enough tasks to balance the threads */
 #ifdef _OPENMP
-    if (par) runs = LC_MIN(n_pairs, (2 * omp_get_max_threads() + nb - 1) / nb);
+    if (par) runs = LC_MIN(n_pairs, (4 * omp_get_max_threads() + nb - 1) / nb);
 #endif
     const int64_t per_run = (n_pairs + runs - 1) / runs;
     /* Rows go into a per-thread block with a padded stride: rows exactly 4 KiB apart would all
@@ -408,7 +426,7 @@ AVX512 static void gemm_core(float *out, int64_t ots, int64_t ois, int accumulat
     {
         float *buf = scratch(&tl_w, (size_t)(GEMM_BLOCK * ldw + GEMM_BLOCK * 32));
         float *acc = buf ? buf + GEMM_BLOCK * ldw : NULL;
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, 1)
         for (int64_t task = 0; task < nb * runs; task++) {
             const int64_t bi = task / runs, i0 = bi * GEMM_BLOCK, n = LC_MIN(GEMM_BLOCK, M - i0);
             const int64_t p0 = (task % runs) * per_run, p1 = LC_MIN(n_pairs, p0 + per_run);
@@ -437,6 +455,20 @@ AVX512 static void gemm_core(float *out, int64_t ots, int64_t ois, int accumulat
                             __m512 r = _mm512_load_ps(acc + i * 32 + 16 * v);
                             if (accumulate) r = _mm512_add_ps(_mm512_maskz_loadu_ps(mk, o + 16 * v), r);
                             _mm512_mask_storeu_ps(o + 16 * v, mk, r);
+                        }
+                    }
+                else if (ois == 1) /* output rows run along i: transpose 16 x 16 blocks in registers */
+                    for (int64_t ib = 0; ib < n; ib += 16) {
+                        const __mmask16 mk = (__mmask16)((1u << LC_MIN(16, n - ib)) - 1);
+                        for (int v = 0; v < NV; v++) {
+                            __m512 r[16];
+                            for (int j = 0; j < 16; j++) r[j] = _mm512_load_ps(acc + (ib + j) * 32 + 16 * v);
+                            transpose16(r);
+                            for (int t = 0; t < LC_MIN(16, nt - 16 * v); t++) {
+                                float *o = out + (t0 + 16 * v + t) * ots + i0 + ib;
+                                __m512 y = accumulate ? _mm512_add_ps(_mm512_maskz_loadu_ps(mk, o), r[t]) : r[t];
+                                _mm512_mask_storeu_ps(o, mk, y);
+                            }
                         }
                     }
                 else
