@@ -80,4 +80,9 @@ double lc_time_sec(void); /* monotonic clock */
 #define LC_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define LC_MAX(a, b) ((a) > (b) ? (a) : (b))
 
+/* Threads (OpenMP when built with it): the team size a parallel region would get, and whether
+ * the caller already runs inside one (then kernels stay on the calling thread). */
+int lc_max_threads(void);
+int lc_in_parallel(void);
+
 #endif

@@ -13,49 +13,79 @@ void rmsnorm_rows(float *out, const float *x, const float *w, int64_t T, int64_t
     for (int64_t t = 0; t < T; t++) lc_rmsnorm(out + t * n, x + t * n, w, n, eps);
 }
 
-/* Expanded attention: kv = kv_b_proj @ latent for every cached row, then ordinary MHA with
- * the shared roped key, head by head as two products (scores = Q K^T, ctx = P V) on rows of
- * at most ATTN_ROWS queries. ctx [T, nh*dv]. */
+/* Expanded attention of one head of one sequence: scores = Q_h K_h^T (K_h = the head's
+ * expanded no-rope key next to the shared roped key), causal softmax, ctx_h = P V_h, on rows
+ * of at most ATTN_ROWS queries. kv [P, nh, dn+dv] holds the sequence's expanded cache rows;
+ * sc is scratch [ATTN_ROWS, P]; p_keep (training, p0 = 0) receives the probabilities [T, T]. */
 #define ATTN_ROWS 256
-static lc_status attend_expanded(float *ctx, const float *q, const float *cache_latent, const float *cache_rope,
-                                 const lc_mla_weights *w, const lc_config *c, int64_t T, int64_t p0, mla_acts *acts) {
+static void attend_expanded_head(float *ctx, const float *q, const float *kv, const float *cache_rope, float *sc,
+                                 float *p_keep, int64_t h, int64_t T, int64_t p0, const lc_config *c) {
     const int64_t nh = c->num_attention_heads, dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim;
-    const int64_t dv = c->v_head_dim, kvr = c->kv_lora_rank, P = p0 + T, dkv = dn + dv, dq = dn + dr;
-    const int64_t TB = LC_MIN(T, ATTN_ROWS);
+    const int64_t dv = c->v_head_dim, P = p0 + T, dkv = dn + dv, dq = dn + dr;
     const float scale = 1.0f / sqrtf((float)dq);
-    float *kv = acts ? acts->kv : lc_malloc((size_t)(P * nh * dkv) * sizeof *kv, "MLA expanded K/V");
-    float *kh = lc_malloc((size_t)(P * dq) * sizeof *kh, "MLA head keys");     /* [P][dn + dr] */
-    float *vt = lc_malloc((size_t)(dv * P) * sizeof *vt, "MLA head values");   /* [dv][P] */
-    float *sc = lc_malloc((size_t)(TB * P) * sizeof *sc, "MLA scores");        /* [TB][P] */
-    lc_status s = (kv && kh && vt && sc) ? LC_OK : LC_ERR_NOMEM;
-    if (!s) lc_k.matmul(kv, nh * dkv, cache_latent, kvr, &w->kv_b_proj, 0, nh * dkv, P);
-    for (int64_t h = 0; h < nh && !s; h++) {
-        for (int64_t u = 0; u < P; u++) {
-            memcpy(kh + u * dq, kv + (u * nh + h) * dkv, (size_t)dn * sizeof *kh);
-            memcpy(kh + u * dq + dn, cache_rope + u * dr, (size_t)dr * sizeof *kh);
-            for (int64_t i = 0; i < dv; i++) vt[i * P + u] = kv[(u * nh + h) * dkv + dn + i];
+    for (int64_t t0 = 0; t0 < T; t0 += ATTN_ROWS) {
+        const int64_t nt = LC_MIN(ATTN_ROWS, T - t0);
+        const float *qh = q + (t0 * nh + h) * dq;
+        /* sc[t, u] = q_nope . k_nope(u) + q_rope . k_rope(u) */
+        lc_k.sgemm(sc, P, 1, 0, kv + h * dkv, nh * dkv, 1, qh, nh * dq, 1, P, nt, dn);
+        lc_k.sgemm(sc, P, 1, 1, cache_rope, dr, 1, qh + dn, nh * dq, 1, P, nt, dr);
+        for (int64_t t = 0; t < nt; t++) {
+            float *row = sc + t * P;
+            const int64_t n = p0 + t0 + t + 1; /* causal: only u <= p0 + t */
+            for (int64_t u = 0; u < n; u++) row[u] *= scale;
+            lc_softmax(row, n);
+            memset(row + n, 0, (size_t)(P - n) * sizeof *row);
+            if (p_keep) memcpy(p_keep + (t0 + t) * T, row, (size_t)T * sizeof *row);
         }
-        const lc_mat K = {(const uint8_t *)kh, LC_DT_F32, P, dq, NULL, 0, 0, NULL};
-        const lc_mat V = {(const uint8_t *)vt, LC_DT_F32, dv, P, NULL, 0, 0, NULL};
-        for (int64_t t0 = 0; t0 < T; t0 += TB) {
-            const int64_t nt = LC_MIN(TB, T - t0);
-            lc_k.matmul(sc, P, q + (t0 * nh + h) * dq, nh * dq, &K, 0, P, nt);
-#pragma omp parallel for schedule(static) if (nt * P > 16384)
-            for (int64_t t = 0; t < nt; t++) {
-                float *row = sc + t * P;
-                const int64_t n = p0 + t0 + t + 1; /* causal: only u <= p0 + t */
-                for (int64_t u = 0; u < n; u++) row[u] *= scale;
-                lc_softmax(row, n);
-                memset(row + n, 0, (size_t)(P - n) * sizeof *row);
-                if (acts) memcpy(acts->p + (h * T + t0 + t) * T, row, (size_t)T * sizeof *row);
-            }
-            lc_k.matmul(ctx + (t0 * nh + h) * dv, nh * dv, sc, P, &V, 0, dv, nt);
-        }
+        /* ctx[t, d] = sum_u p[t, u] v(u)[d] */
+        lc_k.sgemm(ctx + (t0 * nh + h) * dv, nh * dv, 1, 0, kv + h * dkv + dn, 1, nh * dkv, sc, P, 1, dv, nt, P);
     }
+}
+
+/* Expanded attention for the sequences `idx` of seqs (every (sequence, head) pair is one task
+ * of one parallel region): kv = kv_b_proj @ latent over each one's cache rows, then the heads.
+ * q and ctx are the batch's rows; t0s[i] the first row of sequence i. acts (training): keeps
+ * kv and the probabilities. */
+static lc_status attend_expanded(float *ctx, const float *q, const mla_seq *seqs, const int64_t *t0s, const int64_t *idx,
+                                 int64_t n_idx, const lc_mla_weights *w, const lc_config *c, mla_acts *acts) {
+    const int64_t nh = c->num_attention_heads, dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim;
+    const int64_t dv = c->v_head_dim, kvr = c->kv_lora_rank, dkv = dn + dv, dq = dn + dr;
+    int64_t rows = 0, P_max = 0; /* cache rows to expand, in all and per sequence */
+    for (int64_t j = 0; j < n_idx; j++) {
+        const mla_seq *sq_ = &seqs[idx[j]];
+        rows += sq_->p0 + sq_->T;
+        P_max = LC_MAX(P_max, sq_->p0 + sq_->T);
+    }
+    float *kv = acts ? acts->kv : lc_malloc((size_t)(rows * nh * dkv) * sizeof *kv, "MLA expanded K/V");
+    int64_t *kv0 = lc_malloc((size_t)(2 * n_idx + 1) * sizeof *kv0, "MLA sequences"), *p_off = kv0 ? kv0 + n_idx : NULL;
+    lc_status s = kv && kv0 ? LC_OK : LC_ERR_NOMEM;
+    for (int64_t j = 0, r = 0, po = 0; j < n_idx && !s; j++) {
+        const mla_seq *sq_ = &seqs[idx[j]];
+        kv0[j] = r;
+        p_off[j] = po;
+        lc_k.matmul(kv + r * nh * dkv, nh * dkv, sq_->latent, kvr, &w->kv_b_proj, 0, nh * dkv, sq_->p0 + sq_->T);
+        r += sq_->p0 + sq_->T;
+        po += nh * sq_->T * sq_->T;
+    }
+    int fail = 0;
+#pragma omp parallel if (!s && n_idx * nh > 1)
+    {
+        float *sc = s ? NULL : malloc((size_t)(LC_MIN(P_max, ATTN_ROWS) * P_max) * sizeof *sc);
+        if (!s && !sc) fail = 1;
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t task = 0; task < (s ? 0 : n_idx * nh); task++) {
+            const int64_t j = task / nh, h = task % nh;
+            const mla_seq *sq_ = &seqs[idx[j]];
+            if (!sc) continue;
+            const int64_t t0 = t0s[idx[j]];
+            attend_expanded_head(ctx + t0 * nh * dv, q + t0 * nh * dq, kv + kv0[j] * nh * dkv, sq_->rope, sc,
+                                 acts ? acts->p + p_off[j] + h * sq_->T * sq_->T : NULL, h, sq_->T, sq_->p0, c);
+        }
+        free(sc);
+    }
+    if (!s && fail) s = lc_error(LC_ERR_NOMEM, "out of memory for attention scores");
     if (!acts) free(kv);
-    free(kh);
-    free(vt);
-    free(sc);
+    free(kv0);
     return s;
 }
 
@@ -120,11 +150,15 @@ lc_status mla_forward(float *out, const float *x, const mla_seq *seqs, int64_t n
         for (int64_t i = 0; i < T * nh * dq; i++) q[i] *= sq;
         lc_matmul(ckv, x, &w->kv_a_proj_with_mqa, T);
     }
-    /* then each sequence: rope at its positions, its cache rows, attention over its cache */
-    int64_t p_off = 0; /* acts->p of sequence i: [nh, T_i, T_i] after those before it */
-    for (int64_t i = 0, t0 = 0; i < n_seq && !s; t0 += seqs[i].T, p_off += nh * seqs[i].T * seqs[i].T, i++) {
+    /* then each sequence: rope at its positions, its cache rows */
+    int64_t *t0s = s ? NULL : lc_malloc((size_t)(2 * n_seq) * sizeof *t0s, "MLA sequences");
+    int64_t *expanded = t0s ? t0s + n_seq : NULL, n_exp = 0;
+    if (!s && !t0s) s = LC_ERR_NOMEM;
+    for (int64_t i = 0, t0 = 0; i < n_seq && !s; t0 += seqs[i].T, i++) {
         const mla_seq *sq_ = &seqs[i];
         float *qi = q + t0 * nh * dq;
+        t0s[i] = t0;
+        if (!sq_->absorbed) expanded[n_exp++] = i;
 #pragma omp parallel for schedule(static) if (sq_->T * nh * dr > 16384)
         for (int64_t t = 0; t < sq_->T; t++) {
             float cs[dr > 0 ? dr : 1]; /* this position's rotation, shared by every head and the key */
@@ -137,16 +171,18 @@ lc_status mla_forward(float *out, const float *x, const mla_seq *seqs, int64_t n
             memcpy(kr, src + kvr, (size_t)dr * sizeof *kr);
             lc_rope_apply(kr, cs, dr);
         }
-        float *ci = ctx + t0 * nh * dv;
-        mla_acts view; /* this sequence's rows of acts */
-        if (acts) {
+        if (acts) { /* the rows this sequence wrote to its cache (p0 = 0) */
             memcpy(acts->lat + t0 * kvr, sq_->latent, (size_t)(sq_->T * kvr) * sizeof(float));
             memcpy(acts->kpe + t0 * dr, sq_->rope, (size_t)(sq_->T * dr) * sizeof(float));
-            view = (mla_acts){.kv = acts->kv + t0 * nh * (dn + dv), .p = acts->p + p_off};
         }
-        s = sq_->absorbed ? attend_absorbed(ci, qi, sq_->latent, sq_->rope, w, c, sq_->T, sq_->p0)
-                          : attend_expanded(ci, qi, sq_->latent, sq_->rope, w, c, sq_->T, sq_->p0, acts ? &view : NULL);
     }
+    /* attention over each one's cache: prompts expanded (all together), decode steps absorbed */
+    if (!s && n_exp) s = attend_expanded(ctx, q, seqs, t0s, expanded, n_exp, w, c, acts);
+    for (int64_t i = 0; i < n_seq && !s; i++)
+        if (seqs[i].absorbed)
+            s = attend_absorbed(ctx + t0s[i] * nh * dv, q + t0s[i] * nh * dq, seqs[i].latent, seqs[i].rope, w, c,
+                                seqs[i].T, seqs[i].p0);
+    free(t0s);
     if (!s) lc_matmul(out, ctx, &w->o_proj, T);
     if (!acts) {
         free(qa);
@@ -188,34 +224,37 @@ float *mla_acts_carve(mla_acts *a, float *p, const lc_config *c, const int64_t *
     return p;
 }
 
-/* Attention backward of one sequence and one head (rows of T_i tokens, causal from 0): from
- * dctx, the probabilities and the expanded K/V, accumulate dq, dk (nope part, into dkv) and
- * dv of that head, and the shared roped key's gradient into dkpe (this head's own buffer). */
-static void attention_backward_head(float *dq_, float *dkv_, float *dkpe, float *dp, const float *dctx, const mla_acts *a,
-                                    const float *p_head, int64_t t0, int64_t T, int64_t h, const lc_config *c) {
+/* Attention backward of one head of one sequence (T_i rows from batch row t0, causal from 0),
+ * as products: dP = dO V^T; dS = P * (dP - rowsum(P * dP)) * scale; dV = P^T dO; dQ = dS K;
+ * dK = dS^T Q. Probabilities above the diagonal are 0, so their dS is 0. Writes this head's
+ * dq, dk (no-rope part of dkv) and dv, and its share of the shared roped key's gradient into
+ * dkpe (the head's own buffer, rows t0..). ds: scratch [T_i, T_i]. */
+static void attention_backward_head(float *dq_, float *dkv_, float *dkpe, float *ds, const float *dctx, const mla_acts *a,
+                                    const float *p, int64_t t0, int64_t T, int64_t h, const lc_config *c) {
     const int64_t nh = c->num_attention_heads, dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim, dv = c->v_head_dim;
     const int64_t dq = dn + dr, dkv = dn + dv;
     const float scale = 1.0f / sqrtf((float)dq);
-    for (int64_t t = 0; t < T; t++) {
-        const int64_t r = t0 + t; /* row of this token in the batch */
-        const float *p = p_head + t * T, *qh = a->q + (r * nh + h) * dq, *dct = dctx + (r * nh + h) * dv;
+    const float *doh = dctx + (t0 * nh + h) * dv, *vh = a->kv + (t0 * nh + h) * dkv + dn, *kh = a->kv + (t0 * nh + h) * dkv;
+    const float *qh = a->q + (t0 * nh + h) * dq, *kpe = a->kpe + t0 * dr;
+    float *dqh = dq_ + (t0 * nh + h) * dq, *dkh = dkv_ + (t0 * nh + h) * dkv;
+    /* ds[t, u] = dO[t] . V[u] */
+    lc_k.sgemm(ds, T, 1, 0, vh, nh * dkv, 1, doh, nh * dv, 1, T, T, dv);
+    for (int64_t t = 0; t < T; t++) { /* softmax backward on row t (u <= t) */
+        const float *pt = p + t * T;
+        float *st = ds + t * T;
         double sum = 0;
-        for (int64_t u = 0; u <= t; u++) {
-            const float *v = a->kv + ((t0 + u) * nh + h) * dkv + dn;
-            dp[u] = lc_dot(dct, v, dv);
-            lc_axpy(dkv_ + ((t0 + u) * nh + h) * dkv + dn, p[u], dct, dv); /* dv(u) += p(t,u) do(t) */
-            sum += (double)p[u] * dp[u];
-        }
-        float *dqh = dq_ + (r * nh + h) * dq;
-        for (int64_t u = 0; u <= t; u++) {
-            float ds = p[u] * (dp[u] - (float)sum) * scale; /* softmax backward */
-            const float *kn = a->kv + ((t0 + u) * nh + h) * dkv;
-            lc_axpy(dqh, ds, kn, dn);
-            lc_axpy(dqh + dn, ds, a->kpe + (t0 + u) * dr, dr);
-            lc_axpy(dkv_ + ((t0 + u) * nh + h) * dkv, ds, qh, dn);
-            lc_axpy(dkpe + u * dr, ds, qh + dn, dr);
-        }
+        for (int64_t u = 0; u <= t; u++) sum += (double)pt[u] * st[u];
+        for (int64_t u = 0; u <= t; u++) st[u] = pt[u] * (st[u] - (float)sum) * scale;
+        for (int64_t u = t + 1; u < T; u++) st[u] = 0;
     }
+    /* dV[u] = sum_t P[t, u] dO[t] */
+    lc_k.sgemm(dkh + dn, nh * dkv, 1, 0, doh, 1, nh * dv, p, 1, T, dv, T, T);
+    /* dQ[t] = sum_u dS[t, u] [K_nope(u), k_rope(u)] */
+    lc_k.sgemm(dqh, nh * dq, 1, 0, kh, 1, nh * dkv, ds, T, 1, dn, T, T);
+    lc_k.sgemm(dqh + dn, nh * dq, 1, 0, kpe, 1, dr, ds, T, 1, dr, T, T);
+    /* dK_nope[u] = sum_t dS[t, u] Q_nope[t]; the roped key's share likewise */
+    lc_k.sgemm(dkh, nh * dkv, 1, 0, qh, 1, nh * dq, ds, 1, T, dn, T, T);
+    lc_k.sgemm(dkpe, dr, 1, 0, qh + dn, 1, nh * dq, ds, 1, T, dr, T, T);
 }
 
 /* Backward of mla_forward, in reverse order of its steps. */
@@ -234,10 +273,9 @@ lc_status mla_backward(float *dx, lc_mla_weights *g, const float *dout, const fl
     float *dkv_ = calloc((size_t)(T * nh * dkv), sizeof(float)), *dkpe_h = calloc((size_t)(nh * T * dr), sizeof(float));
     float *dlat = calloc((size_t)(T * kvr), sizeof(float)), *dckv = calloc((size_t)(T * (kvr + dr)), sizeof(float));
     float *dqn = calloc((size_t)(T * qr), sizeof(float)), *dqa = calloc((size_t)(T * qr), sizeof(float));
-    float *dp = malloc((size_t)(n_seq * nh * T_max) * sizeof(float));
     int64_t *t0s = malloc((size_t)n_seq * 2 * sizeof(int64_t));
-    if (!dctx || !dq_ || !dkv_ || !dkpe_h || !dlat || !dckv || !dqn || !dqa || !dp || !t0s) {
-        free(dctx); free(dq_); free(dkv_); free(dkpe_h); free(dlat); free(dckv); free(dqn); free(dqa); free(dp); free(t0s);
+    if (!dctx || !dq_ || !dkv_ || !dkpe_h || !dlat || !dckv || !dqn || !dqa || !t0s) {
+        free(dctx); free(dq_); free(dkv_); free(dkpe_h); free(dlat); free(dckv); free(dqn); free(dqa); free(t0s);
         return lc_error(LC_ERR_NOMEM, "out of memory for the MLA backward pass");
     }
     int64_t *p_off = t0s + n_seq;
@@ -249,11 +287,23 @@ lc_status mla_backward(float *dx, lc_mla_weights *g, const float *dout, const fl
     lc_matmul_backward(dctx, (float *)(uintptr_t)g->o_proj.data, dout, a->ctx, &w->o_proj, T);
     /* attention: every (sequence, head) on its own rows; each head adds its shared-key
      * gradient into its own buffer, summed over heads in order below */
-#pragma omp parallel for schedule(dynamic, 1) if (T * T_max * nh > 8192)
-    for (int64_t j = 0; j < n_seq * nh; j++) {
-        const int64_t i = j / nh, h = j % nh;
-        attention_backward_head(dq_, dkv_, dkpe_h + (h * T + t0s[i]) * dr, dp + j * T_max, dctx, a,
-                                a->p + p_off[i] + h * seq_T[i] * seq_T[i], t0s[i], seq_T[i], h, c);
+    int fail = 0;
+#pragma omp parallel if (n_seq * nh > 1)
+    {
+        float *ds = malloc((size_t)(T_max * T_max) * sizeof *ds);
+        if (!ds) fail = 1;
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t j = 0; j < n_seq * nh; j++) {
+            const int64_t i = j / nh, h = j % nh;
+            if (ds)
+                attention_backward_head(dq_, dkv_, dkpe_h + (h * T + t0s[i]) * dr, ds, dctx, a,
+                                        a->p + p_off[i] + h * seq_T[i] * seq_T[i], t0s[i], seq_T[i], h, c);
+        }
+        free(ds);
+    }
+    if (fail) {
+        free(dctx); free(dq_); free(dkv_); free(dkpe_h); free(dlat); free(dckv); free(dqn); free(dqa); free(t0s);
+        return lc_error(LC_ERR_NOMEM, "out of memory for the attention backward pass");
     }
     /* kv = kv_b_proj @ lat */
     lc_matmul_backward(dlat, (float *)(uintptr_t)g->kv_b_proj.data, dkv_, a->lat, &w->kv_b_proj, T);
@@ -283,6 +333,6 @@ lc_status mla_backward(float *dx, lc_mla_weights *g, const float *dout, const fl
         lc_rmsnorm_backward(dqa + t * qr, (float *)(uintptr_t)g->q_a_layernorm, dqn + t * qr, a->qa + t * qr,
                             w->q_a_layernorm, qr, MLA_NORM_EPS);
     lc_matmul_backward(dx, (float *)(uintptr_t)g->q_a_proj.data, dqa, x, &w->q_a_proj, T);
-    free(dctx); free(dq_); free(dkv_); free(dkpe_h); free(dlat); free(dckv); free(dqn); free(dqa); free(dp); free(t0s);
+    free(dctx); free(dq_); free(dkv_); free(dkpe_h); free(dlat); free(dckv); free(dqn); free(dqa); free(t0s);
     return LC_OK;
 }

@@ -16,9 +16,6 @@
 #include <immintrin.h>
 #include <stdlib.h>
 #include <string.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 #define AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma,f16c")))
 #define INLINE __attribute__((always_inline)) inline
@@ -415,9 +412,7 @@ AVX512 static void gemm_core(float *out, int64_t ots, int64_t ois, int accumulat
         }
     }
     int64_t runs = 1; /* runs of token pairs per row block: enough tasks to balance the threads */
-#ifdef _OPENMP
-    if (par) runs = LC_MIN(n_pairs, (4 * omp_get_max_threads() + nb - 1) / nb);
-#endif
+    if (par && !lc_in_parallel()) runs = LC_MIN(n_pairs, (4 * lc_max_threads() + nb - 1) / nb);
     const int64_t per_run = (n_pairs + runs - 1) / runs;
     /* Rows go into a per-thread block with a padded stride: rows exactly 4 KiB apart would all
      * fall into the same L1 cache set. */

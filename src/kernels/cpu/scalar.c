@@ -319,6 +319,19 @@ static double sumsq_scalar(const float *x, int64_t n) {
     return s;
 }
 
+/* The strided GEMM's reference: one float sum over k in order per output. */
+static void sgemm_scalar(float *out, int64_t ots, int64_t ois, int accumulate, const float *a, int64_t ars, int64_t aks,
+                         const float *b, int64_t bts, int64_t bks, int64_t M, int64_t N, int64_t K) {
+#pragma omp parallel for schedule(static) if (M * N * K > 65536 && !lc_in_parallel())
+    for (int64_t t = 0; t < N; t++)
+        for (int64_t i = 0; i < M; i++) {
+            float acc = 0;
+            for (int64_t k = 0; k < K; k++) acc += a[i * ars + k * aks] * b[t * bts + k * bks];
+            float *o = out + t * ots + i * ois;
+            *o = accumulate ? *o + acc : acc;
+        }
+}
+
 static lc_kernels k_scalar = {
     .name = "scalar",
     .row = {[LC_DT_F32] = row_f32, [LC_DT_BF16] = row_bf16, [LC_DT_F16] = row_f16, [LC_DT_F8_E4M3] = row_fp8,
@@ -328,6 +341,7 @@ static lc_kernels k_scalar = {
     .dot = dot_scalar,
     .dots = dots_scalar,
     .axpy = axpy_scalar,
+    .sgemm = sgemm_scalar,
     .adamw = adamw_scalar,
     .sumsq = sumsq_scalar,
 };
