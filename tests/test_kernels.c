@@ -476,6 +476,56 @@ static void test_adamw_sumsq_levels(void) {
     lc_kernels_select(orig);
 }
 
+/* The exp family on every level against libm (double): exp within 4 ulp over [-87, 88], 0 for
+ * -inf and below -104, NaN kept; SwiGLU and its backward to 1e-5 (relative to the
+ * product's scale). Ragged lengths. */
+static void test_exp_swiglu_levels(void) {
+    char orig[16];
+    snprintf(orig, sizeof orig, "%s", lc_k.name);
+    enum { N = 2000 + 5 };
+    static float x[N], y[N], g[N], u[N], da[N], o[N], dg[N], du[N];
+    lc_rng r;
+    lc_rng_seed(&r, 17);
+    for (int i = 0; i < N; i++) {
+        x[i] = -87.0f + 175.0f * (float)i / (float)(N - 1);
+        g[i] = lc_rng_normal(&r) * 4.0f;
+        u[i] = lc_rng_normal(&r);
+        da[i] = lc_rng_normal(&r);
+    }
+    const char *levels[] = {"scalar", "avx2", "avx512"};
+    for (int l = 0; l < 3; l++) {
+        if (lc_kernels_select(levels[l]) != LC_OK) continue;
+        double sum = lc_k.expsum(y, x, 0.5f, N), ref_sum = 0, worst = 0;
+        for (int i = 0; i < N; i++) {
+            double ref = exp((double)(x[i] - 0.5f)); /* the argument as the kernels form it */
+            ref_sum += (double)y[i];
+            worst = fmax(worst, fabs(y[i] - ref) / ref);
+        }
+        CHECK(worst < 4 * 6e-8, "%s: exp worst relative error %.3g", levels[l], worst);
+        CHECK(sum == ref_sum || fabs(sum - ref_sum) <= 1e-12 * ref_sum, "%s: exp sum %.17g vs %.17g", levels[l], sum, ref_sum);
+        float sp[5] = {-INFINITY, -200.0f, NAN, 0.0f, 89.0f}, sq[5];
+        lc_k.expsum(sq, sp, 0.0f, 5);
+        CHECK(sq[0] == 0 && sq[1] == 0 && isnan(sq[2]) && sq[3] == 1.0f && sq[4] > 1e38f, "%s: exp specials %g %g %g %g %g",
+              levels[l], sq[0], sq[1], sq[2], sq[3], sq[4]);
+        for (int64_t n = N - 17; n <= N; n += 17) {
+            lc_k.swiglu(o, g, u, n);
+            memcpy(dg, g, sizeof dg); /* dg aliases g, as ffn_backward calls it */
+            lc_k.swiglu_backward(dg, du, da, dg, u, n);
+            double e1 = 0, e2 = 0, e3 = 0;
+            for (int64_t i = 0; i < n; i++) {
+                double s = 1.0 / (1.0 + exp(-(double)g[i])), silu = g[i] * s;
+                double rdg = da[i] * u[i] * s * (1.0 + g[i] * (1.0 - s)), rdu = da[i] * silu;
+                e1 = fmax(e1, fabs(o[i] - silu * u[i]) / (fabs(silu * u[i]) + 1e-6));
+                e2 = fmax(e2, fabs(dg[i] - rdg) / (fabs(da[i] * u[i]) + 1e-6)); /* 1 + g(1 - s) cancels near g = -1.28 */
+                e3 = fmax(e3, fabs(du[i] - rdu) / (fabs(rdu) + 1e-6));
+            }
+            CHECK(e1 < 1e-5 && e2 < 1e-5 && e3 < 1e-5, "%s n=%lld: swiglu err %.2g, backward dg %.2g du %.2g", levels[l],
+                  (long long)n, e1, e2, e3);
+        }
+    }
+    lc_kernels_select(orig);
+}
+
 void suite_kernels(void) {
     RUN(test_fp8_roundtrip);
     RUN(test_half_roundtrip);
@@ -483,6 +533,7 @@ void suite_kernels(void) {
     RUN(test_blas_matches_row_kernels);
     RUN(test_backward_all_levels);
     RUN(test_adamw_sumsq_levels);
+    RUN(test_exp_swiglu_levels);
     RUN(test_quant_roundtrip);
     RUN(test_dots_equal_dot);
     RUN(test_batch_invariance);

@@ -84,6 +84,12 @@ typedef struct {
      * p -= step_size m / (sqrt(v) / bc2_sqrt + eps). Every level gives the same bits. */
     void (*adamw)(float *p, const float *g, float *m, float *v, int64_t n, const lc_adamw_coef *c);
     double (*sumsq)(const float *x, int64_t n); /* sum of x^2, in double */
+    /* Elementwise exp family (float, within a few ulp of expf): y[i] = exp(x[i] - shift),
+     * returning the sum of the y[i] in double (y may equal x); SwiGLU out = silu(g) * u and its
+     * backward dg = da u silu'(g), du = da silu(g) (dg may equal g, du may equal u or da). */
+    double (*expsum)(float *y, const float *x, float shift, int64_t n);
+    void (*swiglu)(float *out, const float *g, const float *u, int64_t n);
+    void (*swiglu_backward)(float *dg, float *du, const float *da, const float *g, const float *u, int64_t n);
 } lc_kernels;
 
 extern lc_kernels lc_k; /* the active kernel table */

@@ -16,7 +16,7 @@ lc_status ffn_forward(float *out, const float *x, const lc_ffn_weights *w, int64
     }
     lc_matmul(g, x, &w->gate_proj, T);
     lc_matmul(u, x, &w->up_proj, T);
-    for (int64_t i = 0; i < T * F; i++) g[i] = lc_silu(g[i]) * u[i];
+    lc_k.swiglu(g, g, u, T * F);
     lc_matmul(out, g, &w->down_proj, T);
     free(g);
     free(u);
@@ -35,14 +35,9 @@ lc_status ffn_backward(float *dx, lc_ffn_weights *g, const float *dout, const fl
     }
     lc_matmul(ga, x, &w->gate_proj, T);
     lc_matmul(u, x, &w->up_proj, T);
-    for (int64_t i = 0; i < T * F; i++) act[i] = lc_silu(ga[i]) * u[i];
+    lc_k.swiglu(act, ga, u, T * F);
     lc_matmul_backward(da, (float *)(uintptr_t)g->down_proj.data, dout, act, &w->down_proj, T);
-    for (int64_t i = 0; i < T * F; i++) {
-        float s = 1.0f / (1.0f + expf(-ga[i])), silu = ga[i] * s;
-        float dgate = da[i] * u[i] * s * (1.0f + ga[i] * (1.0f - s));
-        act[i] = da[i] * silu; /* reuse: d(up) */
-        ga[i] = dgate;         /* reuse: d(gate) */
-    }
+    lc_k.swiglu_backward(ga, act, da, ga, u, T * F); /* reuse: ga <- d(gate), act <- d(up) */
     lc_matmul_backward(dx, (float *)(uintptr_t)g->gate_proj.data, ga, x, &w->gate_proj, T);
     lc_matmul_backward(dx, (float *)(uintptr_t)g->up_proj.data, act, x, &w->up_proj, T);
     free(ga); free(u); free(act); free(da);

@@ -156,18 +156,34 @@ void lc_train_zero_grad(lc_train *tr) {
 }
 
 double lc_cross_entropy(float *logits, const int32_t *targets, int64_t n, int64_t V, float k) {
-    double total = 0;
-    for (int64_t t = 0; t < n; t++) {
-        float *row = logits + t * V;
-        float mx = row[0];
-        for (int64_t v = 1; v < V; v++) mx = row[v] > mx ? row[v] : mx;
-        double se = 0;
-        for (int64_t v = 0; v < V; v++) se += exp((double)(row[v] - mx));
-        total += log(se) + mx - row[targets[t]];
-        if (k == 0) continue; /* loss only */
-        for (int64_t v = 0; v < V; v++) row[v] = (float)(exp((double)(row[v] - mx)) / se) * (k / (float)n);
-        row[targets[t]] -= k / (float)n;
+    double *row_loss = lc_malloc((size_t)(n ? n : 1) * sizeof *row_loss, "cross-entropy rows");
+    if (!row_loss) return NAN;
+    const float g = k / (float)n; /* d mean / d logit scale */
+#pragma omp parallel if (n * V > 65536)
+    {
+        float *e = k == 0 ? malloc((size_t)V * sizeof *e) : NULL; /* loss only: leave the logits */
+#pragma omp for schedule(static)
+        for (int64_t t = 0; t < n; t++) {
+            float *row = logits + t * V, *y = k == 0 ? e : row;
+            if (!y) {
+                row_loss[t] = NAN;
+                continue;
+            }
+            float mx = row[0];
+            for (int64_t v = 1; v < V; v++) mx = row[v] > mx ? row[v] : mx;
+            const float target = row[targets[t]];
+            const double se = lc_k.expsum(y, row, mx, V); /* y = exp(row - mx) */
+            row_loss[t] = log(se) + mx - target;
+            if (k == 0) continue;
+            const float f = (float)(1.0 / se) * g;
+            for (int64_t v = 0; v < V; v++) row[v] *= f;
+            row[targets[t]] -= g;
+        }
+        free(e);
     }
+    double total = 0;
+    for (int64_t t = 0; t < n; t++) total += row_loss[t]; /* in row order: any thread count */
+    free(row_loss);
     return total / (double)n;
 }
 

@@ -217,13 +217,73 @@ AVX512 static void axpy_avx512(float *y, float a, const float *x, int64_t n) {
     }
 }
 
+/* exp(x) for 16 floats: x = n ln2 + r (|r| <= ln2 / 2, ln2 in two parts), e^r by the degree-7
+ * polynomial 1 + r + r^2 p(r) (the Cephes expf coefficients), times 2^n by vscalefps. Below
+ * -104 the result is 0 (as expf's rounds to), above 88.38 it saturates; NaN stays NaN. */
+AVX512 static INLINE __m512 exp16(__m512 x) {
+    const __m512 xc = _mm512_max_ps(_mm512_min_ps(x, _mm512_set1_ps(88.3762626647949f)), _mm512_set1_ps(-104.0f));
+    const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(xc, _mm512_set1_ps(1.44269504088896341f)),
+                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), xc);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+    p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+    __m512 y = _mm512_scalef_ps(p, n);
+    y = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(x, _mm512_set1_ps(-104.0f), _CMP_GE_OQ), y); /* tiny, -inf, NaN: 0 */
+    return _mm512_mask_mov_ps(y, _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), x);                 /* NaN back */
+}
+
+#define TAIL_MASK(n, i) ((n) - (i) >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << ((n) - (i))) - 1))
+
+AVX512 static double expsum_avx512(float *y, const float *x, float shift, int64_t n) {
+    const __m512 sh = _mm512_set1_ps(shift);
+    __m512d s0 = _mm512_setzero_pd(), s1 = s0;
+    for (int64_t i = 0; i < n; i += 16) {
+        const __mmask16 mk = TAIL_MASK(n, i);
+        __m512 e = _mm512_maskz_mov_ps(mk, exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(mk, x + i), sh)));
+        _mm512_mask_storeu_ps(y + i, mk, e);
+        s0 = _mm512_add_pd(s0, _mm512_cvtps_pd(_mm512_castps512_ps256(e)));
+        s1 = _mm512_add_pd(s1, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(e), 1))));
+    }
+    return _mm512_reduce_add_pd(_mm512_add_pd(s0, s1));
+}
+
+AVX512 static void swiglu_avx512(float *out, const float *g, const float *u, int64_t n) {
+    const __m512 one = _mm512_set1_ps(1.0f);
+    for (int64_t i = 0; i < n; i += 16) {
+        const __mmask16 mk = TAIL_MASK(n, i);
+        const __m512 gi = _mm512_maskz_loadu_ps(mk, g + i), ui = _mm512_maskz_loadu_ps(mk, u + i);
+        const __m512 silu = _mm512_div_ps(gi, _mm512_add_ps(one, exp16(_mm512_sub_ps(_mm512_setzero_ps(), gi))));
+        _mm512_mask_storeu_ps(out + i, mk, _mm512_mul_ps(silu, ui));
+    }
+}
+
+AVX512 static void swiglu_backward_avx512(float *dg, float *du, const float *da, const float *g, const float *u, int64_t n) {
+    const __m512 one = _mm512_set1_ps(1.0f);
+    for (int64_t i = 0; i < n; i += 16) {
+        const __mmask16 mk = TAIL_MASK(n, i);
+        const __m512 gi = _mm512_maskz_loadu_ps(mk, g + i), ui = _mm512_maskz_loadu_ps(mk, u + i);
+        const __m512 ai = _mm512_maskz_loadu_ps(mk, da + i);
+        const __m512 sg = _mm512_div_ps(one, _mm512_add_ps(one, exp16(_mm512_sub_ps(_mm512_setzero_ps(), gi))));
+        const __m512 d = _mm512_mul_ps(_mm512_mul_ps(_mm512_mul_ps(ai, ui), sg),
+                                       _mm512_add_ps(one, _mm512_mul_ps(gi, _mm512_sub_ps(one, sg))));
+        _mm512_mask_storeu_ps(dg + i, mk, d);
+        _mm512_mask_storeu_ps(du + i, mk, _mm512_mul_ps(ai, _mm512_mul_ps(gi, sg)));
+    }
+}
+
 /* The same operations in the same order as adamw_scalar (no FMA contraction): equal bits. */
 AVX512 static void adamw_avx512(float *p, const float *g, float *m, float *v, int64_t n, const lc_adamw_coef *c) {
     const __m512 decay = _mm512_set1_ps(c->decay), b2 = _mm512_set1_ps(c->beta2), eps = _mm512_set1_ps(c->eps);
     const __m512 one_b1 = _mm512_set1_ps(1.0f - c->beta1), one_b2 = _mm512_set1_ps(1.0f - c->beta2);
     const __m512 ss = _mm512_set1_ps(c->step_size), bc2 = _mm512_set1_ps(c->bc2_sqrt);
     for (int64_t k = 0; k < n; k += 16) {
-        const __mmask16 mk = n - k >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - k)) - 1);
+        const __mmask16 mk = TAIL_MASK(n, k);
         __m512 pk = _mm512_maskz_loadu_ps(mk, p + k), gk = _mm512_maskz_loadu_ps(mk, g + k);
         __m512 mm = _mm512_maskz_loadu_ps(mk, m + k), vk = _mm512_maskz_loadu_ps(mk, v + k);
         pk = _mm512_mul_ps(pk, decay);
@@ -240,7 +300,7 @@ AVX512 static void adamw_avx512(float *p, const float *g, float *m, float *v, in
 AVX512 static double sumsq_avx512(const float *x, int64_t n) {
     __m512d s0 = _mm512_setzero_pd(), s1 = s0;
     for (int64_t i = 0; i < n; i += 16) {
-        const __mmask16 mk = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1);
+        const __mmask16 mk = TAIL_MASK(n, i);
         __m512 v = _mm512_maskz_loadu_ps(mk, x + i);
         __m512d lo = _mm512_cvtps_pd(_mm512_castps512_ps256(v));
         __m512d hi = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
@@ -513,6 +573,9 @@ void lc_kernels_fill_avx512(lc_kernels *k) {
     k->sgemm = sgemm_avx512;
     k->adamw = adamw_avx512;
     k->sumsq = sumsq_avx512;
+    k->expsum = expsum_avx512;
+    k->swiglu = swiglu_avx512;
+    k->swiglu_backward = swiglu_backward_avx512;
 }
 #else
 int lc_cpu_has_avx512(void) { return 0; }

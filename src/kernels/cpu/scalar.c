@@ -196,11 +196,7 @@ void lc_rmsnorm(float *out, const float *x, const float *w, int64_t n, float eps
 void lc_softmax(float *x, int64_t n) {
     float mx = -INFINITY;
     for (int64_t i = 0; i < n; i++) mx = x[i] > mx ? x[i] : mx;
-    double sum = 0;
-    for (int64_t i = 0; i < n; i++) {
-        x[i] = expf(x[i] - mx);
-        sum += x[i];
-    }
+    double sum = lc_k.expsum(x, x, mx, n);
     float inv = (float)(1.0 / sum);
     for (int64_t i = 0; i < n; i++) x[i] *= inv;
 }
@@ -332,6 +328,28 @@ static void sgemm_scalar(float *out, int64_t ots, int64_t ois, int accumulate, c
         }
 }
 
+static double expsum_scalar(float *y, const float *x, float shift, int64_t n) {
+    double sum = 0;
+    for (int64_t i = 0; i < n; i++) {
+        y[i] = expf(x[i] - shift);
+        sum += y[i];
+    }
+    return sum;
+}
+
+static void swiglu_scalar(float *out, const float *g, const float *u, int64_t n) {
+    for (int64_t i = 0; i < n; i++) out[i] = lc_silu(g[i]) * u[i];
+}
+
+static void swiglu_backward_scalar(float *dg, float *du, const float *da, const float *g, const float *u, int64_t n) {
+    for (int64_t i = 0; i < n; i++) {
+        const float gi = g[i], ui = u[i], ai = da[i];
+        const float sg = 1.0f / (1.0f + expf(-gi)), silu = gi * sg;
+        dg[i] = ai * ui * sg * (1.0f + gi * (1.0f - sg));
+        du[i] = ai * silu;
+    }
+}
+
 static lc_kernels k_scalar = {
     .name = "scalar",
     .row = {[LC_DT_F32] = row_f32, [LC_DT_BF16] = row_bf16, [LC_DT_F16] = row_f16, [LC_DT_F8_E4M3] = row_fp8,
@@ -344,6 +362,9 @@ static lc_kernels k_scalar = {
     .sgemm = sgemm_scalar,
     .adamw = adamw_scalar,
     .sumsq = sumsq_scalar,
+    .expsum = expsum_scalar,
+    .swiglu = swiglu_scalar,
+    .swiglu_backward = swiglu_backward_scalar,
 };
 
 lc_kernels lc_k;
