@@ -335,11 +335,11 @@ AVX512 static void row_f16_avx512(float *dst, const lc_mat *w, int64_t r) {
  * 16-token tiles xa, xb [K][16] (NV = 2: tokens 0..15 from xa, 16..31 from xb). C holds the
  * running sums between calls over consecutive k chunks, so each output stays one FMA chain. */
 AVX512 static INLINE void gemm_tile(float *C, const float *W, int64_t ldw, const float *xa, const float *xb, int64_t K,
-                                    const int R, const int NV) {
+                                    const int R, const int NV, const int first) {
     __m512 a[GEMM_ROWS][2];
     for (int r = 0; r < R; r++) {
-        a[r][0] = _mm512_load_ps(C + r * 32);
-        a[r][1] = _mm512_load_ps(C + r * 32 + 16);
+        a[r][0] = first ? _mm512_setzero_ps() : _mm512_load_ps(C + r * 32);
+        a[r][1] = first ? _mm512_setzero_ps() : _mm512_load_ps(C + r * 32 + 16);
     }
     for (int64_t k = 0; k < K; k++) {
         __m512 x0 = _mm512_load_ps(xa + k * 16), x1 = NV == 2 ? _mm512_load_ps(xb + k * 16) : x0;
@@ -358,12 +358,12 @@ AVX512 static INLINE void gemm_tile(float *C, const float *W, int64_t ldw, const
 
 #define TILE_CASE(R_)                                                          \
     case R_:                                                                   \
-        if (NV == 2) gemm_tile(C, W, ldw, xa, xb, K, R_, 2);                    \
-        else gemm_tile(C, W, ldw, xa, xb, K, R_, 1);                            \
+        if (NV == 2) gemm_tile(C, W, ldw, xa, xb, K, R_, 2, first);             \
+        else gemm_tile(C, W, ldw, xa, xb, K, R_, 1, first);                     \
         break;
 
 AVX512 static void gemm_tile_any(float *C, const float *W, int64_t ldw, const float *xa, const float *xb, int64_t K,
-                                 int R, int NV) {
+                                 int R, int NV, int first) {
     switch (R) {
         TILE_CASE(1) TILE_CASE(2) TILE_CASE(3) TILE_CASE(4) TILE_CASE(5) TILE_CASE(6) TILE_CASE(7)
         TILE_CASE(8) TILE_CASE(9) TILE_CASE(10) TILE_CASE(11) TILE_CASE(12) TILE_CASE(13) TILE_CASE(14)
@@ -426,8 +426,17 @@ typedef struct {
     int64_t ars, aks;
 } gemm_a;
 
-/* buf[i * ldw + k] = A(i0 + i, k) for i < n, k < K. */
-static void gemm_fill_a(float *buf, int64_t ldw, const gemm_a *A, int64_t i0, int64_t n, int64_t K) {
+/* Rows i0..i0+n of A as f32 rows: in place (*ld = the row stride) when A is f32 with unit k
+ * stride and rows not a multiple of 4 KiB apart (rows that far apart would share one L1 set),
+ * else copied or dequantised into buf (*ld = ldw). */
+static const float *gemm_rows_a(float *buf, int64_t ldw, int64_t *ld, const gemm_a *A, int64_t i0, int64_t n, int64_t K) {
+    const float *a = A->a ? A->a : A->w->dtype == LC_DT_F32 ? (const float *)(const void *)A->w->data : NULL;
+    const int64_t rs = A->a ? A->ars : A->w->cols, r0 = A->a ? 0 : A->r0;
+    if (a && (A->a ? A->aks == 1 : 1) && (rs * (int64_t)sizeof(float)) % 4096 != 0 && (uintptr_t)a % sizeof(float) == 0) {
+        *ld = rs;
+        return a + (r0 + i0) * rs;
+    }
+    *ld = ldw;
     if (A->w) {
         for (int64_t i = 0; i < n; i++) lc_k.row[A->w->dtype](buf + i * ldw, A->w, A->r0 + i0 + i);
     } else if (A->aks == 1) {
@@ -438,6 +447,7 @@ static void gemm_fill_a(float *buf, int64_t ldw, const gemm_a *A, int64_t i0, in
             for (int64_t i = 0; i < n; i++) buf[i * ldw + k] = src[i * A->ars];
         }
     }
+    return buf;
 }
 
 /* out[t * ots + i * ois] (+)= sum_k A(i, k) B(t, k) for i < M, t < N, with B(t, k) = b[t * bts + k * bks].
@@ -455,22 +465,6 @@ AVX512 static void gemm_core(float *out, int64_t ots, int64_t ois, int accumulat
         return;
     }
     const int par = M * K * N > 65536;
-#pragma omp parallel for schedule(static) if (par && N * K > 65536)
-    for (int64_t tile = 0; tile < n_tiles; tile++) {
-        float *d = xp + tile * K * 16;
-        const int64_t nt = LC_MIN(16, N - tile * 16);
-        const float *src = b + tile * 16 * bts;
-        if (bts == 1) { /* B(t, k) contiguous along t: 16 lanes are one (masked) load */
-            const __mmask16 m = (__mmask16)((1u << nt) - 1);
-            for (int64_t k = 0; k < K; k++) _mm512_store_ps(d + k * 16, _mm512_maskz_loadu_ps(m, src + k * bks));
-        } else {
-            for (int64_t k = 0; k < K; k++) {
-                int64_t j = 0;
-                for (; j < nt; j++) d[k * 16 + j] = src[j * bts + k * bks];
-                for (; j < 16; j++) d[k * 16 + j] = 0.0f;
-            }
-        }
-    }
     int64_t runs = 1; /* runs of token pairs per row block: enough tasks to balance the threads */
     if (par && !lc_in_parallel()) runs = LC_MIN(n_pairs, (4 * lc_max_threads() + nb - 1) / nb);
     const int64_t per_run = (n_pairs + runs - 1) / runs;
@@ -479,6 +473,33 @@ AVX512 static void gemm_core(float *out, int64_t ots, int64_t ois, int accumulat
     const int64_t ldw = K + 16;
 #pragma omp parallel if (par)
     {
+        /* B -> tiles of 16 lanes: xp[tile][k][16], zero beyond N */
+#pragma omp for schedule(static)
+        for (int64_t tile = 0; tile < n_tiles; tile++) {
+            float *d = xp + tile * K * 16;
+            const int64_t nt = LC_MIN(16, N - tile * 16);
+            const float *src = b + tile * 16 * bts;
+            if (bts == 1) { /* B(t, k) contiguous along t: 16 lanes are one (masked) load */
+                const __mmask16 m = (__mmask16)((1u << nt) - 1);
+                for (int64_t k = 0; k < K; k++) _mm512_store_ps(d + k * 16, _mm512_maskz_loadu_ps(m, src + k * bks));
+            } else if (bks == 1) { /* B rows along k: 16 x 16 blocks transposed in registers */
+                for (int64_t k0 = 0; k0 < K; k0 += 16) {
+                    const int kn = (int)LC_MIN(16, K - k0);
+                    const __mmask16 mk = TAIL_MASK(K, k0);
+                    __m512 r[16];
+                    for (int j = 0; j < 16; j++)
+                        r[j] = j < nt ? _mm512_maskz_loadu_ps(mk, src + j * bts + k0) : _mm512_setzero_ps();
+                    transpose16(r);
+                    for (int kk = 0; kk < kn; kk++) _mm512_store_ps(d + (k0 + kk) * 16, r[kk]);
+                }
+            } else {
+                for (int64_t k = 0; k < K; k++) {
+                    int64_t j = 0;
+                    for (; j < nt; j++) d[k * 16 + j] = src[j * bts + k * bks];
+                    for (; j < 16; j++) d[k * 16 + j] = 0.0f;
+                }
+            }
+        }
         float *buf = scratch(&tl_w, (size_t)(GEMM_BLOCK * ldw + GEMM_BLOCK * 32));
         float *acc = buf ? buf + GEMM_BLOCK * ldw : NULL;
 #pragma omp for schedule(dynamic, 1)
@@ -491,16 +512,16 @@ AVX512 static void gemm_core(float *out, int64_t ots, int64_t ois, int accumulat
                 continue;
             }
             if (p0 >= p1) continue;
-            gemm_fill_a(buf, ldw, A, i0, n, K);
+            int64_t lda;
+            const float *rows = gemm_rows_a(buf, ldw, &lda, A, i0, n, K);
             for (int64_t pair = p0; pair < p1; pair++) { /* 32 tokens, or the last 16 */
                 const int64_t t0 = pair * 32;
                 const int nt = (int)LC_MIN(32, N - t0), NV = nt > 16 ? 2 : 1;
                 const float *xa = xp + pair * 2 * K * 16, *xb = NV == 2 ? xa + K * 16 : xa;
-                memset(acc, 0, (size_t)(GEMM_BLOCK * 32) * sizeof *acc);
                 for (int64_t k0 = 0; k0 < K; k0 += GEMM_KC)
                     for (int64_t rg = 0; rg < n; rg += GEMM_ROWS)
-                        gemm_tile_any(acc + rg * 32, buf + rg * ldw + k0, ldw, xa + k0 * 16, xb + k0 * 16,
-                                      LC_MIN(GEMM_KC, K - k0), (int)LC_MIN(GEMM_ROWS, n - rg), NV);
+                        gemm_tile_any(acc + rg * 32, rows + rg * lda + k0, lda, xa + k0 * 16, xb + k0 * 16,
+                                      LC_MIN(GEMM_KC, K - k0), (int)LC_MIN(GEMM_ROWS, n - rg), NV, k0 == 0);
                 if (ots == 1) /* output rows run along the tokens: one (masked) vector per row */
                     for (int64_t i = 0; i < n; i++) {
                         float *o = out + (i0 + i) * ois + t0;
