@@ -3,6 +3,9 @@
 #define _POSIX_C_SOURCE 200809L
 #include "base.h"
 
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -278,5 +281,12 @@ int lc_in_parallel(void) {
     return omp_in_parallel();
 #else
     return 0;
+#endif
+}
+
+void lc_memory_keep_freed(void) {
+#ifdef __GLIBC__
+    mallopt(M_MMAP_THRESHOLD, 64 << 20);
+    mallopt(M_TRIM_THRESHOLD, 512 << 20);
 #endif
 }

@@ -85,4 +85,9 @@ double lc_time_sec(void); /* monotonic clock */
 int lc_max_threads(void);
 int lc_in_parallel(void);
 
+/* Keeps freed working buffers (activations, scratch up to 64 MiB each) in the heap instead of
+ * returning them to the kernel, so a training step or prompt does not fault the same pages in
+ * again every time (glibc malloc thresholds; elsewhere a no-op). Call once at startup. */
+void lc_memory_keep_freed(void);
+
 #endif

@@ -92,6 +92,7 @@ int main(int argc, char **argv) {
         return argc < 2 ? 1 : 0;
     }
     lc_kernels_init();
+    lc_memory_keep_freed();
     const char *cmd = argv[1];
     if (!strcmp(cmd, "info")) return cmd_info(argc - 1, argv + 1);
     if (!strcmp(cmd, "logits")) return cmd_logits(argc - 1, argv + 1);
