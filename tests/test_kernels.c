@@ -3,6 +3,7 @@
 #include "test.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -526,6 +527,41 @@ static void test_exp_swiglu_levels(void) {
     lc_kernels_select(orig);
 }
 
+/* GEMM scratch is per thread: threads that come and go (a server's, say) must hand their
+ * buffers back. 600 short-lived threads one after another each run a GEMM-sized product;
+ * every result must equal the main thread's (slots were once used up at 256 threads and the
+ * products came back as NaN). */
+typedef struct {
+    const lc_mat *w;
+    const float *x;
+    float *out;
+} gemm_job;
+static void *gemm_thread(void *arg) {
+    gemm_job *j = arg;
+    lc_matmul(j->out, j->x, j->w, 20);
+    return NULL;
+}
+static void test_gemm_scratch_threads(void) {
+    enum { R = 37, C = 29, T = 20 };
+    test_mat w;
+    make_mat(&w, LC_DT_F32, R, C, 1, 1, 77);
+    float x[T * C], ref[T * R], out[T * R];
+    lc_rng r;
+    lc_rng_seed(&r, 3);
+    for (int i = 0; i < T * C; i++) x[i] = lc_rng_normal(&r);
+    lc_matmul(ref, x, &w.m, T);
+    int bad = 0;
+    for (int i = 0; i < 600 && !bad; i++) {
+        gemm_job j = {&w.m, x, out};
+        pthread_t th;
+        if (pthread_create(&th, NULL, gemm_thread, &j)) break;
+        pthread_join(th, NULL);
+        bad = memcmp(out, ref, sizeof out) != 0;
+        CHECK(!bad, "thread %d: product differs from the main thread's", i);
+    }
+    free_mat(&w);
+}
+
 void suite_kernels(void) {
     RUN(test_fp8_roundtrip);
     RUN(test_half_roundtrip);
@@ -534,6 +570,7 @@ void suite_kernels(void) {
     RUN(test_backward_all_levels);
     RUN(test_adamw_sumsq_levels);
     RUN(test_exp_swiglu_levels);
+    RUN(test_gemm_scratch_threads);
     RUN(test_quant_roundtrip);
     RUN(test_dots_equal_dot);
     RUN(test_batch_invariance);

@@ -149,7 +149,7 @@ static void test_moe_invariants(void) {
             tw[t * K + k] = 0.1f * (float)(k + 1) + 0.01f * (float)t;
         }
     int64_t used = -1;
-    CHECK_OK(moe_forward(out, x, idx, tw, &w, &c, NT, &used));
+    CHECK_OK(moe_forward(out, x, idx, tw, &w, &c, NT, &used, NULL));
     for (int t = 0; t < NT; t++) {
         float sw = 0;
         for (int k = 0; k < K; k++) sw += tw[t * K + k];
@@ -183,7 +183,7 @@ static void test_moe_invariants(void) {
     /* 3. Expert-major execution equals the token-by-token definition. */
     w.e_score_correction_bias = m->layers[0].e_score_correction_bias;
     CHECK_OK(router_forward(idx, tw, x, &w, &c, NT));
-    CHECK_OK(moe_forward(out, x, idx, tw, &w, &c, NT, &used));
+    CHECK_OK(moe_forward(out, x, idx, tw, &w, &c, NT, &used, NULL));
     int64_t used_ref = 0;
     memset(ref, 0, sizeof ref);
     float y[48];
@@ -191,7 +191,7 @@ static void test_moe_invariants(void) {
         for (int k = 0; k < K; k++) {
             int32_t e = idx[t * K + k];
             if (e < N) {
-                CHECK_OK(ffn_forward(y, x + t * H, &w.experts[e], 1));
+                CHECK_OK(ffn_forward(y, x + t * H, &w.experts[e], 1, NULL));
                 used_ref++;
             } else memcpy(y, x + t * H, (size_t)H * 4);
             lc_axpy(ref + t * H, tw[t * K + k], y, H);

@@ -278,7 +278,7 @@ int lc_max_threads(void) {
 
 int lc_in_parallel(void) {
 #ifdef _OPENMP
-    return omp_in_parallel();
+    return omp_get_level() > 0; /* active or not: a region inside even an inactive one would be a nested team */
 #else
     return 0;
 #endif

@@ -81,7 +81,8 @@ double lc_time_sec(void); /* monotonic clock */
 #define LC_MAX(a, b) ((a) > (b) ? (a) : (b))
 
 /* Threads (OpenMP when built with it): the team size a parallel region would get, and whether
- * the caller already runs inside one (then kernels stay on the calling thread). */
+ * the caller already runs inside one, active or not (then kernels stay on the calling thread:
+ * a parallel region there would start a nested team of fresh threads). */
 int lc_max_threads(void);
 int lc_in_parallel(void);
 

@@ -4,28 +4,32 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
-lc_status ffn_forward(float *out, const float *x, const lc_ffn_weights *w, int64_t T) {
+lc_status ffn_forward(float *out, const float *x, const lc_ffn_weights *w, int64_t T, float *keep) {
     const int64_t F = w->gate_proj.rows;
-    float *g = lc_malloc((size_t)(T * F) * sizeof *g, "FFN gate");
-    float *u = lc_malloc((size_t)(T * F) * sizeof *u, "FFN up");
-    if (!g || !u) {
+    float *g = keep ? keep : lc_malloc((size_t)(T * F) * sizeof *g, "FFN gate");
+    float *u = keep ? keep + T * F : lc_malloc((size_t)(T * F) * sizeof *u, "FFN up");
+    float *a = lc_malloc((size_t)(T * F) * sizeof *a, "FFN act");
+    lc_status s = g && u && a ? LC_OK : LC_ERR_NOMEM;
+    if (!s) {
+        lc_matmul(g, x, &w->gate_proj, T);
+        lc_matmul(u, x, &w->up_proj, T);
+        lc_k.swiglu(a, g, u, T * F);
+        lc_matmul(out, a, &w->down_proj, T);
+    }
+    if (!keep) {
         free(g);
         free(u);
-        return LC_ERR_NOMEM;
     }
-    lc_matmul(g, x, &w->gate_proj, T);
-    lc_matmul(u, x, &w->up_proj, T);
-    lc_k.swiglu(g, g, u, T * F);
-    lc_matmul(out, g, &w->down_proj, T);
-    free(g);
-    free(u);
-    return LC_OK;
+    free(a);
+    return s;
 }
 
-/* Backward of ffn_forward: recomputes gate and up, then
+/* Backward of ffn_forward: gate and up from `kept` (else recomputed), then
  * dact = dout @ W_down; dg = dact * up * silu'(g); du = dact * silu(g). */
-lc_status ffn_backward(float *dx, lc_ffn_weights *g, const float *dout, const float *x, const lc_ffn_weights *w, int64_t T) {
+lc_status ffn_backward(float *dx, lc_ffn_weights *g, const float *dout, const float *x, const lc_ffn_weights *w, int64_t T,
+                       const float *kept) {
     const int64_t F = w->gate_proj.rows;
     float *ga = lc_malloc((size_t)(T * F) * sizeof *ga, "FFN gate"), *u = lc_malloc((size_t)(T * F) * sizeof *u, "FFN up");
     float *act = lc_malloc((size_t)(T * F) * sizeof *act, "FFN act"), *da = calloc((size_t)(T * F), sizeof *da);
@@ -33,8 +37,13 @@ lc_status ffn_backward(float *dx, lc_ffn_weights *g, const float *dout, const fl
         free(ga); free(u); free(act); free(da);
         return lc_error(LC_ERR_NOMEM, "out of memory for the FFN backward pass");
     }
-    lc_matmul(ga, x, &w->gate_proj, T);
-    lc_matmul(u, x, &w->up_proj, T);
+    if (kept) {
+        memcpy(ga, kept, (size_t)(T * F) * sizeof *ga);
+        memcpy(u, kept + T * F, (size_t)(T * F) * sizeof *u);
+    } else {
+        lc_matmul(ga, x, &w->gate_proj, T);
+        lc_matmul(u, x, &w->up_proj, T);
+    }
     lc_k.swiglu(act, ga, u, T * F);
     lc_matmul_backward(da, (float *)(uintptr_t)g->down_proj.data, dout, act, &w->down_proj, T);
     lc_k.swiglu_backward(ga, act, da, ga, u, T * F); /* reuse: ga <- d(gate), act <- d(up) */

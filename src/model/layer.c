@@ -67,10 +67,10 @@ lc_status scmoe_layer_forward(float *h,            /* [T, H] residual stream */
             s = router_forward(topk_idx, tw, xf, w, c, T);
             prof_end(LC_PROF_ROUTER, t0);
             t0 = prof_begin();
-            if (!s) s = moe_forward(m, xf, topk_idx, tw, w, c, T, n_ffn);
+            if (!s) s = moe_forward(m, xf, topk_idx, tw, w, c, T, n_ffn, acts ? &acts->moe : NULL);
             prof_end(LC_PROF_EXPERTS, t0);
             t0 = prof_begin();
-            if (!s) s = ffn_forward(y, xf, &w->mlps[0], T);
+            if (!s) s = ffn_forward(y, xf, &w->mlps[0], T, acts ? acts->ffn_keep[0] : NULL);
             prof_end(LC_PROF_DENSE_FFN, t0);
             if (!s)
                 for (int64_t i = 0; i < T * H; i++) h[i] += y[i];
@@ -80,7 +80,7 @@ lc_status scmoe_layer_forward(float *h,            /* [T, H] residual stream */
             }
         } else {
             t0 = prof_begin();
-            s = ffn_forward(y, xf, &w->mlps[1], T);
+            s = ffn_forward(y, xf, &w->mlps[1], T, acts ? acts->ffn_keep[1] : NULL);
             prof_end(LC_PROF_DENSE_FFN, t0);
             if (!s)
                 for (int64_t i = 0; i < T * H; i++) h[i] = (h[i] + y[i]) + m[i];
@@ -116,7 +116,7 @@ lc_status scmoe_layer_backward(float *dh, lc_layer_weights *g, unsigned char *to
         return lc_error(LC_ERR_NOMEM, "out of memory for the layer backward pass");
     }
     memcpy(dm, dh, (size_t)(T * H) * sizeof *dm); /* h4 = h3 + mlp1(x4) + m */
-    lc_status s = ffn_backward(dx, &g->mlps[1], dh, a->x4, &w->mlps[1], T);
+    lc_status s = ffn_backward(dx, &g->mlps[1], dh, a->x4, &w->mlps[1], T, a->ffn_keep[1]);
     if (!s) rmsnorm_rows_backward(dh, (float *)(uintptr_t)g->post_attention_layernorm[1], dx, a->h3,
                                   w->post_attention_layernorm[1], T, H, eps);
     for (int sub = 1; sub >= 0 && !s; sub--) {
@@ -126,8 +126,8 @@ lc_status scmoe_layer_backward(float *dh, lc_layer_weights *g, unsigned char *to
                                       w->input_layernorm[sub], T, H, eps);
         if (sub == 1 && !s) { /* h2 = h1 + mlp0(x), and the MoE branch also reads x */
             memset(dx, 0, (size_t)(T * H) * sizeof *dx);
-            s = ffn_backward(dx, &g->mlps[0], dh, a->x, &w->mlps[0], T);
-            if (!s) s = moe_backward(dx, g, touched, dm, a->x, a->topk_idx, a->topk_w, w, c, T, aux);
+            s = ffn_backward(dx, &g->mlps[0], dh, a->x, &w->mlps[0], T, a->ffn_keep[0]);
+            if (!s) s = moe_backward(dx, g, touched, dm, a->x, a->topk_idx, a->topk_w, w, c, T, aux, &a->moe);
             if (!s) rmsnorm_rows_backward(dh, (float *)(uintptr_t)g->post_attention_layernorm[0], dx, a->h1,
                                           w->post_attention_layernorm[0], T, H, eps);
         }

@@ -53,95 +53,168 @@ lc_status router_forward(int32_t *topk_idx, float *topk_w, const float *x, const
     return LC_OK;
 }
 
-lc_status moe_forward(float *out, const float *x, const int32_t *topk_idx, const float *topk_w,
-                      const lc_layer_weights *w, const lc_config *c, int64_t T, int64_t *n_ffn) {
-    const int64_t H = c->hidden_size, K = c->moe_topk, N = c->n_routed_experts;
-    /* Bucket the (token, slot) pairs by expert: counting sort, stable in token order. */
-    int64_t *count = lc_calloc((size_t)N + 1, sizeof *count, "MoE expert counts");
-    int64_t *slot = lc_malloc((size_t)(T * K) * sizeof *slot, "MoE routing slots");
-    float *xe = lc_malloc((size_t)(T * H) * sizeof *xe, "MoE gathered tokens");
-    float *ye = lc_malloc((size_t)(T * H) * sizeof *ye, "MoE expert output");
-    lc_status s = (count && slot && xe && ye) ? LC_OK : LC_ERR_NOMEM;
-    int64_t used = 0;
+/* The FFN-expert slots bucketed by expert: slots of expert e at slot[count[e] .. count[e+1]),
+ * token order within each (a stable counting sort); pos[i] = where slot i went (-1: identity). */
+typedef struct {
+    int64_t *count; /* [N + 1] */
+    int64_t *slot;  /* [T * K] */
+    int64_t *pos;   /* [T * K] */
+    int64_t *used;  /* [N] the experts that got tokens, ascending */
+    int64_t n_used;
+} moe_buckets;
+
+static void buckets_free(moe_buckets *b) {
+    free(b->count);
+    free(b->slot);
+    free(b->pos);
+    free(b->used);
+}
+
+static lc_status buckets_make(moe_buckets *b, const int32_t *topk_idx, int64_t T, int64_t K, int64_t N) {
+    b->count = lc_calloc((size_t)N + 1, sizeof *b->count, "MoE expert counts");
+    b->slot = lc_malloc((size_t)(T * K) * sizeof *b->slot, "MoE routing slots");
+    b->pos = lc_malloc((size_t)(T * K) * sizeof *b->pos, "MoE slot positions");
+    b->used = lc_malloc((size_t)N * sizeof *b->used, "MoE experts used");
+    int64_t *fill = lc_malloc((size_t)N * sizeof *fill, "MoE fill");
+    lc_status s = b->count && b->slot && b->pos && b->used && fill ? LC_OK : LC_ERR_NOMEM;
     if (!s) {
         for (int64_t i = 0; i < T * K; i++)
-            if (topk_idx[i] < N) count[topk_idx[i] + 1]++;
-        for (int64_t e = 0; e < N; e++) count[e + 1] += count[e];
-        int64_t *fill = lc_malloc((size_t)N * sizeof *fill, "MoE fill");
-        if (!fill) s = LC_ERR_NOMEM;
-        else {
-            memcpy(fill, count, (size_t)N * sizeof *fill);
-            for (int64_t i = 0; i < T * K; i++)
-                if (topk_idx[i] < N) slot[fill[topk_idx[i]]++] = i;
-            free(fill);
+            if (topk_idx[i] < N) b->count[topk_idx[i] + 1]++;
+        b->n_used = 0;
+        for (int64_t e = 0; e < N; e++) {
+            if (b->count[e + 1]) b->used[b->n_used++] = e;
+            b->count[e + 1] += b->count[e];
         }
-        used = count[N];
+        memcpy(fill, b->count, (size_t)N * sizeof *fill);
+        for (int64_t i = 0; i < T * K; i++) {
+            b->pos[i] = topk_idx[i] < N ? fill[topk_idx[i]]++ : -1;
+            if (b->pos[i] >= 0) b->slot[b->pos[i]] = i;
+        }
     }
-    if (!s) memset(out, 0, (size_t)(T * H) * sizeof *out);
-    /* FFN experts, in ascending id order (each token's sum runs in that fixed order). */
-    for (int64_t e = 0; e < N && !s; e++) {
-        int64_t n = count[e + 1] - count[e];
-        if (n == 0) continue; /* an expert no token chose is never read */
-        const int64_t *sl = slot + count[e];
-        for (int64_t j = 0; j < n; j++) memcpy(xe + j * H, x + (sl[j] / K) * H, (size_t)H * sizeof *xe);
-        s = ffn_forward(ye, xe, &w->experts[e], n);
-        for (int64_t j = 0; j < n && !s; j++) lc_axpy(out + (sl[j] / K) * H, topk_w[sl[j]], ye + j * H, H);
-    }
-    /* Zero-computation experts: a scaled copy of the input, no weights, no FLOPs. */
-    for (int64_t i = 0; i < T * K && !s; i++)
-        if (topk_idx[i] >= N) lc_axpy(out + (i / K) * H, topk_w[i], x + (i / K) * H, H);
-    if (n_ffn) *n_ffn = used;
-    free(count);
-    free(slot);
-    free(xe);
-    free(ye);
+    free(fill);
+    if (s) buckets_free(b);
     return s;
+}
+
+/* Experts run side by side (each on one thread) when there are enough of them to share the
+ * threads out; else one after another, each product using every thread. */
+static int experts_in_parallel(const moe_buckets *b) { return b->n_used >= 2 * lc_max_threads() && !lc_in_parallel(); }
+
+/* Expert e on its gathered tokens xe (rows count[e].. of the buckets) into ye, keeping its
+ * gate/up for the backward pass when asked. */
+static lc_status expert_forward(const moe_buckets *b, int64_t e, float *ye, const float *xe, const lc_layer_weights *w,
+                                const lc_config *c, moe_keep *keep) {
+    const int64_t H = c->hidden_size, Fe = c->expert_ffn_hidden_size, j0 = b->count[e], n = b->count[e + 1] - j0;
+    return ffn_forward(ye + j0 * H, xe + j0 * H, &w->experts[e], n, keep ? keep->gu + j0 * 2 * Fe : NULL);
+}
+
+lc_status moe_forward(float *out, const float *x, const int32_t *topk_idx, const float *topk_w, const lc_layer_weights *w,
+                      const lc_config *c, int64_t T, int64_t *n_ffn, moe_keep *keep) {
+    const int64_t H = c->hidden_size, K = c->moe_topk, N = c->n_routed_experts;
+    moe_buckets b;
+    lc_status s = buckets_make(&b, topk_idx, T, K, N);
+    if (s) return s;
+    const int64_t used = b.count[N];
+    float *xe = lc_malloc((size_t)(used * H + 1) * sizeof *xe, "MoE gathered tokens");
+    float *ye = keep ? keep->y : lc_malloc((size_t)(used * H + 1) * sizeof *ye, "MoE expert output");
+    if (!xe || !ye) s = LC_ERR_NOMEM;
+    for (int64_t j = 0; j < used && !s; j++) memcpy(xe + j * H, x + (b.slot[j] / K) * H, (size_t)H * sizeof *xe);
+    /* FFN experts, each on the tokens routed to it; an expert no token chose is never read.
+     * (No `if` clause: kernels inside even an inactive region would start nested teams.) */
+    int fail = 0;
+    if (!s && experts_in_parallel(&b)) {
+#pragma omp parallel for schedule(dynamic, 1)
+        for (int64_t u = 0; u < b.n_used; u++) fail |= expert_forward(&b, b.used[u], ye, xe, w, c, keep) != LC_OK;
+    } else {
+        for (int64_t u = 0; u < (s ? 0 : b.n_used); u++) fail |= expert_forward(&b, b.used[u], ye, xe, w, c, keep) != LC_OK;
+    }
+    if (!s && fail) s = LC_ERR_NOMEM;
+    /* each token: its slots in ascending expert order (FFN experts, then the identity ones) */
+#pragma omp parallel for schedule(static) if (!s && T * K * H > 65536)
+    for (int64_t t = 0; t < (s ? 0 : T); t++) {
+        float *o = out + t * H;
+        memset(o, 0, (size_t)H * sizeof *o);
+        for (int64_t k = 0; k < K; k++) {
+            const int64_t i = t * K + k;
+            /* zero-computation experts: a scaled copy of the input, no weights, no FLOPs */
+            lc_axpy(o, topk_w[i], b.pos[i] >= 0 ? ye + b.pos[i] * H : x + t * H, H);
+        }
+    }
+    if (n_ffn) *n_ffn = used;
+    buckets_free(&b);
+    free(xe);
+    if (!keep) free(ye);
+    return s;
+}
+
+/* Expert e's part of the backward pass on its bucket rows: its output (kept, or recomputed into
+ * ye), the router-score gradient ds[t, e] = scale * dout[t] . y, and the expert's own backward
+ * (weight grads +=, input gradients into dxe). touched[e] is set: the expert has a gradient. */
+static lc_status expert_backward(const moe_buckets *b, int64_t e, lc_layer_weights *g, unsigned char *touched, float *ds,
+                                 float *dxe, float *ye, const float *xe, const float *dye, const float *dout,
+                                 const lc_layer_weights *w, const lc_config *c, const moe_keep *kept) {
+    const int64_t H = c->hidden_size, K = c->moe_topk, E = c->n_routed_experts + c->zero_expert_num;
+    const int64_t Fe = c->expert_ffn_hidden_size, j0 = b->count[e], n = b->count[e + 1] - j0;
+    touched[e] = 1; /* an expert without tokens keeps no gradient (PyTorch: None) */
+    if (!kept) {
+        lc_status s = ffn_forward(ye + j0 * H, xe + j0 * H, &w->experts[e], n, NULL);
+        if (s) return s;
+    }
+    for (int64_t j = j0; j < j0 + n; j++) {
+        const int64_t t = b->slot[j] / K;
+        ds[t * E + e] = (float)c->routed_scaling_factor * lc_dot(dout + t * H, ye + j * H, H);
+    }
+    return ffn_backward(dxe + j0 * H, &g->experts[e], dye + j0 * H, xe + j0 * H, &w->experts[e], n,
+                        kept ? kept->gu + j0 * 2 * Fe : NULL);
 }
 
 /* Backward of router_forward + moe_forward. out = sum_e w_e y_e with w_e = s_e * scale,
  * s = softmax(classifier x): dy_e = w_e dout; dw_e = dout . y_e; ds = scale * dw (chosen only);
- * dlogits = s * (ds - s . ds). Experts are recomputed on their tokens. */
+ * dlogits = s * (ds - s . ds). Experts (kept outputs, or recomputed) run as in the forward. */
 lc_status moe_backward(float *dx, lc_layer_weights *g, unsigned char *touched, const float *dout, const float *x,
                        const int32_t *topk_idx, const float *topk_w, const lc_layer_weights *w, const lc_config *c,
-                       int64_t T, moe_aux *aux) {
+                       int64_t T, moe_aux *aux, const moe_keep *kept) {
     const int64_t H = c->hidden_size, K = c->moe_topk, N = c->n_routed_experts, E = N + c->zero_expert_num;
+    const float scale = (float)c->routed_scaling_factor;
+    moe_buckets b;
+    lc_status st = buckets_make(&b, topk_idx, T, K, N);
+    if (st) return st;
+    const int64_t used = b.count[N];
     float *s = lc_malloc((size_t)(T * E) * sizeof *s, "router scores"), *ds = calloc((size_t)(T * E), sizeof *ds);
-    float *xe = lc_malloc((size_t)(T * H) * sizeof *xe, "MoE gathered"), *ye = lc_malloc((size_t)(T * H) * sizeof *ye, "MoE y");
-    float *dye = lc_malloc((size_t)(T * H) * sizeof *dye, "MoE dy"), *dxe = calloc((size_t)(T * H), sizeof *dxe);
-    int64_t *tok = lc_malloc((size_t)(T * K) * sizeof *tok, "MoE tokens"), *slot = lc_malloc((size_t)(T * K) * sizeof *slot, "slots");
-    lc_status st = (s && ds && xe && ye && dye && dxe && tok && slot) ? LC_OK : LC_ERR_NOMEM;
+    float *xe = lc_malloc((size_t)(used * H + 1) * sizeof *xe, "MoE gathered");
+    float *ye = kept ? kept->y : lc_malloc((size_t)(used * H + 1) * sizeof *ye, "MoE y");
+    float *dye = lc_malloc((size_t)(used * H + 1) * sizeof *dye, "MoE dy"), *dxe = calloc((size_t)(used * H + 1), sizeof *dxe);
+    if (!s || !ds || !xe || !ye || !dye || !dxe) st = LC_ERR_NOMEM;
     if (!st) {
         lc_matmul(s, x, &w->router_classifier, T);
         for (int64_t t = 0; t < T; t++) lc_softmax(s + t * E, E);
+        for (int64_t j = 0; j < used; j++) {
+            const int64_t i = b.slot[j], t = i / K;
+            memcpy(xe + j * H, x + t * H, (size_t)H * sizeof *xe);
+            for (int64_t q = 0; q < H; q++) dye[j * H + q] = topk_w[i] * dout[t * H + q];
+        }
     }
-    for (int64_t e = 0; e < N && !st; e++) {
-        int64_t n = 0;
-        for (int64_t i = 0; i < T * K; i++)
-            if (topk_idx[i] == e) {
-                tok[n] = i / K;
-                slot[n++] = i;
+    int fail = 0;
+    if (!st && experts_in_parallel(&b)) {
+#pragma omp parallel for schedule(dynamic, 1)
+        for (int64_t u = 0; u < b.n_used; u++)
+            fail |= expert_backward(&b, b.used[u], g, touched, ds, dxe, ye, xe, dye, dout, w, c, kept) != LC_OK;
+    } else {
+        for (int64_t u = 0; u < (st ? 0 : b.n_used); u++)
+            fail |= expert_backward(&b, b.used[u], g, touched, ds, dxe, ye, xe, dye, dout, w, c, kept) != LC_OK;
+    }
+    if (!st && fail) st = LC_ERR_NOMEM;
+    /* dx per token, slots in ascending expert order; identity experts: y = x */
+#pragma omp parallel for schedule(static) if (!st && T * K * H > 65536)
+    for (int64_t t = 0; t < (st ? 0 : T); t++)
+        for (int64_t k = 0; k < K; k++) {
+            const int64_t i = t * K + k;
+            if (b.pos[i] >= 0) {
+                lc_axpy(dx + t * H, 1.0f, dxe + b.pos[i] * H, H);
+            } else {
+                lc_axpy(dx + t * H, topk_w[i], dout + t * H, H);
+                ds[t * E + topk_idx[i]] = scale * lc_dot(dout + t * H, x + t * H, H);
             }
-        if (n == 0) continue; /* PyTorch leaves this expert's grads at None */
-        touched[e] = 1;
-        for (int64_t j = 0; j < n; j++) {
-            memcpy(xe + j * H, x + tok[j] * H, (size_t)H * sizeof *xe);
-            for (int64_t i = 0; i < H; i++) dye[j * H + i] = topk_w[slot[j]] * dout[tok[j] * H + i];
-        }
-        st = ffn_forward(ye, xe, &w->experts[e], n);
-        for (int64_t j = 0; j < n && !st; j++)
-            ds[tok[j] * E + e] = (float)c->routed_scaling_factor * lc_dot(dout + tok[j] * H, ye + j * H, H);
-        if (!st) {
-            memset(dxe, 0, (size_t)(n * H) * sizeof *dxe);
-            st = ffn_backward(dxe, &g->experts[e], dye, xe, &w->experts[e], n);
-        }
-        for (int64_t j = 0; j < n && !st; j++) lc_axpy(dx + tok[j] * H, 1.0f, dxe + j * H, H);
-    }
-    /* identity experts: y = x */
-    for (int64_t i = 0; i < T * K && !st; i++)
-        if (topk_idx[i] >= N) {
-            int64_t t = i / K;
-            lc_axpy(dx + t * H, topk_w[i], dout + t * H, H);
-            ds[t * E + topk_idx[i]] = (float)c->routed_scaling_factor * lc_dot(dout + t * H, x + t * H, H);
         }
     /* softmax backward into the router logits (reuse ds as dlogits) */
     for (int64_t t = 0; t < T && !st; t++) {
@@ -165,6 +238,8 @@ lc_status moe_backward(float *dx, lc_layer_weights *g, unsigned char *touched, c
         aux->lb_loss = lb;
         lc_matmul_backward(dx, aux->dwr_lb, ds, x, &w->router_classifier, T);
     }
-    free(s); free(ds); free(xe); free(ye); free(dye); free(dxe); free(tok); free(slot);
+    buckets_free(&b);
+    free(s); free(ds); free(xe); free(dye); free(dxe);
+    if (!kept) free(ye);
     return st;
 }

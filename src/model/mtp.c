@@ -43,7 +43,7 @@ lc_status lc_mtp_forward(lc_session *s, const float *normed, const int32_t *next
     if (!st) {
         for (int64_t i = 0; i < T * H; i++) u[i] += y[i];
         rmsnorm_rows(xn, u, w->post_attention_layernorm, T, H, eps);
-        st = ffn_forward(y, xn, &w->mlp, T);
+        st = ffn_forward(y, xn, &w->mlp, T, NULL);
     }
     if (!st) {
         for (int64_t i = 0; i < T * H; i++) u[i] += y[i];

@@ -50,13 +50,15 @@ lc_status mla_forward(float *out,                 /* [T, H] */
 lc_status mla_backward(float *dx, lc_mla_weights *g, const float *dout, const float *x, const int64_t *seq_T,
                        int64_t n_seq, const mla_acts *acts, const lc_mla_weights *w, const lc_config *c);
 
-/* out = down(silu(gate x) * up x), SwiGLU of width w->gate_proj.rows. */
+/* out = down(silu(gate x) * up x), SwiGLU of width F = w->gate_proj.rows. keep: NULL, or
+ * [2, T, F] where the gate and up pre-activations stay for the backward pass. */
 lc_status ffn_forward(float *out,       /* [T, H] */
                       const float *x,   /* [T, H] */
-                      const lc_ffn_weights *w, int64_t T);
+                      const lc_ffn_weights *w, int64_t T, float *keep);
 
-/* dx += d/dx, g += d/dweights of ffn_forward (recomputes its activations). */
-lc_status ffn_backward(float *dx, lc_ffn_weights *g, const float *dout, const float *x, const lc_ffn_weights *w, int64_t T);
+/* dx += d/dx, g += d/dweights of ffn_forward; kept: its keep buffer, or NULL to recompute. */
+lc_status ffn_backward(float *dx, lc_ffn_weights *g, const float *dout, const float *x, const lc_ffn_weights *w, int64_t T,
+                       const float *kept);
 
 /* Router: s = softmax(classifier x); chosen = top-K of s + e_score_correction_bias (the bias
  * only selects); weight = s * routed_scaling_factor. Chosen ids come out ascending. */
@@ -65,14 +67,22 @@ lc_status router_forward(int32_t *topk_idx, /* [T, K] */
                          const float *x,    /* [T, H] */
                          const lc_layer_weights *w, const lc_config *c, int64_t T);
 
+/* What the MoE forward keeps for its backward pass (training), per FFN-expert slot in expert
+ * order (each expert's tokens in token order): the expert's output and its gate/up. */
+typedef struct {
+    float *y;  /* [T * K, H] */
+    float *gu; /* [T * K, 2 * expert_ffn_hidden_size]: per expert, [2, n_e, F_e] */
+} moe_keep;
+
 /* out = sum over chosen e of w_e * (e < N ? expert_e(x) : x). Expert-major: each FFN expert
- * runs once on the tokens routed to it; identity experts cost one scaled add; experts no token
- * chose are never touched. *n_ffn (may be NULL) gets the number of FFN-expert slots used. */
+ * runs once on the tokens routed to it (experts in parallel when there are enough of them);
+ * identity experts cost one scaled add; experts no token chose are never touched. Each token
+ * sums its slots in ascending expert order. *n_ffn (may be NULL) gets the FFN-expert slots used. */
 lc_status moe_forward(float *out,              /* [T, H] */
                       const float *x,          /* [T, H] */
                       const int32_t *topk_idx, /* [T, K] */
                       const float *topk_w,     /* [T, K] */
-                      const lc_layer_weights *w, const lc_config *c, int64_t T, int64_t *n_ffn);
+                      const lc_layer_weights *w, const lc_config *c, int64_t T, int64_t *n_ffn, moe_keep *keep);
 
 /* The load-balancing loss's hook into the router (SPEC §4.2): L_LB = sum_t sum_i coef[t,i] s[t,i]
  * with s the router softmax (coef: each token's row of its sequence's coefficients); its
@@ -89,7 +99,7 @@ typedef struct {
  * tokens (their grads exist, as PyTorch leaves untouched experts' grads at None). */
 lc_status moe_backward(float *dx, lc_layer_weights *g, unsigned char *touched, const float *dout, const float *x,
                        const int32_t *topk_idx, const float *topk_w, const lc_layer_weights *w, const lc_config *c,
-                       int64_t T, moe_aux *aux);
+                       int64_t T, moe_aux *aux, const moe_keep *kept /* NULL: recompute the experts */);
 
 /* What one ScMoE layer keeps for its backward pass (buffers owned by src/train). */
 typedef struct {
@@ -98,6 +108,8 @@ typedef struct {
     int32_t *topk_idx;          /* [T, K] */
     float *topk_w;              /* [T, K] */
     mla_acts attn[2];
+    float *ffn_keep[2];         /* [2, T, ffn_hidden_size] gate/up of mlps[0], mlps[1] */
+    moe_keep moe;
 } layer_acts;
 
 /* One sequence of a forward call: T tokens appended to sess at sess->pos. */

@@ -122,7 +122,9 @@ static float *carve(float **p, int64_t n) {
 
 /* Activations of one layer for sequences of lengths seq_T (T rows in all), from one allocation. */
 static int64_t layer_acts_floats(const lc_config *c, const int64_t *seq_T, int64_t n_seq, int64_t T) {
-    return 8 * T * c->hidden_size + 2 * T * c->moe_topk + 2 * mla_acts_floats(c, seq_T, n_seq);
+    const int64_t TK = T * c->moe_topk;
+    return 8 * T * c->hidden_size + 2 * TK + 2 * mla_acts_floats(c, seq_T, n_seq) + 2 * 2 * T * c->ffn_hidden_size +
+           TK * (c->hidden_size + 2 * c->expert_ffn_hidden_size);
 }
 
 static void layer_acts_init(layer_acts *a, float *p, const lc_config *c, const int64_t *seq_T, int64_t n_seq, int64_t T) {
@@ -132,7 +134,11 @@ static void layer_acts_init(layer_acts *a, float *p, const lc_config *c, const i
     a->topk_idx = (int32_t *)carve(&p, T * K); /* int32 and float share a size */
     a->topk_w = carve(&p, T * K);
     p = mla_acts_carve(&a->attn[0], p, c, seq_T, n_seq);
-    mla_acts_carve(&a->attn[1], p, c, seq_T, n_seq);
+    p = mla_acts_carve(&a->attn[1], p, c, seq_T, n_seq);
+    a->ffn_keep[0] = carve(&p, 2 * T * c->ffn_hidden_size);
+    a->ffn_keep[1] = carve(&p, 2 * T * c->ffn_hidden_size);
+    a->moe.y = carve(&p, T * K * H);
+    a->moe.gu = carve(&p, T * K * 2 * c->expert_ffn_hidden_size);
 }
 
 /* Which expert of which layer a tensor belongs to (-1 if none). */
@@ -237,7 +243,7 @@ static lc_status mtp_loss_backward(lc_train *tr, lc_session *const *sess, const 
     lc_status s = mla_forward(y, x1, ms, n_seq, &w->self_attn, c, &acts);
     for (int64_t q = 0; q < R * H && !s; q++) u1[q] = u0[q] + y[q];
     if (!s) rmsnorm_rows(x2, u1, w->post_attention_layernorm, R, H, eps);
-    if (!s) s = ffn_forward(y, x2, &w->mlp, R);
+    if (!s) s = ffn_forward(y, x2, &w->mlp, R, NULL);
     for (int64_t q = 0; q < R * H && !s; q++) u2[q] = u1[q] + y[q];
     if (!s) {
         rmsnorm_rows(z, u2, w->norm, R, H, eps);
@@ -250,7 +256,7 @@ static lc_status mtp_loss_backward(lc_train *tr, lc_session *const *sess, const 
         for (int64_t r = 0; r < R; r++)
             lc_rmsnorm_backward(du + r * H, (float *)(uintptr_t)g->norm, dz + r * H, u2 + r * H, w->norm, H, eps);
         /* u2 = u1 + ffn(x2): du stays the residual gradient */
-        s = ffn_backward(dx, &g->mlp, du, x2, &w->mlp, R);
+        s = ffn_backward(dx, &g->mlp, du, x2, &w->mlp, R, NULL);
     }
     if (!s) {
         for (int64_t r = 0; r < R; r++)

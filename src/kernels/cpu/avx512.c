@@ -14,6 +14,7 @@
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -372,26 +373,57 @@ AVX512 static void gemm_tile_any(float *C, const float *W, int64_t ldw, const fl
 }
 
 /* Per-thread scratch kept between calls (prefill makes hundreds of products; fresh buffers
- * would fault their pages in every time). Grows to the largest size asked. Every buffer is
- * also listed in g_scratch, so it stays reachable (leak checkers) for the process lifetime. */
+ * would fault their pages in every time). Grows to the largest size asked. Every buffer is also
+ * listed in g_scratch, so it stays reachable (leak checkers) while its thread lives; when the
+ * thread exits, a key destructor frees its buffers and gives their slots back. */
 #define MAX_SCRATCH 512
 static float *g_scratch[MAX_SCRATCH];
-static _Atomic int g_scratch_n;
+static unsigned char g_slot_used[MAX_SCRATCH];
+static pthread_mutex_t g_scratch_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_key_t g_scratch_key;
+static pthread_once_t g_scratch_once = PTHREAD_ONCE_INIT;
 typedef struct {
     float *p;
     size_t n;
     int slot; /* index in g_scratch + 1; 0 before the first allocation */
 } scratch_buf;
-static _Thread_local scratch_buf tl_xp, tl_w;
+typedef struct {
+    scratch_buf xp, w;
+} thread_scratch;
+static _Thread_local thread_scratch tl_scratch;
+
+static void scratch_release(void *arg) {
+    thread_scratch *t = arg;
+    scratch_buf *bufs[2] = {&t->xp, &t->w};
+    pthread_mutex_lock(&g_scratch_mu);
+    for (int i = 0; i < 2; i++) {
+        if (bufs[i]->slot) {
+            g_scratch[bufs[i]->slot - 1] = NULL;
+            g_slot_used[bufs[i]->slot - 1] = 0;
+        }
+        lc_free(bufs[i]->p);
+        *bufs[i] = (scratch_buf){0};
+    }
+    pthread_mutex_unlock(&g_scratch_mu);
+}
+static void scratch_key_make(void) { pthread_key_create(&g_scratch_key, scratch_release); }
+
 static float *scratch(scratch_buf *b, size_t n) {
     if (n <= b->n) return b->p;
     if (!b->slot) {
-        int i = g_scratch_n++;
-        if (i >= MAX_SCRATCH) {
-            lc_error(LC_ERR_NOMEM, "GEMM: more than %d threads", MAX_SCRATCH / 2);
+        pthread_once(&g_scratch_once, scratch_key_make);
+        pthread_setspecific(g_scratch_key, &tl_scratch); /* free this thread's buffers when it exits */
+        pthread_mutex_lock(&g_scratch_mu);
+        for (int i = 0; i < MAX_SCRATCH && !b->slot; i++)
+            if (!g_slot_used[i]) {
+                g_slot_used[i] = 1;
+                b->slot = i + 1;
+            }
+        pthread_mutex_unlock(&g_scratch_mu);
+        if (!b->slot) {
+            lc_error(LC_ERR_NOMEM, "GEMM: more than %d threads at once", MAX_SCRATCH / 2);
             return NULL;
         }
-        b->slot = i + 1;
     }
     lc_free(b->p);
     b->p = g_scratch[b->slot - 1] = lc_aligned_alloc(n * sizeof *b->p, "GEMM scratch");
@@ -458,15 +490,15 @@ static const float *gemm_rows_a(float *buf, int64_t ldw, int64_t *ld, const gemm
 AVX512 static void gemm_core(float *out, int64_t ots, int64_t ois, int accumulate, const gemm_a *A, const float *b, int64_t bts,
                              int64_t bks, int64_t M, int64_t N, int64_t K) {
     const int64_t n_tiles = (N + 15) / 16, n_pairs = (n_tiles + 1) / 2, nb = (M + GEMM_BLOCK - 1) / GEMM_BLOCK;
-    float *xp = scratch(&tl_xp, (size_t)(n_tiles * K * 16));
+    float *xp = scratch(&tl_scratch.xp, (size_t)(n_tiles * K * 16));
     if (!xp) {
         for (int64_t t = 0; t < N; t++)
             for (int64_t i = 0; i < M; i++) out[t * ots + i * ois] = __builtin_nanf("");
         return;
     }
-    const int par = M * K * N > 65536;
+    const int par = M * K * N > 65536 && !lc_in_parallel(); /* inside a parallel region: this thread only */
     int64_t runs = 1; /* runs of token pairs per row block: enough tasks to balance the threads */
-    if (par && !lc_in_parallel()) runs = LC_MIN(n_pairs, (4 * lc_max_threads() + nb - 1) / nb);
+    if (par) runs = LC_MIN(n_pairs, (4 * lc_max_threads() + nb - 1) / nb);
     const int64_t per_run = (n_pairs + runs - 1) / runs;
     /* Rows go into a per-thread block with a padded stride: rows exactly 4 KiB apart would all
      * fall into the same L1 cache set. */
@@ -500,7 +532,7 @@ AVX512 static void gemm_core(float *out, int64_t ots, int64_t ois, int accumulat
                 }
             }
         }
-        float *buf = scratch(&tl_w, (size_t)(GEMM_BLOCK * ldw + GEMM_BLOCK * 32));
+        float *buf = scratch(&tl_scratch.w, (size_t)(GEMM_BLOCK * ldw + GEMM_BLOCK * 32));
         float *acc = buf ? buf + GEMM_BLOCK * ldw : NULL;
 #pragma omp for schedule(dynamic, 1)
         for (int64_t task = 0; task < nb * runs; task++) {

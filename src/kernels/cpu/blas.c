@@ -61,7 +61,7 @@ void lc_blas_matmul(float *out, int64_t ld_out, const float *x, int64_t ld_x, co
                     int64_t T) {
     const int64_t C = w->cols, nb = (n_rows + BLOCK - 1) / BLOCK;
     const int f32 = w->dtype == LC_DT_F32;
-#pragma omp parallel if (n_rows * C * T > 65536)
+#pragma omp parallel if (n_rows * C * T > 65536 && !lc_in_parallel())
     {
         float *buf = f32 ? NULL : malloc((size_t)(BLOCK * C) * sizeof *buf);
 #pragma omp for schedule(static)
@@ -87,7 +87,7 @@ void lc_blas_matmul_backward(float *dx, float *dw, const float *dout, const floa
     const int64_t R = w->rows, C = w->cols;
     if (dx) {
         const int64_t nb = (C + BLOCK - 1) / BLOCK;
-#pragma omp parallel for schedule(static) if (T * R * C > 65536)
+#pragma omp parallel for schedule(static) if (T * R * C > 65536 && !lc_in_parallel())
         for (int64_t b = 0; b < nb; b++) {
             int64_t c0 = b * BLOCK, n = LC_MIN(BLOCK, C - c0);
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)T, (int)n, (int)R, 1.0f, dout, (int)R, W + c0, (int)C,
@@ -96,7 +96,7 @@ void lc_blas_matmul_backward(float *dx, float *dw, const float *dout, const floa
     }
     if (dw) {
         const int64_t nb = (R + BLOCK - 1) / BLOCK;
-#pragma omp parallel for schedule(static) if (T * R * C > 65536)
+#pragma omp parallel for schedule(static) if (T * R * C > 65536 && !lc_in_parallel())
         for (int64_t b = 0; b < nb; b++) {
             int64_t r0 = b * BLOCK, n = LC_MIN(BLOCK, R - r0);
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)n, (int)C, (int)T, 1.0f, dout + r0, (int)R, x, (int)C,

@@ -144,12 +144,12 @@ static void matmul_scalar(float *out, int64_t ld_out, const float *x, int64_t ld
     const int64_t cols = w->cols;
     if (lc_k.rowdots[w->dtype]) { /* fused: the stored row streams straight into the dot products */
         void (*rd)(float *, int64_t, const lc_mat *, int64_t, const float *, int64_t, int64_t) = lc_k.rowdots[w->dtype];
-#pragma omp parallel for schedule(static) if (n_rows * cols * T > 32768)
+#pragma omp parallel for schedule(static) if (n_rows * cols * T > 32768 && !lc_in_parallel())
         for (int64_t i = 0; i < n_rows; i++) rd(out + i, ld_out, w, r0 + i, x, ld_x, T);
         return;
     }
     lc_row_fn row = lc_k.row[w->dtype];
-#pragma omp parallel if (n_rows * cols * T > 32768)
+#pragma omp parallel if (n_rows * cols * T > 32768 && !lc_in_parallel())
     {
         float *buf = malloc((size_t)cols * sizeof *buf);
         if (buf) {
@@ -246,7 +246,7 @@ void lc_matmul_backward(float *dx, float *dw, const float *dout, const float *x,
     lc_row_fn row = lc_k.row[w->dtype];
     if (dx) {
         /* dx[t] += sum_r dout[t][r] * W[r]: rows in order, so each dx element sums in a fixed order */
-#pragma omp parallel if (T * R * C > 32768)
+#pragma omp parallel if (T * R * C > 32768 && !lc_in_parallel())
         {
             float *buf = malloc((size_t)C * sizeof *buf);
 #pragma omp for schedule(static)
@@ -264,7 +264,7 @@ void lc_matmul_backward(float *dx, float *dw, const float *dout, const float *x,
     }
     if (dw) {
         /* dW[r] += sum_t dout[t][r] * x[t], tokens in order */
-#pragma omp parallel for schedule(static) if (T * R * C > 32768)
+#pragma omp parallel for schedule(static) if (T * R * C > 32768 && !lc_in_parallel())
         for (int64_t r = 0; r < R; r++)
             for (int64_t t = 0; t < T; t++) {
                 float g = dout[t * R + r];
