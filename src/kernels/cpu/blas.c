@@ -16,6 +16,9 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #define BLOCK 128 /* output rows (or columns) per sgemm call */
 
@@ -48,7 +51,15 @@ int lc_blas_init(void) {
         state = -1;
         return 0;
     }
+#ifdef _OPENMP
+    const int omp_threads = omp_get_max_threads();
+#endif
     if (set_threads) set_threads(1); /* we parallelise over blocks ourselves */
+#ifdef _OPENMP
+    /* the OpenMP build of OpenBLAS (libopenblas0-openmp) passes that 1 on to omp_set_num_threads,
+     * which would leave every parallel region of ours on one thread: give the count back */
+    omp_set_num_threads(omp_threads);
+#endif
     state = 1;
     return 1;
 }
