@@ -229,7 +229,7 @@ void lc_rope(float *x, int64_t dr, int64_t pos, double theta) {
 
 void lc_matmul_backward(float *dx, float *dw, const float *dout, const float *x, const lc_mat *w, int64_t T) {
     const int64_t R = w->rows, C = w->cols;
-    if (lc_k.sgemm && w->dtype == LC_DT_F32) {
+    if (lc_k.sgemm && w->dtype == LC_DT_F32 && (uintptr_t)w->data % sizeof(float) == 0) { /* mapped files need not align */
         const float *W = (const float *)(const void *)w->data;
         /* dx[t, c] += sum_r dout[t, r] W[r, c]: lanes along c, A(t, r) = dout[t, r], B(c, r) = W[r, c] */
         if (dx) lc_k.sgemm(dx, 1, C, 1, dout, R, 1, W, 1, C, T, C, R);
