@@ -145,6 +145,10 @@ void lc_rope_apply(float *x, const float *cs, int64_t dr);
 void lc_matmul_backward(float *dx, float *dw, const float *dout, const float *x, const lc_mat *w, int64_t T);
 /* RMSNorm backward for one row: dx[n] += d(out)/dx, dw[n] += d(out)/dw. */
 void lc_rmsnorm_backward(float *dx, float *dw, const float *dout, const float *x, const float *w, int64_t n, float eps);
+/* The same for T rows of width n (dx [T, n] may be NULL): rows in parallel, dw summed over the
+ * rows in order (bit-identical to calling lc_rmsnorm_backward row after row). */
+void lc_rmsnorm_backward_rows(float *dx, float *dw, const float *dout, const float *x, const float *w, int64_t T, int64_t n,
+                              float eps);
 /* RoPE backward in place, with lc_rope_coeffs' cs for the position: the gradient w.r.t. the
  * interleaved input from the gradient of the de-interleaved output (the inverse rotation). */
 void lc_rope_backward_apply(float *d, const float *cs, int64_t dr);

@@ -97,7 +97,7 @@ lc_status scmoe_layer_forward(float *h,            /* [T, H] residual stream */
 /* dx of a row-wise RMSNorm added into dh; weight gradient into dw. */
 static void rmsnorm_rows_backward(float *dh, float *dw, const float *dxn, const float *h, const float *w, int64_t T,
                                   int64_t H, float eps) {
-    for (int64_t t = 0; t < T; t++) lc_rmsnorm_backward(dh + t * H, dw, dxn + t * H, h + t * H, w, H, eps);
+    lc_rmsnorm_backward_rows(dh, dw, dxn, h, w, T, H, eps);
 }
 
 /* The layer's steps in reverse: mlp1 (+ the MoE output's gradient), attn1, mlp0 + MoE, attn0. */

@@ -10,6 +10,7 @@
 #define MLA_NORM_EPS 1e-6f /* q_a_layernorm and kv_a_layernorm use 1e-6, not rms_norm_eps */
 
 void rmsnorm_rows(float *out, const float *x, const float *w, int64_t T, int64_t n, float eps) {
+#pragma omp parallel for schedule(static) if (T * n > 16384 && !lc_in_parallel())
     for (int64_t t = 0; t < T; t++) lc_rmsnorm(out + t * n, x + t * n, w, n, eps);
 }
 
@@ -329,9 +330,7 @@ lc_status mla_backward(float *dx, lc_mla_weights *g, const float *dout, const fl
         }
     lc_matmul_backward(dx, (float *)(uintptr_t)g->kv_a_proj_with_mqa.data, dckv, x, &w->kv_a_proj_with_mqa, T);
     lc_matmul_backward(dqn, (float *)(uintptr_t)g->q_b_proj.data, dq_, a->qn, &w->q_b_proj, T);
-    for (int64_t t = 0; t < T; t++)
-        lc_rmsnorm_backward(dqa + t * qr, (float *)(uintptr_t)g->q_a_layernorm, dqn + t * qr, a->qa + t * qr,
-                            w->q_a_layernorm, qr, MLA_NORM_EPS);
+    lc_rmsnorm_backward_rows(dqa, (float *)(uintptr_t)g->q_a_layernorm, dqn, a->qa, w->q_a_layernorm, T, qr, MLA_NORM_EPS);
     lc_matmul_backward(dx, (float *)(uintptr_t)g->q_a_proj.data, dqa, x, &w->q_a_proj, T);
     free(dctx); free(dq_); free(dkv_); free(dkpe_h); free(dlat); free(dckv); free(dqn); free(dqa); free(t0s);
     return LC_OK;

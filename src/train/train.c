@@ -253,22 +253,18 @@ static lc_status mtp_loss_backward(lc_train *tr, lc_session *const *sess, const 
             *loss += lc_cross_entropy(logits + i * n * V, tokens + i * T + 2, n, V, k);
         /* backward */
         lc_matmul_backward(dz, (float *)(uintptr_t)tr->grads->lm_head.data, logits, z, &tr->params->lm_head, R);
-        for (int64_t r = 0; r < R; r++)
-            lc_rmsnorm_backward(du + r * H, (float *)(uintptr_t)g->norm, dz + r * H, u2 + r * H, w->norm, H, eps);
+        lc_rmsnorm_backward_rows(du, (float *)(uintptr_t)g->norm, dz, u2, w->norm, R, H, eps);
         /* u2 = u1 + ffn(x2): du stays the residual gradient */
         s = ffn_backward(dx, &g->mlp, du, x2, &w->mlp, R, NULL);
     }
     if (!s) {
-        for (int64_t r = 0; r < R; r++)
-            lc_rmsnorm_backward(du + r * H, (float *)(uintptr_t)g->post_attention_layernorm, dx + r * H, u1 + r * H,
-                                w->post_attention_layernorm, H, eps);
+        lc_rmsnorm_backward_rows(du, (float *)(uintptr_t)g->post_attention_layernorm, dx, u1, w->post_attention_layernorm, R, H,
+                                 eps);
         memset(dx, 0, fl * sizeof *dx);
         s = mla_backward(dx, &g->self_attn, du, x1, seq_n, n_seq, &acts, &w->self_attn, c);
     }
     if (!s) {
-        for (int64_t r = 0; r < R; r++)
-            lc_rmsnorm_backward(du + r * H, (float *)(uintptr_t)g->input_layernorm, dx + r * H, u0 + r * H,
-                                w->input_layernorm, H, eps);
+        lc_rmsnorm_backward_rows(du, (float *)(uintptr_t)g->input_layernorm, dx, u0, w->input_layernorm, R, H, eps);
         /* u0 = eh_proj @ [enorm(e); hnorm(hn)] */
         lc_matmul_backward(deg, (float *)(uintptr_t)g->eh_proj.data, du, eg, &w->eh_proj, R);
         float *raw = dz; /* reuse: the raw embedding row */
@@ -403,9 +399,7 @@ lc_status lc_train_forward_backward(lc_train *tr, const int32_t *tokens, int64_t
             s = mtp_loss_backward(tr, sess, tokens, n_seq, T, hn, dhn, scale * tr->aux.mtp_weight, &lm);
             tr->loss_mtp += lm * scale;
         }
-        for (int64_t t = 0; t < BT; t++)
-            lc_rmsnorm_backward(dh + t * H, (float *)(uintptr_t)tr->grads->norm, dhn + t * H, h + t * H, pm->norm, H,
-                                (float)c->rms_norm_eps);
+        lc_rmsnorm_backward_rows(dh, (float *)(uintptr_t)tr->grads->norm, dhn, h, pm->norm, BT, H, (float)c->rms_norm_eps);
     }
     float *coef = !s && tr->aux.lb_alpha > 0 ? lc_malloc((size_t)(BT * E) * sizeof *coef, "LB coefficients") : NULL;
     if (!s && tr->aux.lb_alpha > 0 && !coef) s = LC_ERR_NOMEM;

@@ -286,6 +286,37 @@ void lc_rmsnorm_backward(float *dx, float *dw, const float *dout, const float *x
     }
 }
 
+void lc_rmsnorm_backward_rows(float *dx, float *dw, const float *dout, const float *x, const float *w, int64_t T, int64_t n,
+                              float eps) {
+    float *r = malloc((size_t)(T ? T : 1) * sizeof *r);
+    if (!r) { /* no room for the per-row scales: one row at a time, the same sums */
+        for (int64_t t = 0; t < T; t++) lc_rmsnorm_backward(dx ? dx + t * n : NULL, dw, dout + t * n, x + t * n, w, n, eps);
+        return;
+    }
+#pragma omp parallel if (T * n > 16384 && !lc_in_parallel())
+    {
+#pragma omp for schedule(static)
+        for (int64_t t = 0; t < T; t++) { /* dx: row by row, as lc_rmsnorm_backward */
+            const float *xt = x + t * n, *dt = dout + t * n;
+            double ss = 0, dot = 0;
+            for (int64_t i = 0; i < n; i++) ss += (double)xt[i] * xt[i];
+            const float rt = (float)(1.0 / sqrt(ss / (double)n + (double)eps));
+            for (int64_t i = 0; i < n; i++) dot += (double)dt[i] * w[i] * xt[i];
+            const float c = (float)(dot / (double)n) * rt * rt * rt;
+            if (dx)
+                for (int64_t i = 0; i < n; i++) dx[t * n + i] += dt[i] * w[i] * rt - xt[i] * c;
+            r[t] = rt;
+        }
+        if (dw) { /* dw: column blocks in parallel, rows in order within each */
+#pragma omp for schedule(static)
+            for (int64_t b = 0; b < (n + 63) / 64; b++)
+                for (int64_t t = 0; t < T; t++)
+                    for (int64_t i = b * 64; i < LC_MIN(n, b * 64 + 64); i++) dw[i] += dout[t * n + i] * x[t * n + i] * r[t];
+        }
+    }
+    free(r);
+}
+
 void lc_rope_backward_apply(float *d, const float *cs, int64_t dr) {
     const int64_t half = dr / 2;
     float tmp[half > 0 ? 2 * half : 1];
