@@ -447,32 +447,44 @@ static void test_adamw_sumsq_levels(void) {
     char orig[16];
     snprintf(orig, sizeof orig, "%s", lc_k.name);
     enum { N = 1000 + 7 };
-    float p0[N], g[N], m0[N], v0[N], p[N], m[N], v[N], ps[N], ms[N], vs[N];
+    float p0[N], g0[N], m0[N], v0[N], p[N], g[N], m[N], v[N], ps[N], gs_[N], ms[N], vs[N];
     lc_rng r;
     lc_rng_seed(&r, 31);
     double ref = 0;
     for (int i = 0; i < N; i++) {
         p0[i] = lc_rng_normal(&r);
-        g[i] = lc_rng_normal(&r) * 1e-2f;
+        g0[i] = lc_rng_normal(&r) * 1e-2f;
         m0[i] = lc_rng_normal(&r) * 1e-3f;
         v0[i] = fabsf(lc_rng_normal(&r)) * 1e-5f;
-        ref += (double)g[i] * g[i];
+        ref += (double)g0[i] * g0[i];
     }
-    const lc_adamw_coef c = {.decay = 0.999f, .beta1 = 0.9f, .beta2 = 0.95f, .eps = 1e-8f, .step_size = 0.01f / 0.19f,
-                             .bc2_sqrt = sqrtf(1.0f - 0.95f * 0.95f)};
-    memcpy(ps, p0, sizeof ps); memcpy(ms, m0, sizeof ms); memcpy(vs, v0, sizeof vs);
-    lc_kernels_scalar()->adamw(ps, g, ms, vs, N, &c);
-    const char *levels[] = {"scalar", "avx2", "avx512"};
-    for (int l = 0; l < 3; l++) {
-        if (lc_kernels_select(levels[l]) != LC_OK) continue;
-        for (int64_t n = N - 16; n <= N; n += 8) { /* ragged tails; the rest of the arrays untouched */
-            memcpy(p, p0, sizeof p); memcpy(m, m0, sizeof m); memcpy(v, v0, sizeof v);
-            lc_k.adamw(p, g, m, v, n, &c);
-            CHECK(!memcmp(p, ps, (size_t)n * 4) && !memcmp(m, ms, (size_t)n * 4) && !memcmp(v, vs, (size_t)n * 4),
-                  "%s: AdamW on %lld elements differs from the scalar loop", levels[l], (long long)n);
-            CHECK(!memcmp(p + n, p0 + n, (size_t)(N - n) * 4), "%s: AdamW wrote past %lld elements", levels[l], (long long)n);
+    for (int clip = 0; clip < 2; clip++) {
+        const lc_adamw_coef c = {.decay = 0.999f, .beta1 = 0.9f, .beta2 = 0.95f, .eps = 1e-8f, .step_size = 0.01f / 0.19f,
+                                 .bc2_sqrt = sqrtf(1.0f - 0.95f * 0.95f), .gscale = clip ? 0.37f : 1.0f};
+        memcpy(ps, p0, sizeof ps); memcpy(gs_, g0, sizeof gs_); memcpy(ms, m0, sizeof ms); memcpy(vs, v0, sizeof vs);
+        lc_kernels_scalar()->adamw(ps, gs_, ms, vs, N, &c);
+        /* the scalar loop itself against the formula with the scaled gradient, element 5 */
+        const float gk = g0[5] * c.gscale, mk = m0[5] + (gk - m0[5]) * (1.0f - c.beta1);
+        const float vk = v0[5] * c.beta2 + (1.0f - c.beta2) * gk * gk;
+        const float pk = p0[5] * c.decay - c.step_size * (mk / (sqrtf(vk) / c.bc2_sqrt + c.eps));
+        CHECK(ps[5] == pk && ms[5] == mk && vs[5] == vk, "scalar AdamW (gscale %g): p %g vs %g", (double)c.gscale, ps[5], pk);
+        const char *levels[] = {"scalar", "avx2", "avx512"};
+        for (int l = 0; l < 3; l++) {
+            if (lc_kernels_select(levels[l]) != LC_OK) continue;
+            for (int64_t n = N - 16; n <= N; n += 8) { /* ragged tails; the rest of the arrays untouched */
+                memcpy(p, p0, sizeof p); memcpy(g, g0, sizeof g); memcpy(m, m0, sizeof m); memcpy(v, v0, sizeof v);
+                lc_k.adamw(p, g, m, v, n, &c);
+                CHECK(!memcmp(p, ps, (size_t)n * 4) && !memcmp(m, ms, (size_t)n * 4) && !memcmp(v, vs, (size_t)n * 4),
+                      "%s: AdamW on %lld elements differs from the scalar loop", levels[l], (long long)n);
+                int zero = 1;
+                for (int64_t i = 0; i < n; i++) zero &= g[i] == 0;
+                CHECK(zero, "%s: AdamW left gradients behind", levels[l]);
+                CHECK(!memcmp(p + n, p0 + n, (size_t)(N - n) * 4) && !memcmp(g + n, g0 + n, (size_t)(N - n) * 4),
+                      "%s: AdamW wrote past %lld elements", levels[l], (long long)n);
+            }
+            CHECK(fabs(lc_k.sumsq(g0, N) - ref) <= 1e-12 * ref, "%s: sum of squares %.17g vs %.17g", levels[l],
+                  lc_k.sumsq(g0, N), ref);
         }
-        CHECK(fabs(lc_k.sumsq(g, N) - ref) <= 1e-12 * ref, "%s: sum of squares %.17g vs %.17g", levels[l], lc_k.sumsq(g, N), ref);
     }
     lc_kernels_select(orig);
 }

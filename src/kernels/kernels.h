@@ -47,6 +47,7 @@ typedef struct {
     float beta1, beta2, eps;
     float step_size; /* lr / (1 - beta1^step) */
     float bc2_sqrt;  /* sqrt(1 - beta2^step) */
+    float gscale;    /* the gradient is taken as g * gscale (clipping; 1: as it is) */
 } lc_adamw_coef;
 
 /* Dequantises W[r, 0..cols) into dst[cols] (f32). */
@@ -80,9 +81,10 @@ typedef struct {
      * ois = 1 or ots = 1. Each output is one fixed-order sum (thread-count free). */
     void (*sgemm)(float *out, int64_t ots, int64_t ois, int accumulate, const float *a, int64_t ars, int64_t aks,
                   const float *b, int64_t bts, int64_t bks, int64_t M, int64_t N, int64_t K);
-    /* AdamW on n elements: p *= decay; m += (g - m)(1 - beta1); v = v beta2 + (1 - beta2) g g;
-     * p -= step_size m / (sqrt(v) / bc2_sqrt + eps). Every level gives the same bits. */
-    void (*adamw)(float *p, const float *g, float *m, float *v, int64_t n, const lc_adamw_coef *c);
+    /* AdamW on n elements, g <- g * gscale first: p *= decay; m += (g - m)(1 - beta1);
+     * v = v beta2 + (1 - beta2) g g; p -= step_size m / (sqrt(v) / bc2_sqrt + eps); then g = 0
+     * (consumed, ready for the next step). Every level gives the same bits. */
+    void (*adamw)(float *p, float *g, float *m, float *v, int64_t n, const lc_adamw_coef *c);
     double (*sumsq)(const float *x, int64_t n); /* sum of x^2, in double */
     /* Elementwise exp family (float, within a few ulp of expf): y[i] = exp(x[i] - shift),
      * returning the sum of the y[i] in double (y may equal x); SwiGLU out = silu(g) * u and its

@@ -62,6 +62,7 @@ lc_status lc_train_from_model(lc_train **out, const lc_model *m) {
     lc_train *tr = lc_calloc(1, sizeof *tr, "training state");
     if (!tr) return LC_ERR_NOMEM;
     tr->cfg = m->cfg;
+    tr->grad_scale = 1.0f;
     tr->n_specs = lc_model_tensor_specs(&m->cfg, NULL, NULL);
     tr->specs = lc_calloc((size_t)tr->n_specs, sizeof *tr->specs, "tensor table");
     lc_tensor_spec *msp = lc_calloc((size_t)tr->n_specs, sizeof *msp, "tensor table");
@@ -154,8 +155,12 @@ static int expert_of(const char *name, int64_t *layer, int64_t *e) {
 
 void lc_train_zero_grad(lc_train *tr) {
     const lc_config *c = &tr->cfg;
-    memset(tr->grad, 0, (size_t)tr->n_params * sizeof(float));
+    for (int64_t i = 0; i < tr->n_specs; i++) /* untouched tensors have zero gradients already */
+        if (tr->touched[i])
+            memset(tr->grad + tr->offset[i], 0,
+                   (size_t)(tr->specs[i].rows * (tr->specs[i].cols ? tr->specs[i].cols : 1)) * sizeof(float));
     memset(tr->touched, 0, (size_t)tr->n_specs);
+    tr->grad_scale = 1.0f;
     memset(tr->lb_router_grad, 0,
            (size_t)(c->num_layers * (c->n_routed_experts + c->zero_expert_num) * c->hidden_size) * sizeof(float));
     tr->loss_z = tr->loss_lb = tr->loss_mtp = tr->max_abs_h = 0;
@@ -496,13 +501,15 @@ lc_status lc_train_adamw_step(lc_train *tr, const lc_adamw *o) {
         const float lr = o->lr * tr->lr_scale[i];
         const float bc1 = 1.0f - powf(o->beta1, (float)step), bc2 = 1.0f - powf(o->beta2, (float)step);
         coef[i] = (lc_adamw_coef){.decay = 1.0f - lr * o->weight_decay, .beta1 = o->beta1, .beta2 = o->beta2,
-                                  .eps = o->eps, .step_size = lr / bc1, .bc2_sqrt = sqrtf(bc2)};
+                                  .eps = o->eps, .step_size = lr / bc1, .bc2_sqrt = sqrtf(bc2), .gscale = tr->grad_scale};
     }
 #pragma omp parallel for schedule(static) if (n > 4)
     for (int64_t j = 0; j < n; j++) {
         const int64_t b = ch[j].begin;
         lc_k.adamw(tr->param + b, tr->grad + b, tr->m + b, tr->v + b, ch[j].n, &coef[ch[j].spec]);
     }
+    memset(tr->touched, 0, (size_t)tr->n_specs); /* every gradient is zero again */
+    tr->grad_scale = 1.0f;
     free(ch);
     free(coef);
     return LC_OK;
@@ -522,14 +529,7 @@ lc_status lc_train_clip_grad(lc_train *tr, double max_norm, double *norm_out) {
     double ss = 0;
     for (int64_t j = 0; j < n; j++) ss += part[j]; /* in chunk order: the same for any thread count */
     double norm = sqrt(ss);
-    if (max_norm > 0 && norm > max_norm) {
-        const float f = (float)(max_norm / (norm + 1e-6));
-#pragma omp parallel for schedule(static) if (n > 4)
-        for (int64_t j = 0; j < n; j++) {
-            float *g = tr->grad + ch[j].begin;
-            for (int64_t k = 0; k < ch[j].n; k++) g[k] *= f;
-        }
-    }
+    tr->grad_scale = max_norm > 0 && norm > max_norm ? (float)(max_norm / (norm + 1e-6)) : 1.0f;
     free(ch);
     free(part);
     *norm_out = norm;

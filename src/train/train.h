@@ -45,6 +45,7 @@ typedef struct lc_train {
     /* summed since lc_train_zero_grad, each term weighted like the gradients (batch means): */
     double loss_z, loss_lb, loss_mtp, max_abs_h;
     double router_ratio;   /* R = |grad_router L_LB| / |grad_router L_LM| at the last merge */
+    float grad_scale;      /* clipping factor lc_train_clip_grad leaves for the next AdamW step (1: none) */
     float *lr_scale;       /* [n_specs] learning-rate multiplier per tensor (width transfer), 1 by default */
 } lc_train;
 
@@ -63,7 +64,10 @@ lc_status lc_train_forward_backward(lc_train *tr, const int32_t *tokens, int64_t
                                     float *loss);
 
 /* One AdamW step on every tensor that has a gradient (untouched experts are skipped, as
- * PyTorch skips parameters whose grad is None; the router bias is not a parameter). */
+ * PyTorch skips parameters whose grad is None; the router bias is not a parameter), with the
+ * gradients scaled by the clipping factor. It consumes the gradients: they are left at zero and
+ * no tensor is marked touched, so the next lc_train_zero_grad has nothing to clear. (Invariant:
+ * a tensor not marked touched has a zero gradient.) */
 lc_status lc_train_adamw_step(lc_train *tr, const lc_adamw *opt);
 
 /* Adds the LB loss's router gradient to the router gradients after measuring
@@ -71,7 +75,8 @@ lc_status lc_train_adamw_step(lc_train *tr, const lc_adamw *opt);
 void lc_train_merge_aux_grads(lc_train *tr);
 
 /* Global L2 norm of the gradients (touched tensors); scales them down to max_norm if above
- * (max_norm <= 0: no clipping). *norm gets the norm before clipping. */
+ * (max_norm <= 0: no clipping) — the factor is kept in tr->grad_scale and applied by the next
+ * lc_train_adamw_step, which reads the gradients anyway. *norm gets the norm before clipping. */
 lc_status lc_train_clip_grad(lc_train *tr, double max_norm, double *norm);
 
 /* Expert-bias budget control (SPEC §4.1): for FFN expert i, error

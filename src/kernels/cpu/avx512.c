@@ -279,13 +279,13 @@ AVX512 static void swiglu_backward_avx512(float *dg, float *du, const float *da,
 }
 
 /* The same operations in the same order as adamw_scalar (no FMA contraction): equal bits. */
-AVX512 static void adamw_avx512(float *p, const float *g, float *m, float *v, int64_t n, const lc_adamw_coef *c) {
+AVX512 static void adamw_avx512(float *p, float *g, float *m, float *v, int64_t n, const lc_adamw_coef *c) {
     const __m512 decay = _mm512_set1_ps(c->decay), b2 = _mm512_set1_ps(c->beta2), eps = _mm512_set1_ps(c->eps);
     const __m512 one_b1 = _mm512_set1_ps(1.0f - c->beta1), one_b2 = _mm512_set1_ps(1.0f - c->beta2);
-    const __m512 ss = _mm512_set1_ps(c->step_size), bc2 = _mm512_set1_ps(c->bc2_sqrt);
+    const __m512 ss = _mm512_set1_ps(c->step_size), bc2 = _mm512_set1_ps(c->bc2_sqrt), gs = _mm512_set1_ps(c->gscale);
     for (int64_t k = 0; k < n; k += 16) {
         const __mmask16 mk = TAIL_MASK(n, k);
-        __m512 pk = _mm512_maskz_loadu_ps(mk, p + k), gk = _mm512_maskz_loadu_ps(mk, g + k);
+        __m512 pk = _mm512_maskz_loadu_ps(mk, p + k), gk = _mm512_mul_ps(_mm512_maskz_loadu_ps(mk, g + k), gs);
         __m512 mm = _mm512_maskz_loadu_ps(mk, m + k), vk = _mm512_maskz_loadu_ps(mk, v + k);
         pk = _mm512_mul_ps(pk, decay);
         mm = _mm512_add_ps(mm, _mm512_mul_ps(_mm512_sub_ps(gk, mm), one_b1));
@@ -295,6 +295,7 @@ AVX512 static void adamw_avx512(float *p, const float *g, float *m, float *v, in
         _mm512_mask_storeu_ps(p + k, mk, pk);
         _mm512_mask_storeu_ps(m + k, mk, mm);
         _mm512_mask_storeu_ps(v + k, mk, vk);
+        _mm512_mask_storeu_ps(g + k, mk, _mm512_setzero_ps());
     }
 }
 

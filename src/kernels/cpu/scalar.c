@@ -329,14 +329,16 @@ void lc_rope_backward_apply(float *d, const float *cs, int64_t dr) {
     memcpy(d, tmp, (size_t)dr * sizeof *d);
 }
 
-static void adamw_scalar(float *p, const float *g, float *m, float *v, int64_t n, const lc_adamw_coef *c) {
+static void adamw_scalar(float *p, float *g, float *m, float *v, int64_t n, const lc_adamw_coef *c) {
     const float one_b1 = 1.0f - c->beta1, one_b2 = 1.0f - c->beta2;
     for (int64_t k = 0; k < n; k++) {
+        const float gk = g[k] * c->gscale;
         p[k] *= c->decay;
-        m[k] += (g[k] - m[k]) * one_b1;
-        v[k] = v[k] * c->beta2 + one_b2 * g[k] * g[k];
+        m[k] += (gk - m[k]) * one_b1;
+        v[k] = v[k] * c->beta2 + one_b2 * gk * gk;
         float denom = sqrtf(v[k]) / c->bc2_sqrt + c->eps;
         p[k] -= c->step_size * (m[k] / denom);
+        g[k] = 0;
     }
 }
 
