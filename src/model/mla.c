@@ -27,9 +27,10 @@ static void attend_expanded_head(float *ctx, const float *q, const float *kv, co
     for (int64_t t0 = 0; t0 < T; t0 += ATTN_ROWS) {
         const int64_t nt = LC_MIN(ATTN_ROWS, T - t0);
         const float *qh = q + (t0 * nh + h) * dq;
-        /* sc[t, u] = q_nope . k_nope(u) + q_rope . k_rope(u) */
-        lc_k.sgemm(sc, P, 1, 0, kv + h * dkv, nh * dkv, 1, qh, nh * dq, 1, P, nt, dn);
-        lc_k.sgemm(sc, P, 1, 1, cache_rope, dr, 1, qh + dn, nh * dq, 1, P, nt, dr);
+        /* sc[t, u] = q_nope . k_nope(u) + q_rope . k_rope(u). Each product runs with its vector
+         * lanes along the output's contiguous index (here u), so results store without transposes. */
+        lc_k.sgemm(sc, 1, P, 0, qh, nh * dq, 1, kv + h * dkv, nh * dkv, 1, nt, P, dn);
+        lc_k.sgemm(sc, 1, P, 1, qh + dn, nh * dq, 1, cache_rope, dr, 1, nt, P, dr);
         for (int64_t t = 0; t < nt; t++) {
             float *row = sc + t * P;
             const int64_t n = p0 + t0 + t + 1; /* causal: only u <= p0 + t */
@@ -38,8 +39,8 @@ static void attend_expanded_head(float *ctx, const float *q, const float *kv, co
             memset(row + n, 0, (size_t)(P - n) * sizeof *row);
             if (p_keep) memcpy(p_keep + (t0 + t) * T, row, (size_t)T * sizeof *row);
         }
-        /* ctx[t, d] = sum_u p[t, u] v(u)[d] */
-        lc_k.sgemm(ctx + (t0 * nh + h) * dv, nh * dv, 1, 0, kv + h * dkv + dn, 1, nh * dkv, sc, P, 1, dv, nt, P);
+        /* ctx[t, d] = sum_u p[t, u] v(u)[d] (lanes along d) */
+        lc_k.sgemm(ctx + (t0 * nh + h) * dv, 1, nh * dv, 0, sc, P, 1, kv + h * dkv + dn, 1, nh * dkv, nt, dv, P);
     }
 }
 
@@ -238,8 +239,9 @@ static void attention_backward_head(float *dq_, float *dkv_, float *dkpe, float 
     const float *doh = dctx + (t0 * nh + h) * dv, *vh = a->kv + (t0 * nh + h) * dkv + dn, *kh = a->kv + (t0 * nh + h) * dkv;
     const float *qh = a->q + (t0 * nh + h) * dq, *kpe = a->kpe + t0 * dr;
     float *dqh = dq_ + (t0 * nh + h) * dq, *dkh = dkv_ + (t0 * nh + h) * dkv;
-    /* ds[t, u] = dO[t] . V[u] */
-    lc_k.sgemm(ds, T, 1, 0, vh, nh * dkv, 1, doh, nh * dv, 1, T, T, dv);
+    /* ds[t, u] = dO[t] . V[u] (each product with its lanes along the output's contiguous index
+     * where the operands allow it cheaply) */
+    lc_k.sgemm(ds, 1, T, 0, doh, nh * dv, 1, vh, nh * dkv, 1, T, T, dv);
     for (int64_t t = 0; t < T; t++) { /* softmax backward on row t (u <= t) */
         const float *pt = p + t * T;
         float *st = ds + t * T;
@@ -251,8 +253,8 @@ static void attention_backward_head(float *dq_, float *dkv_, float *dkpe, float 
     /* dV[u] = sum_t P[t, u] dO[t] */
     lc_k.sgemm(dkh + dn, nh * dkv, 1, 0, doh, 1, nh * dv, p, 1, T, dv, T, T);
     /* dQ[t] = sum_u dS[t, u] [K_nope(u), k_rope(u)] */
-    lc_k.sgemm(dqh, nh * dq, 1, 0, kh, 1, nh * dkv, ds, T, 1, dn, T, T);
-    lc_k.sgemm(dqh + dn, nh * dq, 1, 0, kpe, 1, dr, ds, T, 1, dr, T, T);
+    lc_k.sgemm(dqh, 1, nh * dq, 0, ds, T, 1, kh, 1, nh * dkv, T, dn, T);
+    lc_k.sgemm(dqh + dn, 1, nh * dq, 0, ds, T, 1, kpe, 1, dr, T, dr, T);
     /* dK_nope[u] = sum_t dS[t, u] Q_nope[t]; the roped key's share likewise */
     lc_k.sgemm(dkh, nh * dkv, 1, 0, qh, 1, nh * dq, ds, 1, T, dn, T, T);
     lc_k.sgemm(dkpe, dr, 1, 0, qh + dn, 1, nh * dq, ds, 1, T, dr, T, T);
