@@ -483,113 +483,142 @@ static const float *gemm_rows_a(float *buf, int64_t ldw, int64_t *ld, const gemm
     return buf;
 }
 
-/* out[t * ots + i * ois] (+)= sum_k A(i, k) B(t, k) for i < M, t < N, with B(t, k) = b[t * bts + k * bks].
- * B is packed once into 16-lane tiles; the work is cut into (block of 112 rows) x (run of
- * 32-token tiles) tasks, as many runs as it takes to give every thread work. Each output is one
- * FMA chain over k in chunks of GEMM_KC, whatever the cut: results do not depend on the
- * thread count or on N. */
+/* One GEMM call: out[t * ots + i * ois] (+)= sum_k A(i, k) B(t, k) for i < M, t < N, with
+ * B(t, k) = b[t * bts + k * bks]. B is packed once into 16-lane tiles xp; the work is cut into
+ * (block of 112 rows) x (run of 32-token tiles) tasks, as many runs as it takes to give every
+ * thread work. Each output is one FMA chain over k in chunks of GEMM_KC, whatever the cut:
+ * results do not depend on the thread count or on N. */
+typedef struct {
+    float *out;
+    int64_t ots, ois;
+    int accumulate;
+    const gemm_a *A;
+    const float *b;
+    int64_t bts, bks, M, N, K;
+    float *xp;                /* [n_tiles][K][16] */
+    int64_t n_pairs, runs, per_run;
+    int64_t ldw;              /* row stride of copied A blocks: padded, rows exactly 4 KiB apart
+                                 would all fall into the same L1 cache set */
+} gemm_call;
+
+/* B -> tile `tile` of 16 lanes: xp[tile][k][16], zero beyond N. */
+AVX512 static void gemm_pack_tile(const gemm_call *g, int64_t tile) {
+    const int64_t K = g->K, N = g->N, bts = g->bts, bks = g->bks;
+    float *d = g->xp + tile * K * 16;
+    const int64_t nt = LC_MIN(16, N - tile * 16);
+    const float *src = g->b + tile * 16 * bts;
+    if (bts == 1) { /* B(t, k) contiguous along t: 16 lanes are one (masked) load */
+        const __mmask16 m = (__mmask16)((1u << nt) - 1);
+        for (int64_t k = 0; k < K; k++) _mm512_store_ps(d + k * 16, _mm512_maskz_loadu_ps(m, src + k * bks));
+    } else if (bks == 1) { /* B rows along k: 16 x 16 blocks transposed in registers */
+        for (int64_t k0 = 0; k0 < K; k0 += 16) {
+            const int kn = (int)LC_MIN(16, K - k0);
+            const __mmask16 mk = TAIL_MASK(K, k0);
+            __m512 r[16];
+            for (int j = 0; j < 16; j++) r[j] = j < nt ? _mm512_maskz_loadu_ps(mk, src + j * bts + k0) : _mm512_setzero_ps();
+            transpose16(r);
+            for (int kk = 0; kk < kn; kk++) _mm512_store_ps(d + (k0 + kk) * 16, r[kk]);
+        }
+    } else {
+        for (int64_t k = 0; k < K; k++) {
+            int64_t j = 0;
+            for (; j < nt; j++) d[k * 16 + j] = src[j * bts + k * bks];
+            for (; j < 16; j++) d[k * 16 + j] = 0.0f;
+        }
+    }
+}
+
+/* Task `task`: one block of rows times one run of token pairs, with this thread's buffer. */
+AVX512 static void gemm_task(const gemm_call *g, int64_t task, float *buf) {
+    float *out = g->out;
+    const int64_t ots = g->ots, ois = g->ois, M = g->M, N = g->N, K = g->K, ldw = g->ldw, runs = g->runs;
+    const int accumulate = g->accumulate;
+    float *acc = buf ? buf + GEMM_BLOCK * ldw : NULL;
+    const int64_t bi = task / runs, i0 = bi * GEMM_BLOCK, n = LC_MIN(GEMM_BLOCK, M - i0);
+    const int64_t p0 = (task % runs) * g->per_run, p1 = LC_MIN(g->n_pairs, p0 + g->per_run);
+    if (!buf) { /* out of memory for the block: poison it so the failure cannot pass unseen */
+        for (int64_t t = 0; t < N; t++)
+            for (int64_t i = 0; i < n; i++) out[t * ots + (i0 + i) * ois] = __builtin_nanf("");
+        return;
+    }
+    if (p0 >= p1) return;
+    int64_t lda;
+    const float *rows = gemm_rows_a(buf, ldw, &lda, g->A, i0, n, K);
+    for (int64_t pair = p0; pair < p1; pair++) { /* 32 tokens, or the last 16 */
+        const int64_t t0 = pair * 32;
+        const int nt = (int)LC_MIN(32, N - t0), NV = nt > 16 ? 2 : 1;
+        const float *xa = g->xp + pair * 2 * K * 16, *xb = NV == 2 ? xa + K * 16 : xa;
+        for (int64_t k0 = 0; k0 < K; k0 += GEMM_KC)
+            for (int64_t rg = 0; rg < n; rg += GEMM_ROWS)
+                gemm_tile_any(acc + rg * 32, rows + rg * lda + k0, lda, xa + k0 * 16, xb + k0 * 16,
+                              LC_MIN(GEMM_KC, K - k0), (int)LC_MIN(GEMM_ROWS, n - rg), NV, k0 == 0);
+        if (ots == 1) /* output rows run along the tokens: one (masked) vector per row */
+            for (int64_t i = 0; i < n; i++) {
+                float *o = out + (i0 + i) * ois + t0;
+                for (int v = 0; v < NV; v++) {
+                    const int m = LC_MIN(16, nt - 16 * v);
+                    const __mmask16 mk = (__mmask16)((1u << m) - 1);
+                    __m512 r = _mm512_load_ps(acc + i * 32 + 16 * v);
+                    if (accumulate) r = _mm512_add_ps(_mm512_maskz_loadu_ps(mk, o + 16 * v), r);
+                    _mm512_mask_storeu_ps(o + 16 * v, mk, r);
+                }
+            }
+        else if (ois == 1) /* output rows run along i: transpose 16 x 16 blocks in registers */
+            for (int64_t ib = 0; ib < n; ib += 16) {
+                const __mmask16 mk = (__mmask16)((1u << LC_MIN(16, n - ib)) - 1);
+                for (int v = 0; v < NV; v++) {
+                    __m512 r[16];
+                    for (int j = 0; j < 16; j++) r[j] = _mm512_load_ps(acc + (ib + j) * 32 + 16 * v);
+                    transpose16(r);
+                    for (int t = 0; t < LC_MIN(16, nt - 16 * v); t++) {
+                        float *o = out + (t0 + 16 * v + t) * ots + i0 + ib;
+                        __m512 y = accumulate ? _mm512_add_ps(_mm512_maskz_loadu_ps(mk, o), r[t]) : r[t];
+                        _mm512_mask_storeu_ps(o, mk, y);
+                    }
+                }
+            }
+        else
+            for (int t = 0; t < nt; t++) {
+                float *o = out + (t0 + t) * ots + i0 * ois;
+                if (accumulate)
+                    for (int64_t i = 0; i < n; i++) o[i * ois] += acc[i * 32 + t];
+                else
+                    for (int64_t i = 0; i < n; i++) o[i * ois] = acc[i * 32 + t];
+            }
+    }
+}
+
 AVX512 static void gemm_core(float *out, int64_t ots, int64_t ois, int accumulate, const gemm_a *A, const float *b, int64_t bts,
                              int64_t bks, int64_t M, int64_t N, int64_t K) {
-    const int64_t n_tiles = (N + 15) / 16, n_pairs = (n_tiles + 1) / 2, nb = (M + GEMM_BLOCK - 1) / GEMM_BLOCK;
-    float *xp = scratch(&tl_scratch.xp, (size_t)(n_tiles * K * 16));
-    if (!xp) {
+    const int64_t n_tiles = (N + 15) / 16, nb = (M + GEMM_BLOCK - 1) / GEMM_BLOCK;
+    gemm_call g = {.out = out, .ots = ots, .ois = ois, .accumulate = accumulate, .A = A, .b = b, .bts = bts, .bks = bks,
+                   .M = M, .N = N, .K = K};
+    g.xp = scratch(&tl_scratch.xp, (size_t)(n_tiles * K * 16));
+    if (!g.xp) {
         for (int64_t t = 0; t < N; t++)
             for (int64_t i = 0; i < M; i++) out[t * ots + i * ois] = __builtin_nanf("");
         return;
     }
-    const int par = M * K * N > 65536 && !lc_in_parallel(); /* inside a parallel region: this thread only */
-    int64_t runs = 1; /* runs of token pairs per row block: enough tasks to balance the threads */
-    if (par) runs = LC_MIN(n_pairs, (4 * lc_max_threads() + nb - 1) / nb);
-    const int64_t per_run = (n_pairs + runs - 1) / runs;
-    /* Rows go into a per-thread block with a padded stride: rows exactly 4 KiB apart would all
-     * fall into the same L1 cache set. */
-    const int64_t ldw = K + 16;
-#pragma omp parallel if (par)
+    /* threads from about 3 us of work on (a region costs 1-3 us); inside one: this thread only */
+    const int par = M * K * N > (1 << 18) && !lc_in_parallel();
+    g.n_pairs = (n_tiles + 1) / 2;
+    g.runs = par ? LC_MIN(g.n_pairs, (4 * lc_max_threads() + nb - 1) / nb) : 1;
+    g.per_run = (g.n_pairs + g.runs - 1) / g.runs;
+    g.ldw = K + 16;
+    const size_t buf_n = (size_t)(GEMM_BLOCK * g.ldw + GEMM_BLOCK * 32);
+    if (!par) { /* no OpenMP region at all: even an inactive one costs a microsecond */
+        for (int64_t tile = 0; tile < n_tiles; tile++) gemm_pack_tile(&g, tile);
+        float *buf = scratch(&tl_scratch.w, buf_n);
+        for (int64_t task = 0; task < nb * g.runs; task++) gemm_task(&g, task, buf);
+        return;
+    }
+#pragma omp parallel
     {
-        /* B -> tiles of 16 lanes: xp[tile][k][16], zero beyond N */
 #pragma omp for schedule(static)
-        for (int64_t tile = 0; tile < n_tiles; tile++) {
-            float *d = xp + tile * K * 16;
-            const int64_t nt = LC_MIN(16, N - tile * 16);
-            const float *src = b + tile * 16 * bts;
-            if (bts == 1) { /* B(t, k) contiguous along t: 16 lanes are one (masked) load */
-                const __mmask16 m = (__mmask16)((1u << nt) - 1);
-                for (int64_t k = 0; k < K; k++) _mm512_store_ps(d + k * 16, _mm512_maskz_loadu_ps(m, src + k * bks));
-            } else if (bks == 1) { /* B rows along k: 16 x 16 blocks transposed in registers */
-                for (int64_t k0 = 0; k0 < K; k0 += 16) {
-                    const int kn = (int)LC_MIN(16, K - k0);
-                    const __mmask16 mk = TAIL_MASK(K, k0);
-                    __m512 r[16];
-                    for (int j = 0; j < 16; j++)
-                        r[j] = j < nt ? _mm512_maskz_loadu_ps(mk, src + j * bts + k0) : _mm512_setzero_ps();
-                    transpose16(r);
-                    for (int kk = 0; kk < kn; kk++) _mm512_store_ps(d + (k0 + kk) * 16, r[kk]);
-                }
-            } else {
-                for (int64_t k = 0; k < K; k++) {
-                    int64_t j = 0;
-                    for (; j < nt; j++) d[k * 16 + j] = src[j * bts + k * bks];
-                    for (; j < 16; j++) d[k * 16 + j] = 0.0f;
-                }
-            }
-        }
-        float *buf = scratch(&tl_scratch.w, (size_t)(GEMM_BLOCK * ldw + GEMM_BLOCK * 32));
-        float *acc = buf ? buf + GEMM_BLOCK * ldw : NULL;
+        for (int64_t tile = 0; tile < n_tiles; tile++) gemm_pack_tile(&g, tile);
+        float *buf = scratch(&tl_scratch.w, buf_n);
 #pragma omp for schedule(dynamic, 1)
-        for (int64_t task = 0; task < nb * runs; task++) {
-            const int64_t bi = task / runs, i0 = bi * GEMM_BLOCK, n = LC_MIN(GEMM_BLOCK, M - i0);
-            const int64_t p0 = (task % runs) * per_run, p1 = LC_MIN(n_pairs, p0 + per_run);
-            if (!buf) { /* out of memory for the block: poison it so the failure cannot pass unseen */
-                for (int64_t t = 0; t < N; t++)
-                    for (int64_t i = 0; i < n; i++) out[t * ots + (i0 + i) * ois] = __builtin_nanf("");
-                continue;
-            }
-            if (p0 >= p1) continue;
-            int64_t lda;
-            const float *rows = gemm_rows_a(buf, ldw, &lda, A, i0, n, K);
-            for (int64_t pair = p0; pair < p1; pair++) { /* 32 tokens, or the last 16 */
-                const int64_t t0 = pair * 32;
-                const int nt = (int)LC_MIN(32, N - t0), NV = nt > 16 ? 2 : 1;
-                const float *xa = xp + pair * 2 * K * 16, *xb = NV == 2 ? xa + K * 16 : xa;
-                for (int64_t k0 = 0; k0 < K; k0 += GEMM_KC)
-                    for (int64_t rg = 0; rg < n; rg += GEMM_ROWS)
-                        gemm_tile_any(acc + rg * 32, rows + rg * lda + k0, lda, xa + k0 * 16, xb + k0 * 16,
-                                      LC_MIN(GEMM_KC, K - k0), (int)LC_MIN(GEMM_ROWS, n - rg), NV, k0 == 0);
-                if (ots == 1) /* output rows run along the tokens: one (masked) vector per row */
-                    for (int64_t i = 0; i < n; i++) {
-                        float *o = out + (i0 + i) * ois + t0;
-                        for (int v = 0; v < NV; v++) {
-                            const int m = LC_MIN(16, nt - 16 * v);
-                            const __mmask16 mk = (__mmask16)((1u << m) - 1);
-                            __m512 r = _mm512_load_ps(acc + i * 32 + 16 * v);
-                            if (accumulate) r = _mm512_add_ps(_mm512_maskz_loadu_ps(mk, o + 16 * v), r);
-                            _mm512_mask_storeu_ps(o + 16 * v, mk, r);
-                        }
-                    }
-                else if (ois == 1) /* output rows run along i: transpose 16 x 16 blocks in registers */
-                    for (int64_t ib = 0; ib < n; ib += 16) {
-                        const __mmask16 mk = (__mmask16)((1u << LC_MIN(16, n - ib)) - 1);
-                        for (int v = 0; v < NV; v++) {
-                            __m512 r[16];
-                            for (int j = 0; j < 16; j++) r[j] = _mm512_load_ps(acc + (ib + j) * 32 + 16 * v);
-                            transpose16(r);
-                            for (int t = 0; t < LC_MIN(16, nt - 16 * v); t++) {
-                                float *o = out + (t0 + 16 * v + t) * ots + i0 + ib;
-                                __m512 y = accumulate ? _mm512_add_ps(_mm512_maskz_loadu_ps(mk, o), r[t]) : r[t];
-                                _mm512_mask_storeu_ps(o, mk, y);
-                            }
-                        }
-                    }
-                else
-                    for (int t = 0; t < nt; t++) {
-                        float *o = out + (t0 + t) * ots + i0 * ois;
-                        if (accumulate)
-                            for (int64_t i = 0; i < n; i++) o[i * ois] += acc[i * 32 + t];
-                        else
-                            for (int64_t i = 0; i < n; i++) o[i * ois] = acc[i * 32 + t];
-                    }
-            }
-        }
+        for (int64_t task = 0; task < nb * g.runs; task++) gemm_task(&g, task, buf);
     }
 }
 
