@@ -14,19 +14,27 @@ fi
 export LD_LIBRARY_PATH=/usr/lib/x86_64-linux-gnu/openblas-openmp${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 OUT=build/bench-train
 mkdir -p $OUT
-printf "%-8s %-10s %12s %12s %8s\n" preset "batch x T" "C tok/s" "torch tok/s" "C/torch"
+# C runs twice: with its default losses (next-token + MTP head + z-loss + LB loss, more work than
+# the PyTorch step) and with only the next-token loss, as the PyTorch step computes.
+printf "%-8s %-10s %12s %12s %12s %8s %8s\n" preset "batch x T" "C tok/s" "C same-loss" "torch tok/s" "C/torch" "same/torch"
 for spec in "tiny 8 64" "small 4 64"; do
   set -- $spec
   preset=$1 batch=$2 T=$3
   rm -rf $OUT/$preset
   # 16 steps, the first 4 (buffers growing, pages faulting in) left out of the median
+  median() { awk -F, 'NR > 5 { print $6 }' $1 | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
   OMP_NUM_THREADS=$THREADS ./longcat train --preset $preset --steps 16 --batch $batch --seq-len $T --warmup 1 \
     --eval-every 1000 --eval-windows 1 --out $OUT/$preset -q >/dev/null
-  c=$(awk -F, 'NR > 5 { print $6 }' $OUT/$preset/metrics.csv | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }')
+  c=$(median $OUT/$preset/metrics.csv)
+  rm -rf $OUT/$preset-lm
+  OMP_NUM_THREADS=$THREADS ./longcat train --preset $preset --steps 16 --batch $batch --seq-len $T --warmup 1 \
+    --mtp-weight 0 --z-loss 0 --lb-alpha 0 --eval-every 1000 --eval-windows 1 --out $OUT/$preset-lm -q >/dev/null
+  c2=$(median $OUT/$preset-lm/metrics.csv)
   t=$(/usr/bin/python3 bench/train_step_torch.py $OUT/$preset --batch $batch --seq-len $T --steps 12 --threads $THREADS)
-  python3 - "$preset" "$batch x $T" "$c" "$t" <<'PY'
+  python3 - "$preset" "$batch x $T" "$c" "$c2" "$t" <<'PY'
 import json, sys
-p, shape, c, t = sys.argv[1], sys.argv[2], float(sys.argv[3]), json.loads(sys.argv[4])
-print("%-8s %-10s %12.0f %12.0f %8.2f   (torch %s, %d threads)" % (p, shape, c, t["tok_s"], c / t["tok_s"], t["torch"], t["threads"]))
+p, shape, c, c2, t = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4]), json.loads(sys.argv[5])
+print("%-8s %-10s %12.0f %12.0f %12.0f %8.2f %8.2f   (torch %s, %d threads)" % (p, shape, c, c2, t["tok_s"], c / t["tok_s"],
+      c2 / t["tok_s"], t["torch"], t["threads"]))
 PY
 done
