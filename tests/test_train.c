@@ -116,6 +116,23 @@ void suite_train(void) {
     RUN(test_batch_equals_sequences);
 }
 
+/* A random F32 model of config c written to a temporary folder, loaded, and its training state
+ * (NULL, with *m freed, on failure). */
+static lc_train *random_train(lc_model **m, const lc_config *c, uint64_t seed, float init_std, const char *name) {
+    lc_init_options io = {.seed = seed, .dtype = LC_DT_F32, .init_std = init_std};
+    const char *dir = t_tmpdir(name);
+    lc_train *tr = NULL;
+    *m = NULL;
+    CHECK_OK(lc_model_init_write(c, &io, dir));
+    CHECK_OK(lc_model_load(m, dir));
+    if (*m) CHECK_OK(lc_train_from_model(&tr, *m));
+    if (!tr) {
+        lc_model_free(*m);
+        *m = NULL;
+    }
+    return tr;
+}
+
 /* Central differences of an auxiliary loss against its analytic gradient, on a random model
  * of another shape. Step 1e-2: with 1e-3 the float32 loss evaluation noise (~1e-6) divided by
  * the step swamped small trunk gradients (we saw 10% scatter); at 1e-2 every check agrees to
@@ -133,17 +150,9 @@ static void check_fd(const char *what, int which) {
     lc_config_set(&c, "vocab_size=64");
     lc_config_set(&c, "hidden_size=32");
     lc_config_set(&c, which == 2 ? "num_nextn_predict_layers=1" : "num_nextn_predict_layers=0");
-    lc_init_options io = {.seed = 5, .dtype = LC_DT_F32, .init_std = 0.3f};
-    const char *dir = t_tmpdir(which == 0 ? "fd_z" : which == 1 ? "fd_lb" : "fd_mtp");
     lc_model *m = NULL;
-    lc_train *tr = NULL;
-    CHECK_OK(lc_model_init_write(&c, &io, dir));
-    CHECK_OK(lc_model_load(&m, dir));
-    if (m) CHECK_OK(lc_train_from_model(&tr, m));
-    if (!tr) {
-        lc_model_free(m);
-        return;
-    }
+    lc_train *tr = random_train(&m, &c, 5, 0.3f, which == 0 ? "fd_z" : which == 1 ? "fd_lb" : "fd_mtp");
+    if (!tr) return;
     tr->aux = (lc_aux_losses){.lm_weight = 0, .z_lambda = which == 0 ? 0.01f : 0, .lb_alpha = which == 1 ? 1.0f : 0,
                               .lb_groups = 2, .mtp_weight = which == 2 ? 1.0f : 0};
     const int32_t ids[9] = {3, 17, 42, 5, 63, 0, 9, 9, 31};
@@ -204,17 +213,9 @@ static void test_batch_equals_sequences(void) {
     lc_config c;
     lc_config_preset(&c, "tiny");
     lc_config_set(&c, "vocab_size=64");
-    lc_init_options io = {.seed = 8, .dtype = LC_DT_F32, .init_std = 0.2f};
-    const char *dir = t_tmpdir("batch_vs_seq");
     lc_model *m = NULL;
-    lc_train *tr = NULL;
-    CHECK_OK(lc_model_init_write(&c, &io, dir));
-    CHECK_OK(lc_model_load(&m, dir));
-    if (m) CHECK_OK(lc_train_from_model(&tr, m));
-    if (!tr) {
-        lc_model_free(m);
-        return;
-    }
+    lc_train *tr = random_train(&m, &c, 8, 0.2f, "batch_vs_seq");
+    if (!tr) return;
     enum { B = 3, T = 21 };
     int32_t ids[B * T];
     lc_rng r;

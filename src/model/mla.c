@@ -195,7 +195,10 @@ lc_status mla_forward(float *out, const float *x, const mla_seq *seqs, int64_t n
     return s;
 }
 
-int64_t mla_acts_floats(const lc_config *c, const int64_t *seq_T, int64_t n_seq) {
+/* Where each buffer of an mla_acts starts (in floats, in the order of the struct) for sequences
+ * of lengths seq_T; returns the floats in all. */
+enum { MLA_ACTS_BUFFERS = 9 };
+static int64_t mla_acts_plan(int64_t off[MLA_ACTS_BUFFERS], const lc_config *c, const int64_t *seq_T, int64_t n_seq) {
     const int64_t nh = c->num_attention_heads, qr = c->q_lora_rank, kvr = c->kv_lora_rank;
     const int64_t dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim, dv = c->v_head_dim;
     int64_t T = 0, pp = 0;
@@ -203,27 +206,28 @@ int64_t mla_acts_floats(const lc_config *c, const int64_t *seq_T, int64_t n_seq)
         T += seq_T[i];
         pp += nh * seq_T[i] * seq_T[i];
     }
-    return 2 * T * qr + T * nh * (dn + dr) + T * (kvr + dr) + T * (kvr + dr) + T * nh * (dn + dv) + pp + T * nh * dv;
+    /* qa, qn, q, ckv, lat, kpe, kv, p, ctx */
+    const int64_t size[MLA_ACTS_BUFFERS] = {T * qr, T * qr, T * nh * (dn + dr), T * (kvr + dr), T * kvr, T * dr,
+                                            T * nh * (dn + dv), pp, T * nh * dv};
+    int64_t total = 0;
+    for (int i = 0; i < MLA_ACTS_BUFFERS; i++) {
+        off[i] = total;
+        total += size[i];
+    }
+    return total;
+}
+
+int64_t mla_acts_floats(const lc_config *c, const int64_t *seq_T, int64_t n_seq) {
+    int64_t off[MLA_ACTS_BUFFERS];
+    return mla_acts_plan(off, c, seq_T, n_seq);
 }
 
 float *mla_acts_carve(mla_acts *a, float *p, const lc_config *c, const int64_t *seq_T, int64_t n_seq) {
-    const int64_t nh = c->num_attention_heads, qr = c->q_lora_rank, kvr = c->kv_lora_rank;
-    const int64_t dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim, dv = c->v_head_dim;
-    int64_t T = 0, pp = 0;
-    for (int64_t i = 0; i < n_seq; i++) {
-        T += seq_T[i];
-        pp += nh * seq_T[i] * seq_T[i];
-    }
-    a->qa = p; p += T * qr;
-    a->qn = p; p += T * qr;
-    a->q = p; p += T * nh * (dn + dr);
-    a->ckv = p; p += T * (kvr + dr);
-    a->lat = p; p += T * kvr;
-    a->kpe = p; p += T * dr;
-    a->kv = p; p += T * nh * (dn + dv);
-    a->p = p; p += pp;
-    a->ctx = p; p += T * nh * dv;
-    return p;
+    int64_t off[MLA_ACTS_BUFFERS];
+    const int64_t total = mla_acts_plan(off, c, seq_T, n_seq);
+    *a = (mla_acts){.qa = p + off[0], .qn = p + off[1], .q = p + off[2], .ckv = p + off[3], .lat = p + off[4],
+                    .kpe = p + off[5], .kv = p + off[6], .p = p + off[7], .ctx = p + off[8]};
+    return p + total;
 }
 
 /* Attention backward of one head of one sequence (T_i rows from batch row t0, causal from 0),
