@@ -291,23 +291,28 @@ static lc_status mtp_loss_backward(lc_train *tr, lc_session *const *sess, const 
 }
 
 /* Hidden z-loss of rows h [T, H]: returns sum_t lse_t^2 * k and adds its gradient
- * 2 k lse_t softmax(|h_t|) sign(h_t) to dh (k = lambda * scale / T; 0: only max|h|). */
+ * 2 k lse_t softmax(|h_t|) sign(h_t) to dh (k = lambda * scale / T; 0: only max|h|), with
+ * lse_t = logsumexp(|h_t|). */
 static double z_loss(float *dh, const float *h, int64_t T, int64_t H, float k, double *max_abs) {
+    float *e = lc_malloc((size_t)H * sizeof *e, "z-loss row");
+    if (!e) return NAN;
     double total = 0;
     for (int64_t t = 0; t < T; t++) {
         const float *r = h + t * H;
         float mx = 0;
-        for (int64_t i = 0; i < H; i++) mx = fabsf(r[i]) > mx ? fabsf(r[i]) : mx;
-        double se = 0;
-        for (int64_t i = 0; i < H; i++) se += exp((double)(fabsf(r[i]) - mx));
-        double lse = mx + log(se);
+        for (int64_t i = 0; i < H; i++) {
+            e[i] = fabsf(r[i]);
+            mx = e[i] > mx ? e[i] : mx;
+        }
+        const double se = lc_k.expsum(e, e, mx, H); /* e = exp(|h| - max) */
+        const double lse = mx + log(se);
         total += lse * lse;
         *max_abs = fmax(*max_abs, mx);
-        for (int64_t i = 0; i < H && k != 0; i++) {
-            double p = exp((double)fabsf(r[i]) - lse);
-            dh[t * H + i] += (float)(2.0 * k * lse * p) * (r[i] > 0 ? 1.0f : r[i] < 0 ? -1.0f : 0.0f);
-        }
+        if (k == 0) continue;
+        const float g = (float)(2.0 * k * lse / se); /* times exp(|h| - max): 2 k lse softmax(|h|) */
+        for (int64_t i = 0; i < H; i++) dh[t * H + i] += g * e[i] * (r[i] > 0 ? 1.0f : r[i] < 0 ? -1.0f : 0.0f);
     }
+    free(e);
     return total * k;
 }
 
