@@ -309,9 +309,9 @@ void lc_rmsnorm_backward_rows(float *dx, float *dw, const float *dout, const flo
         }
         if (dw) { /* dw: column blocks in parallel, rows in order within each */
 #pragma omp for schedule(static)
-            for (int64_t b = 0; b < (n + 63) / 64; b++)
+            for (int64_t b = 0; b < (n + 15) / 16; b++)
                 for (int64_t t = 0; t < T; t++)
-                    for (int64_t i = b * 64; i < LC_MIN(n, b * 64 + 64); i++) dw[i] += dout[t * n + i] * x[t * n + i] * r[t];
+                    for (int64_t i = b * 16; i < LC_MIN(n, b * 16 + 16); i++) dw[i] += dout[t * n + i] * x[t * n + i] * r[t];
         }
     }
     free(r);
