@@ -4,7 +4,6 @@
 
 #include <math.h>
 #include <stdlib.h>
-#include <string.h>
 
 lc_status ffn_forward(float *out, const float *x, const lc_ffn_weights *w, int64_t T, float *keep) {
     const int64_t F = w->gate_proj.rows;
@@ -29,26 +28,28 @@ lc_status ffn_forward(float *out, const float *x, const lc_ffn_weights *w, int64
 /* Backward of ffn_forward: gate and up from `kept` (else recomputed), then
  * dact = dout @ W_down; dg = dact * up * silu'(g); du = dact * silu(g). */
 lc_status ffn_backward(float *dx, lc_ffn_weights *g, const float *dout, const float *x, const lc_ffn_weights *w, int64_t T,
-                       const float *kept) {
+                       float *kept) {
     const int64_t F = w->gate_proj.rows;
-    float *ga = lc_malloc((size_t)(T * F) * sizeof *ga, "FFN gate"), *u = lc_malloc((size_t)(T * F) * sizeof *u, "FFN up");
+    float *ga = kept ? kept : lc_malloc((size_t)(T * F) * sizeof *ga, "FFN gate");
+    float *u = kept ? kept + T * F : lc_malloc((size_t)(T * F) * sizeof *u, "FFN up");
     float *act = lc_malloc((size_t)(T * F) * sizeof *act, "FFN act"), *da = calloc((size_t)(T * F), sizeof *da);
-    if (!ga || !u || !act || !da) {
-        free(ga); free(u); free(act); free(da);
-        return lc_error(LC_ERR_NOMEM, "out of memory for the FFN backward pass");
-    }
-    if (kept) {
-        memcpy(ga, kept, (size_t)(T * F) * sizeof *ga);
-        memcpy(u, kept + T * F, (size_t)(T * F) * sizeof *u);
-    } else {
+    lc_status s = ga && u && act && da ? LC_OK : lc_error(LC_ERR_NOMEM, "out of memory for the FFN backward pass");
+    if (!s && !kept) {
         lc_matmul(ga, x, &w->gate_proj, T);
         lc_matmul(u, x, &w->up_proj, T);
     }
-    lc_k.swiglu(act, ga, u, T * F);
-    lc_matmul_backward(da, (float *)(uintptr_t)g->down_proj.data, dout, act, &w->down_proj, T);
-    lc_k.swiglu_backward(ga, act, da, ga, u, T * F); /* reuse: ga <- d(gate), act <- d(up) */
-    lc_matmul_backward(dx, (float *)(uintptr_t)g->gate_proj.data, ga, x, &w->gate_proj, T);
-    lc_matmul_backward(dx, (float *)(uintptr_t)g->up_proj.data, act, x, &w->up_proj, T);
-    free(ga); free(u); free(act); free(da);
-    return LC_OK;
+    if (!s) {
+        lc_k.swiglu(act, ga, u, T * F);
+        lc_matmul_backward(da, (float *)(uintptr_t)g->down_proj.data, dout, act, &w->down_proj, T);
+        lc_k.swiglu_backward(ga, act, da, ga, u, T * F); /* reuse: ga <- d(gate), act <- d(up) */
+        lc_matmul_backward(dx, (float *)(uintptr_t)g->gate_proj.data, ga, x, &w->gate_proj, T);
+        lc_matmul_backward(dx, (float *)(uintptr_t)g->up_proj.data, act, x, &w->up_proj, T);
+    }
+    if (!kept) {
+        free(ga);
+        free(u);
+    }
+    free(act);
+    free(da);
+    return s;
 }

@@ -47,10 +47,16 @@ lc_status scmoe_layer_forward(float *h,            /* [T, H] residual stream */
     if (acts && !s) memcpy(acts->h0, h, row_bytes);
     for (int sub = 0; sub < 2 && !s; sub++) {
         const int64_t a = 2 * layer + sub; /* attention sublayer index into the caches */
-        for (int64_t i = 0; i < n_seq; i++) {
+        for (int64_t i = 0, t0 = 0; i < n_seq; t0 += seqs[i].T, i++) {
             const lc_session *se = seqs[i].sess;
-            ms[i] = (mla_seq){.latent = se->kv_latent + a * se->n_ctx * kvr, .rope = se->kv_rope + a * se->n_ctx * dr,
-                              .p0 = se->pos, .T = seqs[i].T, .absorbed = seqs[i].absorbed};
+            ms[i] = (mla_seq){.p0 = se->pos, .T = seqs[i].T, .absorbed = seqs[i].absorbed};
+            if (acts) { /* training: the kept activations are the cache (sessions hold none) */
+                ms[i].latent = acts->attn[sub].lat + t0 * kvr;
+                ms[i].rope = acts->attn[sub].kpe + t0 * dr;
+            } else {
+                ms[i].latent = se->kv_latent + a * se->n_ctx * kvr;
+                ms[i].rope = se->kv_rope + a * se->n_ctx * dr;
+            }
         }
         float *xa = acts ? (sub ? acts->x3 : acts->x1) : xn;
         rmsnorm_rows(xa, h, w->input_layernorm[sub], T, H, eps);
@@ -101,7 +107,7 @@ static void rmsnorm_rows_backward(float *dh, float *dw, const float *dxn, const 
 }
 
 /* The layer's steps in reverse: mlp1 (+ the MoE output's gradient), attn1, mlp0 + MoE, attn0. */
-lc_status scmoe_layer_backward(float *dh, lc_layer_weights *g, unsigned char *touched, const layer_acts *a,
+lc_status scmoe_layer_backward(float *dh, lc_layer_weights *g, unsigned char *touched, layer_acts *a,
                                const lc_model *m, int64_t layer, const int64_t *seq_T, int64_t n_seq, moe_aux *aux) {
     const lc_config *c = &m->cfg;
     const lc_layer_weights *w = &m->layers[layer];

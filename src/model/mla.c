@@ -135,9 +135,9 @@ lc_status mla_forward(float *out, const float *x, const mla_seq *seqs, int64_t n
     const float skv = c->mla_scale_kv_lora ? sqrtf((float)H / (float)kvr) : 1.0f;
     int64_t T = 0;
     for (int64_t i = 0; i < n_seq; i++) T += seqs[i].T;
-    for (int64_t i = 0; i < n_seq && acts; i++)
-        if (seqs[i].p0 != 0 || seqs[i].absorbed)
-            return lc_error(LC_ERR_ARG, "mla_forward: training runs sequences expanded, from position 0");
+    for (int64_t i = 0, t0 = 0; i < n_seq && acts; t0 += seqs[i].T, i++)
+        if (seqs[i].p0 != 0 || seqs[i].absorbed || seqs[i].latent != acts->lat + t0 * kvr || seqs[i].rope != acts->kpe + t0 * dr)
+            return lc_error(LC_ERR_ARG, "mla_forward: training runs sequences expanded, from position 0, cached in acts");
     float *qa = acts ? acts->qa : lc_malloc((size_t)(T * qr) * sizeof(float), "MLA q_a");
     float *qn = acts ? acts->qn : qa; /* inference normalises in place */
     float *q = acts ? acts->q : lc_malloc((size_t)(T * nh * dq) * sizeof(float), "MLA q");
@@ -172,10 +172,6 @@ lc_status mla_forward(float *out, const float *x, const mla_seq *seqs, int64_t n
             for (int64_t j = 0; j < kvr; j++) lat[j] *= skv;
             memcpy(kr, src + kvr, (size_t)dr * sizeof *kr);
             lc_rope_apply(kr, cs, dr);
-        }
-        if (acts) { /* the rows this sequence wrote to its cache (p0 = 0) */
-            memcpy(acts->lat + t0 * kvr, sq_->latent, (size_t)(sq_->T * kvr) * sizeof(float));
-            memcpy(acts->kpe + t0 * dr, sq_->rope, (size_t)(sq_->T * dr) * sizeof(float));
         }
     }
     /* attention over each one's cache: prompts expanded (all together), decode steps absorbed */

@@ -152,7 +152,7 @@ lc_status moe_forward(float *out, const float *x, const int32_t *topk_idx, const
  * (weight grads +=, input gradients into dxe). touched[e] is set: the expert has a gradient. */
 static lc_status expert_backward(const moe_buckets *b, int64_t e, lc_layer_weights *g, unsigned char *touched, float *ds,
                                  float *dxe, float *ye, const float *xe, const float *dye, const float *dout,
-                                 const lc_layer_weights *w, const lc_config *c, const moe_keep *kept) {
+                                 const lc_layer_weights *w, const lc_config *c, moe_keep *kept) {
     const int64_t H = c->hidden_size, K = c->moe_topk, E = c->n_routed_experts + c->zero_expert_num;
     const int64_t Fe = c->expert_ffn_hidden_size, j0 = b->count[e], n = b->count[e + 1] - j0;
     touched[e] = 1; /* an expert without tokens keeps no gradient (PyTorch: None) */
@@ -173,7 +173,7 @@ static lc_status expert_backward(const moe_buckets *b, int64_t e, lc_layer_weigh
  * dlogits = s * (ds - s . ds). Experts (kept outputs, or recomputed) run as in the forward. */
 lc_status moe_backward(float *dx, lc_layer_weights *g, unsigned char *touched, const float *dout, const float *x,
                        const int32_t *topk_idx, const float *topk_w, const lc_layer_weights *w, const lc_config *c,
-                       int64_t T, moe_aux *aux, const moe_keep *kept) {
+                       int64_t T, moe_aux *aux, moe_keep *kept) {
     const int64_t H = c->hidden_size, K = c->moe_topk, N = c->n_routed_experts, E = N + c->zero_expert_num;
     const float scale = (float)c->routed_scaling_factor;
     moe_buckets b;

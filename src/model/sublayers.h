@@ -14,8 +14,8 @@ typedef struct {
     float *qn;   /* [T, q_lora_rank] after q_a_layernorm */
     float *q;    /* [T, nh, dn+dr] scaled, rope applied to the last dr */
     float *ckv;  /* [T, kv_lora_rank+dr] kv_a_proj_with_mqa @ x */
-    float *lat;  /* [T, kv_lora_rank] the cached latents (rmsnorm(ckv[:kvr]) * skv) */
-    float *kpe;  /* [T, dr] the cached roped shared keys */
+    float *lat;  /* [T, kv_lora_rank] the latents (rmsnorm(ckv[:kvr]) * skv): each sequence's cache */
+    float *kpe;  /* [T, dr] the roped shared keys: each sequence's cache */
     float *kv;   /* [T, nh, dn+dv] kv_b_proj @ latent */
     float *p;    /* per sequence [nh, T_i, T_i] attention probabilities (row t covers u <= t) */
     float *ctx;  /* [T, nh*dv] attention output before o_proj */
@@ -43,7 +43,8 @@ lc_status mla_forward(float *out,                 /* [T, H] */
                       const float *x,             /* [T, H] normed input */
                       const mla_seq *seqs, int64_t n_seq,
                       const lc_mla_weights *w, const lc_config *c,
-                      mla_acts *acts /* NULL, or where to keep activations (every p0 = 0, expanded) */);
+                      mla_acts *acts /* NULL, or where to keep activations (every p0 = 0, expanded, and
+                                        each sequence's cache = its rows of acts->lat / acts->kpe) */);
 
 /* Gradients of mla_forward (with acts) w.r.t. its input and weights for sequences of lengths
  * seq_T[0..n_seq); parameter grads +=, dx +=. g holds gradient buffers shaped like w. */
@@ -56,9 +57,10 @@ lc_status ffn_forward(float *out,       /* [T, H] */
                       const float *x,   /* [T, H] */
                       const lc_ffn_weights *w, int64_t T, float *keep);
 
-/* dx += d/dx, g += d/dweights of ffn_forward; kept: its keep buffer, or NULL to recompute. */
+/* dx += d/dx, g += d/dweights of ffn_forward; kept: its keep buffer (used up: the backward
+ * pass overwrites it), or NULL to recompute. */
 lc_status ffn_backward(float *dx, lc_ffn_weights *g, const float *dout, const float *x, const lc_ffn_weights *w, int64_t T,
-                       const float *kept);
+                       float *kept);
 
 /* Router: s = softmax(classifier x); chosen = top-K of s + e_score_correction_bias (the bias
  * only selects); weight = s * routed_scaling_factor. Chosen ids come out ascending. */
@@ -99,7 +101,7 @@ typedef struct {
  * tokens (their grads exist, as PyTorch leaves untouched experts' grads at None). */
 lc_status moe_backward(float *dx, lc_layer_weights *g, unsigned char *touched, const float *dout, const float *x,
                        const int32_t *topk_idx, const float *topk_w, const lc_layer_weights *w, const lc_config *c,
-                       int64_t T, moe_aux *aux, const moe_keep *kept /* NULL: recompute the experts */);
+                       int64_t T, moe_aux *aux, moe_keep *kept /* NULL: recompute the experts; used up */);
 
 /* What one ScMoE layer keeps for its backward pass (buffers owned by src/train). */
 typedef struct {
@@ -120,13 +122,14 @@ typedef struct {
 } batch_seq;
 
 /* One layer in place on h [T, H], T the sum over seqs (see layer.c); acts: NULL, or where to
- * keep activations (training: every sequence from position 0). */
+ * keep activations (training: every sequence from position 0; the attention caches are then
+ * acts' latent rows, and the sessions only give the model and position 0). */
 lc_status scmoe_layer_forward(float *h, int32_t *topk_idx, int64_t *n_ffn, const batch_seq *seqs, int64_t n_seq,
                               int64_t layer, layer_acts *acts);
 /* dh: on entry the gradient w.r.t. the layer's output, on return w.r.t. its input, for the
- * sequences of lengths seq_T[0..n_seq) the forward ran. g: weight gradients of this layer (+=);
- * touched[e]: expert e received tokens. */
-lc_status scmoe_layer_backward(float *dh, lc_layer_weights *g, unsigned char *touched, const layer_acts *acts,
+ * sequences of lengths seq_T[0..n_seq) the forward ran (its kept FFN/expert values are used up).
+ * g: weight gradients of this layer (+=); touched[e]: expert e received tokens. */
+lc_status scmoe_layer_backward(float *dh, lc_layer_weights *g, unsigned char *touched, layer_acts *acts,
                                const lc_model *m, int64_t layer, const int64_t *seq_T, int64_t n_seq, moe_aux *aux);
 
 /* Row-wise RMSNorm of T rows of width n. */

@@ -202,7 +202,7 @@ double lc_cross_entropy(float *logits, const int32_t *targets, int64_t n, int64_
  * main model's normed state hn[t] and token t+1 it predicts token t+2. Forward, loss and
  * backward in one place; dhn += its gradient w.r.t. hn (so the trunk learns from it too); MTP
  * and lm_head grads +=. *loss: the sum over sequences of each one's mean loss. */
-static lc_status mtp_loss_backward(lc_train *tr, lc_session *const *sess, const int32_t *tokens, int64_t n_seq, int64_t T,
+static lc_status mtp_loss_backward(lc_train *tr, const int32_t *tokens, int64_t n_seq, int64_t T,
                                    const float *hn, float *dhn, float k, double *loss) {
     const lc_config *c = &tr->cfg;
     const lc_mtp_weights *w = &tr->params->mtp;
@@ -216,10 +216,7 @@ static lc_status mtp_loss_backward(lc_train *tr, lc_session *const *sess, const 
         free(ms);
         return LC_ERR_NOMEM;
     }
-    for (int64_t i = 0; i < n_seq; i++) {
-        seq_n[i] = n;
-        ms[i] = (mla_seq){.latent = sess[i]->mtp_latent, .rope = sess[i]->mtp_rope, .p0 = 0, .T = n, .absorbed = 0};
-    }
+    for (int64_t i = 0; i < n_seq; i++) seq_n[i] = n;
     size_t fl = (size_t)(R * H);
     float *mem = lc_calloc(2 * fl * 4 + 2 * fl + (size_t)mla_acts_floats(c, seq_n, n_seq) + (size_t)(R * V) + 4 * fl,
                            sizeof(float), "MTP");
@@ -235,6 +232,9 @@ static lc_status mtp_loss_backward(lc_train *tr, lc_session *const *sess, const 
     float *dx = carve(&p, R * H), *dz = carve(&p, R * H);
     mla_acts acts;
     p = mla_acts_carve(&acts, p, c, seq_n, n_seq);
+    for (int64_t i = 0; i < n_seq; i++) /* the kept activations are the head's cache */
+        ms[i] = (mla_seq){.latent = acts.lat + i * n * c->kv_lora_rank, .rope = acts.kpe + i * n * c->qk_rope_head_dim,
+                          .p0 = 0, .T = n, .absorbed = 0};
     float *logits = carve(&p, R * V);
     /* forward: row r = (sequence i, position j) reads hn row i * T + j and token i * T + j + 1 */
     for (int64_t r = 0; r < R; r++) {
@@ -361,15 +361,18 @@ lc_status lc_train_forward_backward(lc_train *tr, const int32_t *tokens, int64_t
         if (tokens[t] < 0 || tokens[t] >= V)
             return lc_error(LC_ERR_ARG, "train: token %d at index %lld of sequence %lld is outside the vocabulary",
                             tokens[t], (long long)(t % T), (long long)(t / T));
-    lc_session **sess = lc_calloc((size_t)n_seq, sizeof *sess, "sessions");
+    if (T > c->max_position_embeddings)
+        return lc_error(LC_ERR_ARG, "train: %lld tokens exceed the context of %lld", (long long)T,
+                        (long long)c->max_position_embeddings);
+    /* every window starts at position 0 and caches its attention rows in the activations: the
+     * sessions only carry the model (no cache memory) */
+    lc_session sess = {.m = pm, .n_ctx = T};
     batch_seq *seqs = lc_calloc((size_t)n_seq, sizeof *seqs, "sequences");
     int64_t *seq_T = lc_malloc((size_t)n_seq * sizeof *seq_T, "sequence lengths");
-    lc_status s = sess && seqs && seq_T ? LC_OK : LC_ERR_NOMEM;
+    lc_status s = seqs && seq_T ? LC_OK : LC_ERR_NOMEM;
     for (int64_t i = 0; i < n_seq && !s; i++) {
-        s = lc_session_new(&sess[i], pm, T);
-        if (!s && sess[i]->n_ctx < T) s = lc_error(LC_ERR_ARG, "train: %lld tokens exceed the context", (long long)T);
-        if (!s) seqs[i] = (batch_seq){.sess = sess[i], .T = T, .absorbed = 0};
-        if (!s) seq_T[i] = T;
+        seqs[i] = (batch_seq){.sess = &sess, .T = T, .absorbed = 0};
+        seq_T[i] = T;
     }
     int64_t per_layer = s ? 0 : layer_acts_floats(c, seq_T, n_seq, BT);
     float *act_mem = s ? NULL : lc_malloc((size_t)(L * per_layer) * sizeof(float), "activations");
@@ -406,7 +409,7 @@ lc_status lc_train_forward_backward(lc_train *tr, const int32_t *tokens, int64_t
         lc_matmul_backward(dhn, (float *)(uintptr_t)tr->grads->lm_head.data, logits, hn, &pm->lm_head, BT);
         if (tr->aux.mtp_weight > 0 && pm->has_mtp && T >= 3) {
             double lm = 0;
-            s = mtp_loss_backward(tr, sess, tokens, n_seq, T, hn, dhn, scale * tr->aux.mtp_weight, &lm);
+            s = mtp_loss_backward(tr, tokens, n_seq, T, hn, dhn, scale * tr->aux.mtp_weight, &lm);
             tr->loss_mtp += lm * scale;
         }
         lc_rmsnorm_backward_rows(dh, (float *)(uintptr_t)tr->grads->norm, dhn, h, pm->norm, BT, H, (float)c->rms_norm_eps);
@@ -456,8 +459,6 @@ lc_status lc_train_forward_backward(lc_train *tr, const int32_t *tokens, int64_t
     free(dhn);
     free(idx);
     free(touched);
-    for (int64_t i = 0; sess && i < n_seq; i++) lc_session_free(sess[i]);
-    free(sess);
     free(seqs);
     free(seq_T);
     return s;

@@ -27,27 +27,30 @@ int lc_cpu_has_avx512(void) {
            __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
 }
 
+/* The mask of the first n of 16 lanes (all 16 from n = 16 on). */
+static INLINE __mmask16 first_lanes(int64_t n) { return n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << n) - 1); }
+
 /* ---- loading 16 weights as f32 (n < 16: only the first n, the rest 0) ---- */
 
 AVX512 static INLINE __m512 load_f32(const uint8_t *p, int64_t c, int n) {
     const float *f = (const float *)(const void *)p + c;
-    return n >= 16 ? _mm512_loadu_ps(f) : _mm512_maskz_loadu_ps((__mmask16)((1u << n) - 1), f);
+    return n >= 16 ? _mm512_loadu_ps(f) : _mm512_maskz_loadu_ps(first_lanes(n), f);
 }
 AVX512 static INLINE __m512 load_bf16(const uint8_t *p, int64_t c, int n) {
     const void *q = p + 2 * c;
-    __m256i h = n >= 16 ? _mm256_loadu_si256((const __m256i *)q) : _mm256_maskz_loadu_epi16((__mmask16)((1u << n) - 1), q);
+    __m256i h = n >= 16 ? _mm256_loadu_si256((const __m256i *)q) : _mm256_maskz_loadu_epi16(first_lanes(n), q);
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
 }
 AVX512 static INLINE __m512 load_f16(const uint8_t *p, int64_t c, int n) {
     const void *q = p + 2 * c;
-    __m256i h = n >= 16 ? _mm256_loadu_si256((const __m256i *)q) : _mm256_maskz_loadu_epi16((__mmask16)((1u << n) - 1), q);
+    __m256i h = n >= 16 ? _mm256_loadu_si256((const __m256i *)q) : _mm256_maskz_loadu_epi16(first_lanes(n), q);
     return _mm512_cvtph_ps(h);
 }
 /* FP8 e4m3fn: (bits & 0x7f) << 20 is an f32 with the same exponent and mantissa but bias 127
  * instead of 7, so times 2^120 it is the value (subnormals included); 0x7f/0xff are NaN. */
 AVX512 static INLINE __m512 load_fp8(const uint8_t *p, int64_t c, int n) {
     const void *q = p + c;
-    __m128i b = n >= 16 ? _mm_loadu_si128((const __m128i *)q) : _mm_maskz_loadu_epi8((__mmask16)((1u << n) - 1), q);
+    __m128i b = n >= 16 ? _mm_loadu_si128((const __m128i *)q) : _mm_maskz_loadu_epi8(first_lanes(n), q);
     __m512i v = _mm512_cvtepu8_epi32(b), mag = _mm512_and_si512(v, _mm512_set1_epi32(0x7f));
     __m512i bits = _mm512_or_si512(_mm512_slli_epi32(mag, 20), _mm512_slli_epi32(_mm512_and_si512(v, _mm512_set1_epi32(0x80)), 24));
     __m512 f = _mm512_mul_ps(_mm512_castsi512_ps(bits), _mm512_set1_ps(0x1p120f));
@@ -70,7 +73,7 @@ AVX512 static INLINE __m512 load_fp8(const uint8_t *p, int64_t c, int n) {
         }                                                                                         \
         for (; c_ < (c1); c_ += 16) {                                                             \
             int n_ = (int)LC_MIN(16, (c1)-c_);                                                    \
-            __mmask16 m_ = (__mmask16)((1u << n_) - 1);                                           \
+            __mmask16 m_ = first_lanes(n_);                                                       \
             __m512 w0 = LOAD(p, c_, n_);                                                          \
             for (int t = 0; t < NT; t++)                                                          \
                 acc0[t] = _mm512_fmadd_ps(w0, _mm512_maskz_loadu_ps(m_, x + t * ld_x + c_), acc0[t]); \
@@ -134,9 +137,9 @@ AVX512 static INLINE void load_q_block(const uint8_t *p, const uint8_t *sp, int6
     } else {
         const void *q = p + b * LC_QK;
         int n0 = n < 16 ? n : 16, n1 = n - n0;
-        lo = _mm512_cvtepi8_epi32(n0 == 16 ? _mm_loadu_si128((const __m128i *)q) : _mm_maskz_loadu_epi8((__mmask16)((1u << n0) - 1), q));
+        lo = _mm512_cvtepi8_epi32(n0 == 16 ? _mm_loadu_si128((const __m128i *)q) : _mm_maskz_loadu_epi8(first_lanes(n0), q));
         hi = n1 == 16 ? _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(const void *)((const uint8_t *)q + 16)))
-                      : _mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8((__mmask16)((1u << n1) - 1), (const uint8_t *)q + 16));
+                      : _mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(first_lanes(n1), (const uint8_t *)q + 16));
     }
     *w0 = _mm512_mul_ps(_mm512_cvtepi32_ps(lo), d);
     *w1 = _mm512_mul_ps(_mm512_cvtepi32_ps(hi), d);
@@ -159,7 +162,7 @@ AVX512 static INLINE void rowdots_q_n(float *out, int64_t ld_out, const lc_mat *
                 a1[t] = _mm512_fmadd_ps(w1, _mm512_loadu_ps(x + t * ld_x + c0 + 16), a1[t]);
             }
         else {
-            __mmask16 m0 = (__mmask16)((1u << (n < 16 ? n : 16)) - 1), m1 = (__mmask16)((1u << (n > 16 ? n - 16 : 0)) - 1);
+            __mmask16 m0 = first_lanes(n), m1 = first_lanes(n > 16 ? n - 16 : 0);
             for (int t = 0; t < NT; t++) {
                 a0[t] = _mm512_fmadd_ps(w0, _mm512_maskz_loadu_ps(m0, x + t * ld_x + c0), a0[t]);
                 a1[t] = _mm512_fmadd_ps(w1, _mm512_maskz_loadu_ps(m1, x + t * ld_x + c0 + 16), a1[t]);
@@ -188,8 +191,8 @@ AVX512 static INLINE void row_q(float *dst, const lc_mat *w, int64_t r, const in
         const int n = (int)LC_MIN(LC_QK, C - c0);
         __m512 w0, w1;
         load_q_block(p, sp, b, n, q4, &w0, &w1);
-        _mm512_mask_storeu_ps(dst + c0, (__mmask16)((1u << (n < 16 ? n : 16)) - 1), w0);
-        if (n > 16) _mm512_mask_storeu_ps(dst + c0 + 16, (__mmask16)((1u << (n - 16)) - 1), w1);
+        _mm512_mask_storeu_ps(dst + c0, first_lanes(n), w0);
+        if (n > 16) _mm512_mask_storeu_ps(dst + c0 + 16, first_lanes(n - 16), w1);
     }
 }
 AVX512 static void row_q8_0_avx512(float *dst, const lc_mat *w, int64_t r) { row_q(dst, w, r, 0); }
@@ -213,7 +216,7 @@ AVX512 static void axpy_avx512(float *y, float a, const float *x, int64_t n) {
     int64_t i = 0;
     for (; i + 16 <= n; i += 16) _mm512_storeu_ps(y + i, _mm512_fmadd_ps(va, _mm512_loadu_ps(x + i), _mm512_loadu_ps(y + i)));
     if (i < n) {
-        __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
+        __mmask16 m = first_lanes(n - i);
         _mm512_mask_storeu_ps(y + i, m, _mm512_fmadd_ps(va, _mm512_maskz_loadu_ps(m, x + i), _mm512_maskz_loadu_ps(m, y + i)));
     }
 }
@@ -239,13 +242,12 @@ AVX512 static INLINE __m512 exp16(__m512 x) {
     return _mm512_mask_mov_ps(y, _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), x);                 /* NaN back */
 }
 
-#define TAIL_MASK(n, i) ((n) - (i) >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << ((n) - (i))) - 1))
 
 AVX512 static double expsum_avx512(float *y, const float *x, float shift, int64_t n) {
     const __m512 sh = _mm512_set1_ps(shift);
     __m512d s0 = _mm512_setzero_pd(), s1 = s0;
     for (int64_t i = 0; i < n; i += 16) {
-        const __mmask16 mk = TAIL_MASK(n, i);
+        const __mmask16 mk = first_lanes(n - i);
         __m512 e = _mm512_maskz_mov_ps(mk, exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(mk, x + i), sh)));
         _mm512_mask_storeu_ps(y + i, mk, e);
         s0 = _mm512_add_pd(s0, _mm512_cvtps_pd(_mm512_castps512_ps256(e)));
@@ -257,7 +259,7 @@ AVX512 static double expsum_avx512(float *y, const float *x, float shift, int64_
 AVX512 static void swiglu_avx512(float *out, const float *g, const float *u, int64_t n) {
     const __m512 one = _mm512_set1_ps(1.0f);
     for (int64_t i = 0; i < n; i += 16) {
-        const __mmask16 mk = TAIL_MASK(n, i);
+        const __mmask16 mk = first_lanes(n - i);
         const __m512 gi = _mm512_maskz_loadu_ps(mk, g + i), ui = _mm512_maskz_loadu_ps(mk, u + i);
         const __m512 silu = _mm512_div_ps(gi, _mm512_add_ps(one, exp16(_mm512_sub_ps(_mm512_setzero_ps(), gi))));
         _mm512_mask_storeu_ps(out + i, mk, _mm512_mul_ps(silu, ui));
@@ -267,7 +269,7 @@ AVX512 static void swiglu_avx512(float *out, const float *g, const float *u, int
 AVX512 static void swiglu_backward_avx512(float *dg, float *du, const float *da, const float *g, const float *u, int64_t n) {
     const __m512 one = _mm512_set1_ps(1.0f);
     for (int64_t i = 0; i < n; i += 16) {
-        const __mmask16 mk = TAIL_MASK(n, i);
+        const __mmask16 mk = first_lanes(n - i);
         const __m512 gi = _mm512_maskz_loadu_ps(mk, g + i), ui = _mm512_maskz_loadu_ps(mk, u + i);
         const __m512 ai = _mm512_maskz_loadu_ps(mk, da + i);
         const __m512 sg = _mm512_div_ps(one, _mm512_add_ps(one, exp16(_mm512_sub_ps(_mm512_setzero_ps(), gi))));
@@ -284,7 +286,7 @@ AVX512 static void adamw_avx512(float *p, float *g, float *m, float *v, int64_t 
     const __m512 one_b1 = _mm512_set1_ps(1.0f - c->beta1), one_b2 = _mm512_set1_ps(1.0f - c->beta2);
     const __m512 ss = _mm512_set1_ps(c->step_size), bc2 = _mm512_set1_ps(c->bc2_sqrt), gs = _mm512_set1_ps(c->gscale);
     for (int64_t k = 0; k < n; k += 16) {
-        const __mmask16 mk = TAIL_MASK(n, k);
+        const __mmask16 mk = first_lanes(n - k);
         __m512 pk = _mm512_maskz_loadu_ps(mk, p + k), gk = _mm512_mul_ps(_mm512_maskz_loadu_ps(mk, g + k), gs);
         __m512 mm = _mm512_maskz_loadu_ps(mk, m + k), vk = _mm512_maskz_loadu_ps(mk, v + k);
         pk = _mm512_mul_ps(pk, decay);
@@ -302,7 +304,7 @@ AVX512 static void adamw_avx512(float *p, float *g, float *m, float *v, int64_t 
 AVX512 static double sumsq_avx512(const float *x, int64_t n) {
     __m512d s0 = _mm512_setzero_pd(), s1 = s0;
     for (int64_t i = 0; i < n; i += 16) {
-        const __mmask16 mk = TAIL_MASK(n, i);
+        const __mmask16 mk = first_lanes(n - i);
         __m512 v = _mm512_maskz_loadu_ps(mk, x + i);
         __m512d lo = _mm512_cvtps_pd(_mm512_castps512_ps256(v));
         __m512d hi = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
@@ -316,14 +318,14 @@ AVX512 static void row_bf16_avx512(float *dst, const lc_mat *w, int64_t r) {
     const uint8_t *p = w->data + (size_t)(r * w->cols) * 2;
     for (int64_t c = 0; c < w->cols; c += 16) {
         int n = (int)LC_MIN(16, w->cols - c);
-        _mm512_mask_storeu_ps(dst + c, (__mmask16)((1u << n) - 1), load_bf16(p, c, n));
+        _mm512_mask_storeu_ps(dst + c, first_lanes(n), load_bf16(p, c, n));
     }
 }
 AVX512 static void row_f16_avx512(float *dst, const lc_mat *w, int64_t r) {
     const uint8_t *p = w->data + (size_t)(r * w->cols) * 2;
     for (int64_t c = 0; c < w->cols; c += 16) {
         int n = (int)LC_MIN(16, w->cols - c);
-        _mm512_mask_storeu_ps(dst + c, (__mmask16)((1u << n) - 1), load_f16(p, c, n));
+        _mm512_mask_storeu_ps(dst + c, first_lanes(n), load_f16(p, c, n));
     }
 }
 
@@ -508,12 +510,12 @@ AVX512 static void gemm_pack_tile(const gemm_call *g, int64_t tile) {
     const int64_t nt = LC_MIN(16, N - tile * 16);
     const float *src = g->b + tile * 16 * bts;
     if (bts == 1) { /* B(t, k) contiguous along t: 16 lanes are one (masked) load */
-        const __mmask16 m = (__mmask16)((1u << nt) - 1);
+        const __mmask16 m = first_lanes(nt);
         for (int64_t k = 0; k < K; k++) _mm512_store_ps(d + k * 16, _mm512_maskz_loadu_ps(m, src + k * bks));
     } else if (bks == 1) { /* B rows along k: 16 x 16 blocks transposed in registers */
         for (int64_t k0 = 0; k0 < K; k0 += 16) {
             const int kn = (int)LC_MIN(16, K - k0);
-            const __mmask16 mk = TAIL_MASK(K, k0);
+            const __mmask16 mk = first_lanes(K - k0);
             __m512 r[16];
             for (int j = 0; j < 16; j++) r[j] = j < nt ? _mm512_maskz_loadu_ps(mk, src + j * bts + k0) : _mm512_setzero_ps();
             transpose16(r);
@@ -556,8 +558,7 @@ AVX512 static void gemm_task(const gemm_call *g, int64_t task, float *buf) {
             for (int64_t i = 0; i < n; i++) {
                 float *o = out + (i0 + i) * ois + t0;
                 for (int v = 0; v < NV; v++) {
-                    const int m = LC_MIN(16, nt - 16 * v);
-                    const __mmask16 mk = (__mmask16)((1u << m) - 1);
+                    const __mmask16 mk = first_lanes(nt - 16 * v);
                     __m512 r = _mm512_load_ps(acc + i * 32 + 16 * v);
                     if (accumulate) r = _mm512_add_ps(_mm512_maskz_loadu_ps(mk, o + 16 * v), r);
                     _mm512_mask_storeu_ps(o + 16 * v, mk, r);
@@ -565,7 +566,7 @@ AVX512 static void gemm_task(const gemm_call *g, int64_t task, float *buf) {
             }
         else if (ois == 1) /* output rows run along i: transpose 16 x 16 blocks in registers */
             for (int64_t ib = 0; ib < n; ib += 16) {
-                const __mmask16 mk = (__mmask16)((1u << LC_MIN(16, n - ib)) - 1);
+                const __mmask16 mk = first_lanes(n - ib);
                 for (int v = 0; v < NV; v++) {
                     __m512 r[16];
                     for (int j = 0; j < 16; j++) r[j] = _mm512_load_ps(acc + (ib + j) * 32 + 16 * v);
