@@ -9,6 +9,7 @@
 #include "../src/train/train.h"
 
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -205,10 +206,12 @@ static void test_fd_hidden_z_loss(void) { check_fd("hidden z-loss", 0); }
 static void test_fd_load_balance_loss(void) { check_fd("device-level LB loss", 1); }
 static void test_fd_mtp_loss(void) { check_fd("MTP loss", 2); }
 
-/* A batch of sequences through one forward + backward (all rows per sublayer at once) gives
- * the gradients of the same sequences run one by one and accumulated, with every auxiliary loss
- * on (z-loss, LB loss with per-sequence coefficients, MTP), the same loss values and routing
- * statistics; only the summation order of the weight gradients differs (tolerance 1e-5). */
+/* A batch of sequences through one forward + backward (all rows of a gradient shard per
+ * sublayer at once, shards summed in order) gives the gradients of the same sequences run one by
+ * one and accumulated, with every auxiliary loss on (z-loss, LB loss with per-sequence
+ * coefficients, MTP), the same loss values and routing statistics, for 1, 2 and 3 shards; only
+ * the summation order of the weight gradients differs (tolerance 1e-5). With shards, 1 thread
+ * (shards one after another) and 2 threads (side by side) give the same bits. */
 static void test_batch_equals_sequences(void) {
     lc_config c;
     lc_config_preset(&c, "tiny");
@@ -239,26 +242,45 @@ static void test_batch_equals_sequences(void) {
     memcpy(tok1, tr->expert_tokens, (size_t)E * sizeof *tok1);
     memcpy(touched1, tr->touched, (size_t)tr->n_specs);
     z1 = tr->loss_z, lbl1 = tr->loss_lb, mtp1 = tr->loss_mtp;
-    float loss2;
-    lc_train_zero_grad(tr);
-    lc_train_reset_stats(tr);
-    CHECK_OK(lc_train_forward_backward(tr, ids, B, T, 1.0f / B, &loss2));
-    CHECK(fabs(loss2 - loss1) <= 1e-6 * fabs(loss1), "loss: batch %.7f, one by one %.7f", loss2, loss1);
-    CHECK(fabs(tr->loss_z - z1) <= 1e-6 * fabs(z1) && fabs(tr->loss_lb - lbl1) <= 1e-6 * fabs(lbl1) &&
-              fabs(tr->loss_mtp - mtp1) <= 1e-6 * fabs(mtp1),
-          "aux losses: z %g/%g lb %g/%g mtp %g/%g", tr->loss_z, z1, tr->loss_lb, lbl1, tr->loss_mtp, mtp1);
-    CHECK(!memcmp(tok1, tr->expert_tokens, (size_t)E * sizeof *tok1), "routing statistics differ");
-    CHECK(!memcmp(touched1, tr->touched, (size_t)tr->n_specs), "the set of tensors with gradients differs");
-    double worst = 0;
-    for (int64_t i = 0; i < tr->n_specs; i++) {
-        const int64_t n = tr->specs[i].rows * (tr->specs[i].cols ? tr->specs[i].cols : 1);
-        double e = t_rel_err(tr->grad + tr->offset[i], g1 + tr->offset[i], n);
-        worst = fmax(worst, e);
-        CHECK(e <= 1e-5, "%s: batch vs one by one rel err %.3g", tr->specs[i].name, e);
+    float *g2 = malloc((size_t)tr->n_params * sizeof *g2);
+    for (int shards = 1; shards <= 3; shards++) {
+        float loss2;
+        tr->grad_shards = shards;
+        lc_train_zero_grad(tr);
+        lc_train_reset_stats(tr);
+        CHECK_OK(lc_train_forward_backward(tr, ids, B, T, 1.0f / B, &loss2));
+        CHECK(fabs(loss2 - loss1) <= 1e-6 * fabs(loss1), "%d shards: loss: batch %.7f, one by one %.7f", shards, loss2, loss1);
+        CHECK(fabs(tr->loss_z - z1) <= 1e-6 * fabs(z1) && fabs(tr->loss_lb - lbl1) <= 1e-6 * fabs(lbl1) &&
+                  fabs(tr->loss_mtp - mtp1) <= 1e-6 * fabs(mtp1),
+              "%d shards: aux losses: z %g/%g lb %g/%g mtp %g/%g", shards, tr->loss_z, z1, tr->loss_lb, lbl1, tr->loss_mtp, mtp1);
+        CHECK(!memcmp(tok1, tr->expert_tokens, (size_t)E * sizeof *tok1), "%d shards: routing statistics differ", shards);
+        CHECK(!memcmp(touched1, tr->touched, (size_t)tr->n_specs), "%d shards: the set of tensors with gradients differs", shards);
+        double worst = 0;
+        for (int64_t i = 0; i < tr->n_specs; i++) {
+            const int64_t n = tr->specs[i].rows * (tr->specs[i].cols ? tr->specs[i].cols : 1);
+            double e = t_rel_err(tr->grad + tr->offset[i], g1 + tr->offset[i], n);
+            worst = fmax(worst, e);
+            CHECK(e <= 1e-5, "%d shards: %s: batch vs one by one rel err %.3g", shards, tr->specs[i].name, e);
+        }
+        double e_lb = t_rel_err(tr->lb_router_grad, lb1, E * c.hidden_size);
+        CHECK(e_lb <= 1e-5, "%d shards: LB router gradient: rel err %.3g", shards, e_lb);
+        printf("    batch of %d x %d tokens in %d shard(s) vs one by one: worst gradient rel err %.2e, LB router %.2e\n", B,
+               T, shards, worst, e_lb);
+        if (shards == 1) continue;
+        /* the same shards on 1 thread and on 2: the same bits */
+        const int nt = omp_get_max_threads();
+        memcpy(g2, tr->grad, (size_t)tr->n_params * sizeof *g2);
+        for (int threads = 1; threads <= 2; threads++) {
+            omp_set_num_threads(threads);
+            lc_train_zero_grad(tr);
+            lc_train_reset_stats(tr);
+            CHECK_OK(lc_train_forward_backward(tr, ids, B, T, 1.0f / B, &loss2));
+            CHECK(!memcmp(g2, tr->grad, (size_t)tr->n_params * sizeof *g2), "%d shards: %d thread(s) give other bits",
+                  shards, threads);
+        }
+        omp_set_num_threads(nt);
     }
-    double e_lb = t_rel_err(tr->lb_router_grad, lb1, E * c.hidden_size);
-    CHECK(e_lb <= 1e-5, "LB router gradient: rel err %.3g", e_lb);
-    printf("    batch of %d x %d tokens vs one by one: worst gradient rel err %.2e, LB router %.2e\n", B, T, worst, e_lb);
+    free(g2);
     free(g1);
     free(lb1);
     free(tok1);

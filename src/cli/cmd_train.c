@@ -20,6 +20,8 @@ static void train_usage(FILE *f) {
             "  --steps N (300) --batch B (8) --seq-len T (64) --lr X (3e-3) --min-lr X (3e-4) --warmup N (20)\n"
             "  --wd X (0.1) --clip X (1.0) --seed S (1337) --init-std X (0.02)\n"
             "  --stop-after N (save and stop there; continue with --resume)\n"
+            "  --grad-shards G (auto: 2, 1 for big models; the batch's windows in G groups with their own gradients, summed in\n"
+            "  order: the same bits for any thread count; groups run side by side on small models)\n"
             "  --init-from DIR (start from a checkpoint, e.g. `longcat grow` output) --width-proxy W (the lr and\n"
             "  init were tuned at hidden size W: hidden matrices get lr x W/H and init variance x W/H)\n"
             "  --verify-every N (recompute every N-th step; stop if the gradients differ in any bit)\n"
@@ -65,6 +67,7 @@ int cmd_train(int argc, char **argv) {
         else if (!strcmp(a, "--stop-after")) o.stop_after = atoll(v);
         else if (!strcmp(a, "--batch")) o.batch = atoll(v);
         else if (!strcmp(a, "--seq-len")) o.seq_len = atoll(v);
+        else if (!strcmp(a, "--grad-shards")) o.grad_shards = atoll(v);
         else if (!strcmp(a, "--lr")) o.lr = strtof(v, NULL);
         else if (!strcmp(a, "--min-lr")) o.min_lr = strtof(v, NULL);
         else if (!strcmp(a, "--warmup")) o.warmup = atoll(v);

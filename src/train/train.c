@@ -37,6 +37,8 @@ static lc_status make_view(lc_model **out, const lc_config *c, float *arena, con
     return s;
 }
 
+static void shards_free(lc_train *tr);
+
 void lc_train_free(lc_train *tr) {
     if (!tr) return;
     lc_model_free(tr->params);
@@ -54,6 +56,7 @@ void lc_train_free(lc_train *tr) {
     free(tr->pid_prev);
     free(tr->lb_router_grad);
     free(tr->lr_scale);
+    shards_free(tr);
     free(tr);
 }
 
@@ -350,20 +353,14 @@ void lc_train_merge_aux_grads(lc_train *tr) {
     memset(tr->lb_router_grad, 0, (size_t)(c->num_layers * EH) * sizeof(float));
 }
 
-lc_status lc_train_forward_backward(lc_train *tr, const int32_t *tokens, int64_t n_seq, int64_t T, float scale,
-                                    float *loss) {
+/* One gradient shard: n_seq windows through the model and back, gradients and statistics into
+ * tr's buffers (the state's own, or a shard's copy of the state pointing at its buffers). */
+static lc_status shard_forward_backward(lc_train *tr, const int32_t *tokens, int64_t n_seq, int64_t T, float scale,
+                                        float *loss) {
     const lc_config *c = &tr->cfg;
     const lc_model *pm = tr->params;
     const int64_t H = c->hidden_size, V = c->vocab_size, L = c->num_layers, N = c->n_routed_experts, K = c->moe_topk;
     const int64_t E = N + c->zero_expert_num, BT = n_seq * T; /* rows: sequence after sequence */
-    if (T < 2 || n_seq < 1) return lc_error(LC_ERR_ARG, "train: need at least one sequence of 2 tokens");
-    for (int64_t t = 0; t < BT; t++)
-        if (tokens[t] < 0 || tokens[t] >= V)
-            return lc_error(LC_ERR_ARG, "train: token %d at index %lld of sequence %lld is outside the vocabulary",
-                            tokens[t], (long long)(t % T), (long long)(t / T));
-    if (T > c->max_position_embeddings)
-        return lc_error(LC_ERR_ARG, "train: %lld tokens exceed the context of %lld", (long long)T,
-                        (long long)c->max_position_embeddings);
     /* every window starts at position 0 and caches its attention rows in the activations: the
      * sessions only carry the model (no cache memory) */
     lc_session sess = {.m = pm, .n_ctx = T};
@@ -471,14 +468,14 @@ typedef struct {
     int64_t spec, begin, n;
 } opt_chunk;
 
-static opt_chunk *opt_chunks(const lc_train *tr, int64_t *n_out) {
+static opt_chunk *opt_chunks(const lc_train *tr, const unsigned char *touched, int64_t *n_out) {
     int64_t n = 0;
     for (int pass = 0; pass < 2; pass++) {
         opt_chunk *c = pass ? lc_malloc((size_t)(n ? n : 1) * sizeof *c, "optimizer chunks") : NULL;
         if (pass && !c) return NULL;
         n = 0;
         for (int64_t i = 0; i < tr->n_specs; i++) {
-            if (!tr->touched[i]) continue;
+            if (!touched[i]) continue;
             const int64_t size = tr->specs[i].rows * (tr->specs[i].cols ? tr->specs[i].cols : 1);
             for (int64_t b = 0; b < size; b += OPT_CHUNK, n++)
                 if (pass) c[n] = (opt_chunk){i, tr->offset[i] + b, LC_MIN(OPT_CHUNK, size - b)};
@@ -491,9 +488,159 @@ static opt_chunk *opt_chunks(const lc_train *tr, int64_t *n_out) {
     return NULL;
 }
 
+/* Gradient shards (see train.h): shard g > 0 has its own gradient arena (zero between calls),
+ * LB router gradient, touched flags and routing counts; shard 0 is the state itself. */
+struct lc_train_shard {
+    float *grad;
+    lc_model *grads; /* view of grad */
+    float *lb_router_grad;
+    unsigned char *touched;
+    int64_t *expert_tokens;
+};
+
+static void shards_free(lc_train *tr) {
+    for (int64_t i = 0; i < tr->n_shard; i++) {
+        free(tr->shard[i].grad);
+        lc_model_free(tr->shard[i].grads);
+        free(tr->shard[i].lb_router_grad);
+        free(tr->shard[i].touched);
+        free(tr->shard[i].expert_tokens);
+    }
+    free(tr->shard);
+    tr->shard = NULL;
+    tr->n_shard = 0;
+}
+
+static lc_status shards_reserve(lc_train *tr, int64_t n) {
+    const lc_config *c = &tr->cfg;
+    const int64_t E = c->n_routed_experts + c->zero_expert_num;
+    if (n <= tr->n_shard) return LC_OK;
+    struct lc_train_shard *a = realloc(tr->shard, (size_t)n * sizeof *a);
+    if (!a) return lc_error(LC_ERR_NOMEM, "out of memory for %lld gradient shards", (long long)n);
+    tr->shard = a;
+    for (; tr->n_shard < n; tr->n_shard++) {
+        struct lc_train_shard *b = &a[tr->n_shard];
+        *b = (struct lc_train_shard){
+            lc_calloc((size_t)tr->n_params, sizeof(float), "shard gradients"), NULL,
+            lc_calloc((size_t)(c->num_layers * E * c->hidden_size), sizeof(float), "shard LB router gradient"),
+            lc_calloc((size_t)tr->n_specs, 1, "shard touched"),
+            lc_calloc((size_t)(c->num_layers * E), sizeof(int64_t), "shard routing counts")};
+        lc_status s = b->grad && b->lb_router_grad && b->touched && b->expert_tokens ? LC_OK : LC_ERR_NOMEM;
+        if (!s) s = make_view(&b->grads, c, b->grad, tr->offset, tr->n_specs);
+        if (s) {
+            tr->n_shard++; /* freed with the rest */
+            shards_free(tr);
+            return s;
+        }
+    }
+    return LC_OK;
+}
+
+/* Adds shard b's gradients and statistics (its state copy sh) to tr and leaves b at zero. */
+static lc_status shard_merge(lc_train *tr, const lc_train *sh, struct lc_train_shard *b) {
+    const lc_config *c = &tr->cfg;
+    const int64_t E = c->n_routed_experts + c->zero_expert_num, LEH = c->num_layers * E * c->hidden_size;
+    int64_t n = 0;
+    opt_chunk *ch = opt_chunks(tr, b->touched, &n);
+    if (!ch) return LC_ERR_NOMEM;
+#pragma omp parallel for schedule(static) if (n > 4 && !lc_in_parallel())
+    for (int64_t j = 0; j < n; j++) {
+        float *d = tr->grad + ch[j].begin, *g = b->grad + ch[j].begin;
+        lc_axpy(d, 1.0f, g, ch[j].n);
+        memset(g, 0, (size_t)ch[j].n * sizeof *g);
+    }
+    free(ch);
+    for (int64_t i = 0; i < tr->n_specs; i++) tr->touched[i] |= b->touched[i];
+    memset(b->touched, 0, (size_t)tr->n_specs);
+    lc_axpy(tr->lb_router_grad, 1.0f, b->lb_router_grad, LEH);
+    memset(b->lb_router_grad, 0, (size_t)LEH * sizeof(float));
+    for (int64_t i = 0; i < c->num_layers * E; i++) tr->expert_tokens[i] += b->expert_tokens[i];
+    memset(b->expert_tokens, 0, (size_t)(c->num_layers * E) * sizeof(int64_t));
+    tr->stat_tokens += sh->stat_tokens;
+    tr->loss_z += sh->loss_z;
+    tr->loss_lb += sh->loss_lb;
+    tr->loss_mtp += sh->loss_mtp;
+    tr->max_abs_h = fmax(tr->max_abs_h, sh->max_abs_h);
+    return LC_OK;
+}
+
+int64_t lc_train_auto_shards(const lc_train *tr, int64_t n_seq) {
+    const double budget = 256.0 * 1024 * 1024, bytes = (double)tr->n_params * sizeof(float);
+    int64_t g = LC_MIN(n_seq, 2);
+    while (g > 1 && (double)(g - 1) * bytes > budget) g--;
+    return g;
+}
+
+lc_status lc_train_forward_backward(lc_train *tr, const int32_t *tokens, int64_t n_seq, int64_t T, float scale,
+                                    float *loss) {
+    const lc_config *c = &tr->cfg;
+    if (T < 2 || n_seq < 1) return lc_error(LC_ERR_ARG, "train: need at least one sequence of 2 tokens");
+    for (int64_t t = 0; t < n_seq * T; t++)
+        if (tokens[t] < 0 || tokens[t] >= c->vocab_size)
+            return lc_error(LC_ERR_ARG, "train: token %d at index %lld of sequence %lld is outside the vocabulary",
+                            tokens[t], (long long)(t % T), (long long)(t / T));
+    if (T > c->max_position_embeddings)
+        return lc_error(LC_ERR_ARG, "train: %lld tokens exceed the context of %lld", (long long)T,
+                        (long long)c->max_position_embeddings);
+    const int64_t G = tr->grad_shards > 0 ? LC_MIN(tr->grad_shards, n_seq) : lc_train_auto_shards(tr, n_seq);
+    if (G == 1) return shard_forward_backward(tr, tokens, n_seq, T, scale, loss);
+    lc_status s = shards_reserve(tr, G - 1);
+    lc_train *st = s ? NULL : lc_malloc((size_t)G * sizeof *st, "shards");
+    float *ls = s ? NULL : lc_calloc((size_t)G, sizeof *ls, "shard losses");
+    lc_status *ss = s ? NULL : lc_calloc((size_t)G, sizeof *ss, "shard status");
+    char(*msg)[256] = s ? NULL : lc_calloc((size_t)G, sizeof *msg, "shard errors");
+    if (!s && (!st || !ls || !ss || !msg)) s = LC_ERR_NOMEM;
+    for (int64_t g = 1; g < G && !s; g++) { /* copies of the state whose gradient side is shard g's */
+        struct lc_train_shard *b = &tr->shard[g - 1];
+        st[g] = *tr;
+        st[g].grad = b->grad, st[g].grads = b->grads, st[g].lb_router_grad = b->lb_router_grad;
+        st[g].touched = b->touched, st[g].expert_tokens = b->expert_tokens, st[g].stat_tokens = 0;
+        st[g].loss_z = st[g].loss_lb = st[g].loss_mtp = st[g].max_abs_h = 0;
+    }
+    if (!s) {
+        /* shard g: windows [g n_seq / G, (g + 1) n_seq / G) */
+#define SHARD_RUN(g)                                                                                                   \
+    do {                                                                                                               \
+        const int64_t a = (g) * n_seq / G, e = ((g) + 1) * n_seq / G;                                                  \
+        ss[g] = shard_forward_backward((g) ? &st[g] : tr, tokens + a * T, e - a, T, scale, &ls[g]);                  \
+        if (ss[g]) snprintf(msg[g], sizeof msg[g], "%s", lc_last_error());                                             \
+    } while (0)
+        const int threads = lc_max_threads();
+        if (threads >= 2 && threads <= 2 * G && !lc_in_parallel()) { /* shards side by side, products serial */
+#pragma omp parallel for schedule(dynamic, 1) num_threads(LC_MIN(threads, (int)G))
+            for (int64_t g = 0; g < G; g++) SHARD_RUN(g);
+        } else
+            for (int64_t g = 0; g < G; g++) SHARD_RUN(g); /* one after another, products on every thread */
+#undef SHARD_RUN
+        double total = 0;
+        for (int64_t g = 0; g < G; g++) {
+            total += (double)ls[g] * (double)((g + 1) * n_seq / G - g * n_seq / G);
+            if (ss[g] && !s) s = lc_error(ss[g], "%s", msg[g]);
+        }
+        *loss = (float)(total / (double)n_seq);
+    }
+    for (int64_t g = 1; g < G && st && g <= tr->n_shard; g++) { /* in shard order: the same bits for any thread count */
+        struct lc_train_shard *b = &tr->shard[g - 1];
+        lc_status m = s ? LC_OK : shard_merge(tr, &st[g], b);
+        if (s || m) { /* failed: leave the shard at zero for the next call */
+            memset(b->grad, 0, (size_t)tr->n_params * sizeof(float));
+            memset(b->touched, 0, (size_t)tr->n_specs);
+            memset(b->lb_router_grad, 0,
+                   (size_t)(c->num_layers * (c->n_routed_experts + c->zero_expert_num) * c->hidden_size) * sizeof(float));
+            memset(b->expert_tokens, 0, (size_t)(c->num_layers * (c->n_routed_experts + c->zero_expert_num)) * sizeof(int64_t));
+            if (!s) s = m;
+        }
+    }
+    free(st);
+    free(ls);
+    free(ss);
+    free(msg);
+    return s;
+}
+
 lc_status lc_train_adamw_step(lc_train *tr, const lc_adamw *o) {
     int64_t n = 0;
-    opt_chunk *ch = opt_chunks(tr, &n);
+    opt_chunk *ch = opt_chunks(tr, tr->touched, &n);
     lc_adamw_coef *coef = lc_malloc((size_t)tr->n_specs * sizeof *coef, "AdamW constants");
     if (!ch || !coef) {
         free(ch);
@@ -523,7 +670,7 @@ lc_status lc_train_adamw_step(lc_train *tr, const lc_adamw *o) {
 
 lc_status lc_train_clip_grad(lc_train *tr, double max_norm, double *norm_out) {
     int64_t n = 0;
-    opt_chunk *ch = opt_chunks(tr, &n);
+    opt_chunk *ch = opt_chunks(tr, tr->touched, &n);
     double *part = lc_malloc((size_t)(n ? n : 1) * sizeof *part, "gradient norm parts");
     if (!ch || !part) {
         free(ch);

@@ -47,6 +47,9 @@ typedef struct lc_train {
     double router_ratio;   /* R = |grad_router L_LB| / |grad_router L_LM| at the last merge */
     float grad_scale;      /* clipping factor lc_train_clip_grad leaves for the next AdamW step (1: none) */
     float *lr_scale;       /* [n_specs] learning-rate multiplier per tensor (width transfer), 1 by default */
+    int64_t grad_shards;   /* windows of a batch form this many gradient shards (0: automatic; 1: none) */
+    struct lc_train_shard *shard; /* [n_shard] gradient buffers of shards 1, 2, ... (shard 0 is the state) */
+    int64_t n_shard;
 } lc_train;
 
 /* Copies (dequantising FP8/BF16/F16) the weights of a loaded model into a new training state. */
@@ -55,13 +58,21 @@ void lc_train_free(lc_train *tr);
 
 void lc_train_zero_grad(lc_train *tr);
 /* Forward + backward of n_seq sequences of T tokens (tokens[n_seq * T], one after another), all
- * rows through each sublayer at once. Each sequence's loss is its mean next-token cross
+ * rows of a gradient shard through each sublayer at once. The windows form G contiguous shards
+ * (G = tr->grad_shards, or lc_train_auto_shards); each shard's gradients go to its own buffers
+ * and are added to the state's in shard order, so the result depends on the batch and G, never
+ * on the thread count; shards run side by side (one thread each) when that beats running each
+ * shard's products on every thread (small models). Each sequence's loss is its mean next-token cross
  * entropy over positions 0..T-2 (targets tokens[1..T-1]) plus the enabled auxiliary losses
  * (MTP, z-loss, LB); gradients += scale * d (sum of the sequences' losses) / d params (scale 1/B
  * averages a batch). *loss gets the mean over sequences of the unscaled next-token loss.
  * Routing statistics are added to tr->expert_tokens. */
 lc_status lc_train_forward_backward(lc_train *tr, const int32_t *tokens, int64_t n_seq, int64_t T, float scale,
                                     float *loss);
+/* The automatic shard count for a batch of n_seq windows: 2 (1 for one window) while the extra
+ * gradient buffer stays within 256 MiB; 1 for larger models. (Measured on 2 cores: 2 shards beat
+ * 4 on `small`, whose windows are then one per shard; docs/PERFORMANCE.md.) */
+int64_t lc_train_auto_shards(const lc_train *tr, int64_t n_seq);
 
 /* One AdamW step on every tensor that has a gradient (untouched experts are skipped, as
  * PyTorch skips parameters whose grad is None; the router bias is not a parameter), with the

@@ -316,6 +316,7 @@ lc_status lc_trainer_run(const lc_trainer_options *o, lc_trainer_result *res) {
     if (!s) s = lc_train_from_model(&tr, model);
     if (!s) {
         tr->aux = o->aux;
+        tr->grad_shards = o->grad_shards;
         if (tr->aux.lb_target <= 0) tr->aux.lb_target = o->pid.target; /* one K_e for both mechanisms */
     }
     if (!s && o->resume) s = load_optimizer(tr, o->out, &step, &rng);

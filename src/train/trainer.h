@@ -19,6 +19,7 @@ typedef struct {
     int resume;
     int64_t stop_after;              /* > 0: save and stop after this step (resume later) */
     int64_t steps, batch, seq_len, warmup, eval_every, eval_windows, log_every, save_every;
+    int64_t grad_shards;             /* windows of a batch in this many gradient shards (0: automatic) */
     float lr, min_lr, weight_decay, beta1, beta2, clip, init_std;
     uint64_t seed;
     int bias_control;                /* expert-bias PID on (SPEC §4.1) */
