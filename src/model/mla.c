@@ -163,8 +163,9 @@ lc_status mla_forward(float *out, const float *x, const mla_seq *seqs, int64_t n
         if (!sq_->absorbed) expanded[n_exp++] = i;
 #pragma omp parallel for schedule(static) if (sq_->T * nh * dr > 16384)
         for (int64_t t = 0; t < sq_->T; t++) {
-            float cs[dr > 0 ? dr : 1]; /* this position's rotation, shared by every head and the key */
-            lc_rope_coeffs(cs, dr, sq_->p0 + t, c->rope_theta);
+            float cs_row[dr > 0 ? dr : 1]; /* this position's rotation, shared by every head and the key */
+            const float *cs = acts && acts->rope_cs ? acts->rope_cs + (sq_->p0 + t) * dr : cs_row;
+            if (cs == cs_row) lc_rope_coeffs(cs_row, dr, sq_->p0 + t, c->rope_theta);
             for (int64_t h = 0; h < nh; h++) lc_rope_apply(qi + (t * nh + h) * dq + dn, cs, dr);
             float *lat = sq_->latent + (sq_->p0 + t) * kvr, *kr = sq_->rope + (sq_->p0 + t) * dr;
             const float *src = ckv + (t0 + t) * (kvr + dr);
@@ -320,8 +321,9 @@ lc_status mla_backward(float *dx, lc_mla_weights *g, const float *dout, const fl
             float *dk = dckv + r * (kvr + dr) + kvr;
             for (int64_t h = 0; h < nh; h++)
                 for (int64_t k = 0; k < dr; k++) dk[k] += dkpe_h[(h * T + r) * dr + k];
-            float cs[dr > 0 ? dr : 1];
-            lc_rope_coeffs(cs, dr, t, c->rope_theta);
+            float cs_row[dr > 0 ? dr : 1];
+            const float *cs = a->rope_cs ? a->rope_cs + t * dr : cs_row;
+            if (!a->rope_cs) lc_rope_coeffs(cs_row, dr, t, c->rope_theta);
             lc_rope_backward_apply(dk, cs, dr);
             /* q: rope on the last dr of each head, then the scale */
             for (int64_t h = 0; h < nh; h++) {

@@ -205,7 +205,7 @@ double lc_cross_entropy(float *logits, const int32_t *targets, int64_t n, int64_
  * main model's normed state hn[t] and token t+1 it predicts token t+2. Forward, loss and
  * backward in one place; dhn += its gradient w.r.t. hn (so the trunk learns from it too); MTP
  * and lm_head grads +=. *loss: the sum over sequences of each one's mean loss. */
-static lc_status mtp_loss_backward(lc_train *tr, const int32_t *tokens, int64_t n_seq, int64_t T,
+static lc_status mtp_loss_backward(lc_train *tr, const int32_t *tokens, int64_t n_seq, int64_t T, const float *rope_cs,
                                    const float *hn, float *dhn, float k, double *loss) {
     const lc_config *c = &tr->cfg;
     const lc_mtp_weights *w = &tr->params->mtp;
@@ -235,6 +235,7 @@ static lc_status mtp_loss_backward(lc_train *tr, const int32_t *tokens, int64_t 
     float *dx = carve(&p, R * H), *dz = carve(&p, R * H);
     mla_acts acts;
     p = mla_acts_carve(&acts, p, c, seq_n, n_seq);
+    acts.rope_cs = rope_cs;
     for (int64_t i = 0; i < n_seq; i++) /* the kept activations are the head's cache */
         ms[i] = (mla_seq){.latent = acts.lat + i * n * c->kv_lora_rank, .rope = acts.kpe + i * n * c->qk_rope_head_dim,
                           .p0 = 0, .T = n, .absorbed = 0};
@@ -374,6 +375,7 @@ static lc_status shard_forward_backward(lc_train *tr, const int32_t *tokens, int
     int64_t per_layer = s ? 0 : layer_acts_floats(c, seq_T, n_seq, BT);
     float *act_mem = s ? NULL : lc_malloc((size_t)(L * per_layer) * sizeof(float), "activations");
     layer_acts *acts = s ? NULL : lc_calloc((size_t)L, sizeof *acts, "activations");
+    float *rope = s ? NULL : lc_malloc((size_t)(T * c->qk_rope_head_dim + 1) * sizeof *rope, "rope table");
     float *h = s ? NULL : lc_malloc((size_t)(BT * H) * sizeof *h, "hidden");
     float *hn = s ? NULL : lc_malloc((size_t)(BT * H) * sizeof *hn, "normed");
     float *logits = s ? NULL : lc_malloc((size_t)(BT * V) * sizeof *logits, "logits");
@@ -381,11 +383,13 @@ static lc_status shard_forward_backward(lc_train *tr, const int32_t *tokens, int
     float *dhn = s ? NULL : lc_calloc((size_t)(BT * H), sizeof *dhn, "d normed");
     int32_t *idx = s ? NULL : lc_malloc((size_t)(BT * K) * sizeof *idx, "routes");
     unsigned char *touched = s ? NULL : lc_calloc((size_t)(L * N), 1, "expert use");
-    if (!s && (!act_mem || !acts || !h || !hn || !logits || !dh || !dhn || !idx || !touched)) s = LC_ERR_NOMEM;
+    if (!s && (!act_mem || !acts || !rope || !h || !hn || !logits || !dh || !dhn || !idx || !touched)) s = LC_ERR_NOMEM;
     /* ---- forward: all sequences' rows through each layer at once ---- */
+    if (!s) lc_rope_table(rope, c->qk_rope_head_dim, T, c->rope_theta); /* every window's positions 0..T-1 */
     for (int64_t t = 0; t < BT && !s; t++) lc_mat_row(h + t * H, &pm->embed_tokens, tokens[t]);
     for (int64_t l = 0; l < L && !s; l++) {
         layer_acts_init(&acts[l], act_mem + l * per_layer, c, seq_T, n_seq, BT);
+        acts[l].attn[0].rope_cs = acts[l].attn[1].rope_cs = rope;
         int64_t n_ffn;
         s = scmoe_layer_forward(h, idx, &n_ffn, seqs, n_seq, l, &acts[l]);
     }
@@ -406,7 +410,7 @@ static lc_status shard_forward_backward(lc_train *tr, const int32_t *tokens, int
         lc_matmul_backward(dhn, (float *)(uintptr_t)tr->grads->lm_head.data, logits, hn, &pm->lm_head, BT);
         if (tr->aux.mtp_weight > 0 && pm->has_mtp && T >= 3) {
             double lm = 0;
-            s = mtp_loss_backward(tr, tokens, n_seq, T, hn, dhn, scale * tr->aux.mtp_weight, &lm);
+            s = mtp_loss_backward(tr, tokens, n_seq, T, rope, hn, dhn, scale * tr->aux.mtp_weight, &lm);
             tr->loss_mtp += lm * scale;
         }
         lc_rmsnorm_backward_rows(dh, (float *)(uintptr_t)tr->grads->norm, dhn, h, pm->norm, BT, H, (float)c->rms_norm_eps);
@@ -449,6 +453,7 @@ static lc_status shard_forward_backward(lc_train *tr, const int32_t *tokens, int
     }
     free(act_mem);
     free(acts);
+    free(rope);
     free(h);
     free(hn);
     free(logits);

@@ -464,7 +464,7 @@ typedef struct {
 /* Rows i0..i0+n of A as f32 rows: in place (*ld = the row stride) when A is f32 with unit k
  * stride and rows not a multiple of 4 KiB apart (rows that far apart would share one L1 set),
  * else copied or dequantised into buf (*ld = ldw). */
-static const float *gemm_rows_a(float *buf, int64_t ldw, int64_t *ld, const gemm_a *A, int64_t i0, int64_t n, int64_t K) {
+AVX512 static const float *gemm_rows_a(float *buf, int64_t ldw, int64_t *ld, const gemm_a *A, int64_t i0, int64_t n, int64_t K) {
     const float *a = A->a ? A->a : A->w->dtype == LC_DT_F32 ? (const float *)(const void *)A->w->data : NULL;
     const int64_t rs = A->a ? A->ars : A->w->cols, r0 = A->a ? 0 : A->r0;
     if (a && (A->a ? A->aks == 1 : 1) && (rs * (int64_t)sizeof(float)) % 4096 != 0 && (uintptr_t)a % sizeof(float) == 0) {
@@ -476,7 +476,17 @@ static const float *gemm_rows_a(float *buf, int64_t ldw, int64_t *ld, const gemm
         for (int64_t i = 0; i < n; i++) lc_k.row[A->w->dtype](buf + i * ldw, A->w, A->r0 + i0 + i);
     } else if (A->aks == 1) {
         for (int64_t i = 0; i < n; i++) memcpy(buf + i * ldw, A->a + (i0 + i) * A->ars, (size_t)K * sizeof *buf);
-    } else { /* transposed: walk k outside so the reads along i stay contiguous */
+    } else if (A->ars == 1) { /* transposed (i contiguous): 16 x 16 blocks turned in registers */
+        for (int64_t ib = 0; ib < n; ib += 16)
+            for (int64_t kb = 0; kb < K; kb += 16) {
+                const __mmask16 mi = first_lanes(n - ib), mk = first_lanes(K - kb);
+                __m512 r[16];
+                for (int j = 0; j < 16; j++)
+                    r[j] = kb + j < K ? _mm512_maskz_loadu_ps(mi, A->a + (kb + j) * A->aks + i0 + ib) : _mm512_setzero_ps();
+                transpose16(r);
+                for (int64_t ii = 0; ii < LC_MIN(16, n - ib); ii++) _mm512_mask_storeu_ps(buf + (ib + ii) * ldw + kb, mk, r[ii]);
+            }
+    } else { /* general strides: walk k outside so the reads along i are the nearer ones */
         for (int64_t k = 0; k < K; k++) {
             const float *src = A->a + k * A->aks + i0 * A->ars;
             for (int64_t i = 0; i < n; i++) buf[i * ldw + k] = src[i * A->ars];
@@ -550,6 +560,13 @@ AVX512 static void gemm_task(const gemm_call *g, int64_t task, float *buf) {
         const int64_t t0 = pair * 32;
         const int nt = (int)LC_MIN(32, N - t0), NV = nt > 16 ? 2 : 1;
         const float *xa = g->xp + pair * 2 * K * 16, *xb = NV == 2 ? xa + K * 16 : xa;
+        /* the output lines this pair ends in: fetched while the tile computes (gradients are cold) */
+        if (ots == 1)
+            for (int64_t i = 0; i < n; i++)
+                for (int v = 0; v < NV; v++) _mm_prefetch((const char *)(out + (i0 + i) * ois + t0 + 16 * v), _MM_HINT_T0);
+        else if (ois == 1)
+            for (int t = 0; t < nt; t++)
+                for (int64_t ib = 0; ib < n; ib += 16) _mm_prefetch((const char *)(out + (t0 + t) * ots + i0 + ib), _MM_HINT_T0);
         for (int64_t k0 = 0; k0 < K; k0 += GEMM_KC)
             for (int64_t rg = 0; rg < n; rg += GEMM_ROWS)
                 gemm_tile_any(acc + rg * 32, rows + rg * lda + k0, lda, xa + k0 * 16, xb + k0 * 16,

@@ -210,6 +210,18 @@ void lc_rope_coeffs(float *cs, int64_t dr, int64_t pos, double theta) {
     }
 }
 
+void lc_rope_table(float *cs, int64_t dr, int64_t n, double theta) {
+    const int64_t half = dr / 2;
+    double inv[half > 0 ? half : 1];
+    for (int64_t i = 0; i < half; i++) inv[i] = pow(theta, -2.0 * (double)i / (double)dr);
+    for (int64_t p = 0; p < n; p++)
+        for (int64_t i = 0; i < half; i++) {
+            double ang = (double)p * inv[i];
+            cs[p * dr + i] = (float)cos(ang);
+            cs[p * dr + half + i] = (float)sin(ang);
+        }
+}
+
 void lc_rope_apply(float *x, const float *cs, int64_t dr) {
     const int64_t half = dr / 2;
     float tmp[half > 0 ? 2 * half : 1];
