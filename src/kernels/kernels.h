@@ -86,6 +86,7 @@ typedef struct {
      * (consumed, ready for the next step). Every level gives the same bits. */
     void (*adamw)(float *p, float *g, float *m, float *v, int64_t n, const lc_adamw_coef *c);
     double (*sumsq)(const float *x, int64_t n); /* sum of x^2, in double */
+    double (*dot3)(const float *a, const float *b, const float *c, int64_t n); /* sum of a b c, in double */
     /* Elementwise exp family (float, within a few ulp of expf): y[i] = exp(x[i] - shift),
      * returning the sum of the y[i] in double (y may equal x); SwiGLU out = silu(g) * u and its
      * backward dg = da u silu'(g), du = da silu(g) (dg may equal g, du may equal u or da). */

@@ -314,6 +314,21 @@ AVX512 static double sumsq_avx512(const float *x, int64_t n) {
     return _mm512_reduce_add_pd(_mm512_add_pd(s0, s1));
 }
 
+AVX512 static double dot3_avx512(const float *a, const float *b, const float *c, int64_t n) {
+    __m512d s0 = _mm512_setzero_pd(), s1 = s0;
+    for (int64_t i = 0; i < n; i += 16) {
+        const __mmask16 mk = first_lanes(n - i);
+        const __m512 va = _mm512_maskz_loadu_ps(mk, a + i), vb = _mm512_maskz_loadu_ps(mk, b + i),
+                     vc = _mm512_maskz_loadu_ps(mk, c + i);
+#define HALF(v, h) (h ? _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1))) \
+                      : _mm512_cvtps_pd(_mm512_castps512_ps256(v)))
+        s0 = _mm512_add_pd(s0, _mm512_mul_pd(_mm512_mul_pd(HALF(va, 0), HALF(vb, 0)), HALF(vc, 0)));
+        s1 = _mm512_add_pd(s1, _mm512_mul_pd(_mm512_mul_pd(HALF(va, 1), HALF(vb, 1)), HALF(vc, 1)));
+#undef HALF
+    }
+    return _mm512_reduce_add_pd(_mm512_add_pd(s0, s1));
+}
+
 AVX512 static void row_bf16_avx512(float *dst, const lc_mat *w, int64_t r) {
     const uint8_t *p = w->data + (size_t)(r * w->cols) * 2;
     for (int64_t c = 0; c < w->cols; c += 16) {
@@ -674,6 +689,7 @@ void lc_kernels_fill_avx512(lc_kernels *k) {
     k->sgemm = sgemm_avx512;
     k->adamw = adamw_avx512;
     k->sumsq = sumsq_avx512;
+    k->dot3 = dot3_avx512;
     k->expsum = expsum_avx512;
     k->swiglu = swiglu_avx512;
     k->swiglu_backward = swiglu_backward_avx512;

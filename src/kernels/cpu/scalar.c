@@ -187,8 +187,7 @@ static void matvec_t_scalar(float *out, const float *x, const lc_mat *w, int64_t
 }
 
 void lc_rmsnorm(float *out, const float *x, const float *w, int64_t n, float eps) {
-    double ss = 0; /* double accumulator: the norm of a 6144-wide row stays exact to f32 */
-    for (int64_t i = 0; i < n; i++) ss += (double)x[i] * x[i];
+    const double ss = lc_k.sumsq(x, n); /* in double: the norm of a 6144-wide row stays exact to f32 */
     float r = (float)(1.0 / sqrt(ss / (double)n + (double)eps));
     for (int64_t i = 0; i < n; i++) out[i] = w[i] * (x[i] * r);
 }
@@ -286,10 +285,8 @@ void lc_matmul_backward(float *dx, float *dw, const float *dout, const float *x,
 }
 
 void lc_rmsnorm_backward(float *dx, float *dw, const float *dout, const float *x, const float *w, int64_t n, float eps) {
-    double ss = 0, dot = 0;
-    for (int64_t i = 0; i < n; i++) ss += (double)x[i] * x[i];
+    const double ss = lc_k.sumsq(x, n), dot = lc_k.dot3(dout, w, x, n);
     float r = (float)(1.0 / sqrt(ss / (double)n + (double)eps));
-    for (int64_t i = 0; i < n; i++) dot += (double)dout[i] * w[i] * x[i];
     /* d/dx of w*x*r: r*(w*dout) - x * r^3 * mean(w*dout*x) */
     float c = (float)(dot / (double)n) * r * r * r;
     for (int64_t i = 0; i < n; i++) {
@@ -310,10 +307,8 @@ void lc_rmsnorm_backward_rows(float *dx, float *dw, const float *dout, const flo
 #pragma omp for schedule(static)
         for (int64_t t = 0; t < T; t++) { /* dx: row by row, as lc_rmsnorm_backward */
             const float *xt = x + t * n, *dt = dout + t * n;
-            double ss = 0, dot = 0;
-            for (int64_t i = 0; i < n; i++) ss += (double)xt[i] * xt[i];
+            const double ss = lc_k.sumsq(xt, n), dot = lc_k.dot3(dt, w, xt, n);
             const float rt = (float)(1.0 / sqrt(ss / (double)n + (double)eps));
-            for (int64_t i = 0; i < n; i++) dot += (double)dt[i] * w[i] * xt[i];
             const float c = (float)(dot / (double)n) * rt * rt * rt;
             if (dx)
                 for (int64_t i = 0; i < n; i++) dx[t * n + i] += dt[i] * w[i] * rt - xt[i] * c;
@@ -357,6 +352,12 @@ static void adamw_scalar(float *p, float *g, float *m, float *v, int64_t n, cons
 static double sumsq_scalar(const float *x, int64_t n) {
     double s = 0;
     for (int64_t i = 0; i < n; i++) s += (double)x[i] * x[i];
+    return s;
+}
+
+static double dot3_scalar(const float *a, const float *b, const float *c, int64_t n) {
+    double s = 0;
+    for (int64_t i = 0; i < n; i++) s += (double)a[i] * b[i] * c[i];
     return s;
 }
 
@@ -407,6 +408,7 @@ static lc_kernels k_scalar = {
     .sgemm = sgemm_scalar,
     .adamw = adamw_scalar,
     .sumsq = sumsq_scalar,
+    .dot3 = dot3_scalar,
     .expsum = expsum_scalar,
     .swiglu = swiglu_scalar,
     .swiglu_backward = swiglu_backward_scalar,
