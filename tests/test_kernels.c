@@ -280,6 +280,42 @@ static void test_batch_invariance(void) {
     lc_kernels_select(orig);
 }
 
+/* lc_matmul_many: jobs of every dtype, odd shapes, 1..LC_GEMM_MIN_T-1 tokens (one shared
+ * region) and one GEMM-sized job, on every level — each output bit-identical to lc_matmul. */
+static void test_matmul_many(void) {
+    char orig[16];
+    snprintf(orig, sizeof orig, "%s", lc_k.name);
+    const char *levels[] = {"scalar", "avx2", "avx512"};
+    const lc_dtype dts[] = {LC_DT_F32, LC_DT_BF16, LC_DT_F16, LC_DT_F8_E4M3, LC_DT_Q8_0, LC_DT_Q4_0};
+    enum { ND = sizeof dts / sizeof dts[0], NJ = ND + 1, C = 299 };
+    const int64_t rows[NJ] = {23, 1, 700, 37, 130, 5, 64}, toks[NJ] = {1, 3, 1, 8, 2, 5, 12};
+    float *x = malloc(sizeof(float) * 12 * C), *o1 = malloc(sizeof(float) * 12 * 700), *o2[NJ];
+    lc_rng r;
+    lc_rng_seed(&r, 12);
+    for (int i = 0; i < 12 * C; i++) x[i] = lc_rng_normal(&r);
+    for (int l = 0; l < 3; l++) {
+        if (lc_kernels_select(levels[l]) != LC_OK) continue;
+        test_mat w[NJ];
+        lc_matmul_job jobs[NJ];
+        for (int j = 0; j < NJ; j++) {
+            make_mat(&w[j], dts[j % ND], rows[j], C, 5, 128, 40 + j);
+            o2[j] = malloc(sizeof(float) * (size_t)(toks[j] * rows[j]));
+            jobs[j] = (lc_matmul_job){o2[j], x, &w[j].m, toks[j]};
+        }
+        lc_matmul_many(jobs, NJ);
+        for (int j = 0; j < NJ; j++) {
+            lc_matmul(o1, x, &w[j].m, toks[j]);
+            CHECK(!memcmp(o1, o2[j], sizeof(float) * (size_t)(toks[j] * rows[j])), "%s %s [%lld x %d] x %lld tokens: differs",
+                  levels[l], lc_dtype_name(dts[j % ND]), (long long)rows[j], C, (long long)toks[j]);
+            free_mat(&w[j]);
+            free(o2[j]);
+        }
+    }
+    free(x);
+    free(o1);
+    lc_kernels_select(orig);
+}
+
 /* The BLAS path against the row kernels for products (every dtype) and their backward (F32),
  * odd shapes. */
 static void test_blas_matches_row_kernels(void) {
@@ -586,6 +622,7 @@ void suite_kernels(void) {
     RUN(test_quant_roundtrip);
     RUN(test_dots_equal_dot);
     RUN(test_batch_invariance);
+    RUN(test_matmul_many);
     RUN(test_rope);
     RUN(test_norm_softmax);
 }

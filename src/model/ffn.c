@@ -12,8 +12,8 @@ lc_status ffn_forward(float *out, const float *x, const lc_ffn_weights *w, int64
     float *a = lc_malloc((size_t)(T * F) * sizeof *a, "FFN act");
     lc_status s = g && u && a ? LC_OK : LC_ERR_NOMEM;
     if (!s) {
-        lc_matmul(g, x, &w->gate_proj, T);
-        lc_matmul(u, x, &w->up_proj, T);
+        const lc_matmul_job gu[2] = {{g, x, &w->gate_proj, T}, {u, x, &w->up_proj, T}};
+        lc_matmul_many(gu, 2);
         lc_k.swiglu(a, g, u, T * F);
         lc_matmul(out, a, &w->down_proj, T);
     }

@@ -146,11 +146,11 @@ lc_status mla_forward(float *out, const float *x, const mla_seq *seqs, int64_t n
     lc_status s = (qa && q && ckv && ctx) ? LC_OK : LC_ERR_NOMEM;
     if (!s) {
         /* projections for all rows of all sequences at once */
-        lc_matmul(qa, x, &w->q_a_proj, T);
+        const lc_matmul_job a[2] = {{qa, x, &w->q_a_proj, T}, {ckv, x, &w->kv_a_proj_with_mqa, T}};
+        lc_matmul_many(a, 2);
         rmsnorm_rows(qn, qa, w->q_a_layernorm, T, qr, MLA_NORM_EPS);
         lc_matmul(q, qn, &w->q_b_proj, T);
         for (int64_t i = 0; i < T * nh * dq; i++) q[i] *= sq;
-        lc_matmul(ckv, x, &w->kv_a_proj_with_mqa, T);
     }
     /* then each sequence: rope at its positions, its cache rows */
     int64_t *t0s = s ? NULL : lc_malloc((size_t)(2 * n_seq) * sizeof *t0s, "MLA sequences");

@@ -108,6 +108,37 @@ static lc_status expert_forward(const moe_buckets *b, int64_t e, float *ye, cons
     return ffn_forward(ye + j0 * H, xe + j0 * H, &w->experts[e], n, keep ? keep->gu + j0 * 2 * Fe : NULL);
 }
 
+/* Every used expert on its few tokens (each fewer than LC_GEMM_MIN_T: the row kernels), as
+ * three products over all experts at once — gate and up of every expert, SwiGLU, down of every
+ * expert — so the threads share the layer's expert rows evenly (one expert per thread would leave
+ * one idle whenever the count is odd). The same bits as expert_forward for each. */
+static lc_status experts_forward_rows(const moe_buckets *b, float *ye, const float *xe, const lc_layer_weights *w,
+                                      const lc_config *c) {
+    const int64_t H = c->hidden_size, Fe = c->expert_ffn_hidden_size, used = b->count[c->n_routed_experts];
+    float *gu = lc_malloc((size_t)(2 * used * Fe + 1) * sizeof *gu, "expert gate/up"), *act = gu ? gu + used * Fe : NULL;
+    lc_matmul_job *jobs = lc_malloc((size_t)(2 * b->n_used + 1) * sizeof *jobs, "expert products");
+    if (!gu || !jobs) {
+        free(gu);
+        free(jobs);
+        return LC_ERR_NOMEM;
+    }
+    for (int64_t u = 0; u < b->n_used; u++) { /* rows j0.. of the buckets: gate into gu, up into act */
+        const int64_t e = b->used[u], j0 = b->count[e], n = b->count[e + 1] - j0;
+        jobs[2 * u] = (lc_matmul_job){gu + j0 * Fe, xe + j0 * H, &w->experts[e].gate_proj, n};
+        jobs[2 * u + 1] = (lc_matmul_job){act + j0 * Fe, xe + j0 * H, &w->experts[e].up_proj, n};
+    }
+    lc_matmul_many(jobs, 2 * b->n_used);
+    lc_k.swiglu(gu, gu, act, used * Fe);
+    for (int64_t u = 0; u < b->n_used; u++) {
+        const int64_t e = b->used[u], j0 = b->count[e], n = b->count[e + 1] - j0;
+        jobs[u] = (lc_matmul_job){ye + j0 * H, gu + j0 * Fe, &w->experts[e].down_proj, n};
+    }
+    lc_matmul_many(jobs, b->n_used);
+    free(gu);
+    free(jobs);
+    return LC_OK;
+}
+
 lc_status moe_forward(float *out, const float *x, const int32_t *topk_idx, const float *topk_w, const lc_layer_weights *w,
                       const lc_config *c, int64_t T, int64_t *n_ffn, moe_keep *keep) {
     const int64_t H = c->hidden_size, K = c->moe_topk, N = c->n_routed_experts;
@@ -122,7 +153,11 @@ lc_status moe_forward(float *out, const float *x, const int32_t *topk_idx, const
     /* FFN experts, each on the tokens routed to it; an expert no token chose is never read.
      * (No `if` clause: kernels inside even an inactive region would start nested teams.) */
     int fail = 0;
-    if (!s && experts_in_parallel(&b)) {
+    int64_t most = 0; /* the most tokens any expert got */
+    for (int64_t u = 0; u < (s ? 0 : b.n_used); u++) most = LC_MAX(most, b.count[b.used[u] + 1] - b.count[b.used[u]]);
+    if (!s && !keep && most < LC_GEMM_MIN_T) { /* decode: every expert's rows in one region per product */
+        s = experts_forward_rows(&b, ye, xe, w, c);
+    } else if (!s && experts_in_parallel(&b)) {
 #pragma omp parallel for schedule(dynamic, 1)
         for (int64_t u = 0; u < b.n_used; u++) fail |= expert_forward(&b, b.used[u], ye, xe, w, c, keep) != LC_OK;
     } else {

@@ -31,6 +31,7 @@ struct lc_server {
     lc_metrics metrics;
     long started;
     atomic_ulong next_id;
+    atomic_int streams; /* streamed responses not yet freed (sent to the end, or the client gone) */
 };
 
 /* Per HTTP request: the body as it arrives. */
@@ -206,6 +207,7 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
 
 static void stream_free(void *cls) {
     stream_state *ss = cls;
+    atomic_fetch_sub(&ss->s->streams, 1);
     lc_request_cancel(ss->r); /* no effect once done; frees the slot if the client left early */
     lc_request_release(ss->s->e, ss->r);
     oai_request_free(&ss->q);
@@ -274,6 +276,7 @@ static enum MHD_Result handle_generate(lc_server *s, struct MHD_Connection *c, c
         stream_state *ss = calloc(1, sizeof *ss);
         struct MHD_Response *resp =
             ss ? MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, stream_read, ss, stream_free) : NULL;
+        if (resp) atomic_fetch_add(&s->streams, 1);
         if (!resp) {
             lc_request_cancel(r);
             lc_request_release(s->e, r);
@@ -510,6 +513,9 @@ void lc_server_stop(lc_server *s) {
     if (!s) return;
     MHD_quiesce_daemon(s->d); /* no new connections */
     lc_engine_stop(s->e);     /* running requests end, waiting ones fail: their connections finish */
+    /* let the ended streams send their last events ([DONE]) before the daemon closes their
+     * connections (up to 10 s: a client that stopped reading cannot hold the shutdown) */
+    for (int i = 0; i < 1000 && atomic_load(&s->streams) > 0; i++) usleep(10000);
     MHD_stop_daemon(s->d);    /* joins every connection thread */
     lc_engine_free(s->e);
     lc_metrics_destroy(&s->metrics);

@@ -168,6 +168,44 @@ static void matmul_scalar(float *out, int64_t ld_out, const float *x, int64_t ld
     }
 }
 
+void lc_matmul_many(const lc_matmul_job *jobs, int64_t n) {
+    enum { SLICE_BYTES = 32768 }; /* of stored weights: 16 rows of 1024 BF16 */
+    int64_t n_tasks = 0, work = 0;
+    for (int64_t j = 0; j < n; j++) {
+        const lc_mat *w = jobs[j].w;
+        if (jobs[j].T >= LC_GEMM_MIN_T || !lc_k.rowdots[w->dtype]) continue;
+        const int64_t row_bytes = LC_MAX(1, (int64_t)lc_mat_row_bytes(w)), per = LC_MAX(1, SLICE_BYTES / row_bytes);
+        n_tasks += (w->rows + per - 1) / per;
+        work += w->rows * w->cols * jobs[j].T;
+    }
+    for (int64_t j = 0; j < n; j++) /* GEMM-sized ones (and levels without row kernels): as lc_matmul */
+        if (jobs[j].T >= LC_GEMM_MIN_T || !lc_k.rowdots[jobs[j].w->dtype])
+            lc_matmul(jobs[j].out, jobs[j].x, jobs[j].w, jobs[j].T);
+    if (!n_tasks) return;
+    int64_t *task_job = malloc((size_t)n_tasks * 2 * sizeof *task_job), *task_row = task_job ? task_job + n_tasks : NULL;
+    if (!task_job) { /* no room for the task list: one product after another, the same bits */
+        for (int64_t j = 0; j < n; j++)
+            if (jobs[j].T < LC_GEMM_MIN_T && lc_k.rowdots[jobs[j].w->dtype]) lc_matmul(jobs[j].out, jobs[j].x, jobs[j].w, jobs[j].T);
+        return;
+    }
+    n_tasks = 0;
+    for (int64_t j = 0; j < n; j++) {
+        const lc_mat *w = jobs[j].w;
+        if (jobs[j].T >= LC_GEMM_MIN_T || !lc_k.rowdots[w->dtype]) continue;
+        const int64_t per = LC_MAX(1, SLICE_BYTES / LC_MAX(1, (int64_t)lc_mat_row_bytes(w)));
+        for (int64_t r = 0; r < w->rows; r += per, n_tasks++) task_job[n_tasks] = j, task_row[n_tasks] = r;
+    }
+#pragma omp parallel for schedule(static) if (work > 32768 && !lc_in_parallel())
+    for (int64_t k = 0; k < n_tasks; k++) {
+        const lc_matmul_job *jb = &jobs[task_job[k]];
+        const lc_mat *w = jb->w;
+        const int64_t per = LC_MAX(1, SLICE_BYTES / LC_MAX(1, (int64_t)lc_mat_row_bytes(w)));
+        for (int64_t i = task_row[k]; i < LC_MIN(w->rows, task_row[k] + per); i++)
+            lc_k.rowdots[w->dtype](jb->out + i, w->rows, w, i, jb->x, w->cols, jb->T);
+    }
+    free(task_job);
+}
+
 static void matvec_t_scalar(float *out, const float *x, const lc_mat *w, int64_t r0, int64_t n_rows) {
     /* Sequential over rows so every out[c] sums in the same order; columns split across
      * threads by chunks. */
