@@ -6,6 +6,8 @@
 #include "../src/model/sublayers.h"
 
 #include <math.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #ifdef _OPENMP
@@ -101,6 +103,44 @@ static void test_random_bf16_sharded(void) {
     lc_model *m = make_model("rand_bf16", LC_DT_BF16, 64 << 10);
     CHECK(m && m->st.n_files > 1, "sharded into several files");
     check_paths_agree(m, "bf16");
+    lc_model_free(m);
+}
+
+/* The /proc/self/maps line of the mapping that holds p ("" if none). */
+static void maps_line(const void *p, char *line, size_t cap) {
+    FILE *f = fopen("/proc/self/maps", "r");
+    line[0] = 0;
+    if (!f) return;
+    while (fgets(line, (int)cap, f)) {
+        unsigned long lo, hi;
+        if (sscanf(line, "%lx-%lx", &lo, &hi) == 2 && (uintptr_t)p >= lo && (uintptr_t)p < hi) break;
+        line[0] = 0;
+    }
+    fclose(f);
+}
+
+/* --no-mmap: the resident copy (anonymous memory at the mapping's addresses) gives the mapped
+ * model's logits bit for bit, on a sharded checkpoint, and a second call changes nothing. */
+static void test_resident_copy(void) {
+    lc_model *m = make_model("resident", LC_DT_BF16, 64 << 10);
+    if (!m) return;
+    const int64_t V = m->cfg.vocab_size;
+    float *l0 = malloc(T * V * 4), *l1 = malloc(T * V * 4);
+    const uint8_t *q_a = m->layers[1].self_attn[0].q_a_proj.data;
+    char line[512];
+    maps_line(q_a, line, sizeof line);
+    CHECK(strstr(line, ".safetensors") != NULL, "mapped from the file first: %s", line);
+    run(m, LC_ATTN_AUTO, T, l0, NULL, NULL, NULL);
+    CHECK_OK(lc_model_make_resident(m));
+    CHECK_OK(lc_model_make_resident(m));
+    for (int f = 0; f < m->st.n_files; f++) CHECK(m->st.files[f].resident, "file %d resident", f);
+    CHECK(m->layers[1].self_attn[0].q_a_proj.data == q_a, "weights stay at their addresses");
+    maps_line(q_a, line, sizeof line);
+    CHECK(line[0] && !strstr(line, ".safetensors"), "anonymous memory now: %s", line);
+    run(m, LC_ATTN_AUTO, T, l1, NULL, NULL, NULL);
+    CHECK(!memcmp(l0, l1, T * V * 4), "resident logits differ from mapped ones");
+    free(l0);
+    free(l1);
     lc_model_free(m);
 }
 
@@ -269,6 +309,7 @@ static void test_forward_batch(void) {
 void suite_model(void) {
     RUN(test_random_bf16_sharded);
     RUN(test_random_fp8);
+    RUN(test_resident_copy);
     RUN(test_session_limits);
     RUN(test_moe_invariants);
     RUN(test_forward_batch);

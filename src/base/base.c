@@ -1,6 +1,6 @@
 /* base.c — error messages, checked allocation, file helpers, mmap, RNG and clock.
  * Nothing here knows about models or file formats. */
-#define _POSIX_C_SOURCE 200809L
+#define _GNU_SOURCE /* mremap */
 #include "base.h"
 
 #ifdef __GLIBC__
@@ -195,6 +195,12 @@ lc_status lc_copy_text_file(const char *from, const char *to, int optional) {
     return s;
 }
 
+#define HUGE_PAGE ((size_t)2 << 20)
+static size_t page_round(size_t n) {
+    const size_t pg = (size_t)sysconf(_SC_PAGESIZE);
+    return (n + pg - 1) / pg * pg;
+}
+
 lc_status lc_mmap_open(lc_mmap *m, const char *path) {
     memset(m, 0, sizeof *m);
     int fd = open(path, O_RDONLY);
@@ -206,11 +212,19 @@ lc_status lc_mmap_open(lc_mmap *m, const char *path) {
     }
     m->size = (size_t)st.st_size;
     if (m->size > 0) {
-        void *p = mmap(NULL, m->size, PROT_READ, MAP_SHARED, fd, 0);
+        /* at a 2 MiB boundary, so a resident copy can use huge pages from the first byte */
+        const size_t span = page_round(m->size);
+        uint8_t *r = mmap(NULL, span + HUGE_PAGE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        uint8_t *a = r == MAP_FAILED ? NULL : (uint8_t *)(((uintptr_t)r + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1));
+        void *p = a ? mmap(a, m->size, PROT_READ, MAP_SHARED | MAP_FIXED, fd, 0) : MAP_FAILED;
         if (p == MAP_FAILED) {
+            int e = errno;
+            if (a) munmap(r, span + HUGE_PAGE);
             close(fd);
-            return lc_error(LC_ERR_IO, "%s: mmap failed: %s", path, strerror(errno));
+            return lc_error(LC_ERR_IO, "%s: mmap failed: %s", path, strerror(e));
         }
+        if (a > r) munmap(r, (size_t)(a - r)); /* the reservation around the mapping */
+        if (r + span + HUGE_PAGE > a + span) munmap(a + span, (size_t)(r + span + HUGE_PAGE - (a + span)));
         m->data = p;
     }
     close(fd);
@@ -219,6 +233,30 @@ lc_status lc_mmap_open(lc_mmap *m, const char *path) {
         lc_mmap_close(m);
         return LC_ERR_NOMEM;
     }
+    return LC_OK;
+}
+
+lc_status lc_mmap_make_resident(lc_mmap *m) {
+    const size_t chunk = (size_t)64 << 20; /* a multiple of HUGE_PAGE */
+    for (size_t off = 0; off < m->size && !m->resident; off += chunk) {
+        const size_t n = LC_MIN(chunk, m->size - off), span = page_round(n);
+        /* a 2 MiB-aligned anonymous chunk, filled, made read-only, moved over the file pages */
+        uint8_t *r = mmap(NULL, span + HUGE_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (r == MAP_FAILED)
+            return lc_error(LC_ERR_NOMEM, "%s: no memory for a resident copy (byte %zu of %zu)", m->path, off, m->size);
+        uint8_t *a = (uint8_t *)(((uintptr_t)r + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1));
+        if (a > r) munmap(r, (size_t)(a - r));
+        if (r + span + HUGE_PAGE > a + span) munmap(a + span, (size_t)(r + span + HUGE_PAGE - (a + span)));
+        madvise(a, span, MADV_HUGEPAGE); /* advice only: fine if refused */
+        memcpy(a, m->data + off, n);
+        if (mprotect(a, span, PROT_READ) != 0 ||
+            mremap(a, span, span, MREMAP_MAYMOVE | MREMAP_FIXED, (void *)(uintptr_t)(m->data + off)) == MAP_FAILED) {
+            int e = errno;
+            munmap(a, span);
+            return lc_error(LC_ERR_IO, "%s: cannot put the resident copy in place at byte %zu: %s", m->path, off, strerror(e));
+        }
+    }
+    m->resident = 1;
     return LC_OK;
 }
 

@@ -58,13 +58,20 @@ lc_status lc_copy_text_file(const char *from, const char *to, int optional);
 /* Reads a whole (small) file into a NUL-terminated buffer. */
 lc_status lc_read_file(const char *path, char **data, size_t *size);
 
-/* A read-only memory map of a whole file. Pages are read only when touched. */
+/* A read-only memory map of a whole file (at a 2 MiB-aligned address). Pages are read only
+ * when touched. */
 typedef struct {
     char *path;
     const uint8_t *data;
     size_t size;
+    int resident; /* lc_mmap_make_resident done: anonymous memory, no longer the file's pages */
 } lc_mmap;
 lc_status lc_mmap_open(lc_mmap *m, const char *path);
+/* Replaces the mapped file pages by an anonymous copy at the same addresses (pointers into the
+ * map stay valid), 64 MiB at a time (at most one chunk is held twice; the file's page cache
+ * stays reclaimable), advised for transparent huge pages — like llama.cpp's --no-mmap: the
+ * weights stay in RAM instead of being paged in and out with the file. */
+lc_status lc_mmap_make_resident(lc_mmap *m);
 void lc_mmap_close(lc_mmap *m);
 
 /* Deterministic random numbers (splitmix64 seeding xoshiro256**), identical on every

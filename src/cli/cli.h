@@ -27,6 +27,8 @@ lc_status cli_parse_tokens(const char *text, int32_t **tokens, int64_t *n);
 /* Value of option argv[*i] (advancing *i); prints an error and returns NULL when missing. */
 const char *cli_value(int argc, char **argv, int *i);
 void cli_set_threads(int n);
+/* --no-mmap: cli_open copies the weights into RAM (lc_model_make_resident). */
+void cli_set_no_mmap(int on);
 /* Shared by generate and chat: sampling flags (returns 1 if argv[*i] was one, -1 on error),
  * their help text, opening model + tokenizer + session, the closing speed line. */
 int cli_sampling_arg(int argc, char **argv, int *i, lc_sampler_params *p);

@@ -167,11 +167,13 @@ int cmd_chat(int argc, char **argv) {
         if (r < 0) return 1;
         if (r > 0) continue;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            printf("usage: longcat chat MODEL_DIR [--system TEXT] [-n MAX_TOKENS] [--load FILE] [--ctx N] [--threads N]\n%s"
+            printf("usage: longcat chat MODEL_DIR [--system TEXT] [-n MAX_TOKENS] [--load FILE] [--ctx N] [--threads N]\n"
+                   "                   [--no-mmap (weights copied into RAM instead of mapped)]\n%s"
                    "commands: /reset  /save FILE  /load FILE  /exit; Ctrl-C stops the current answer.\n",
                    cli_sampling_help());
             return 0;
         } else if (!strcmp(a, "--ignore-eos")) o.ignore_eos = 1;
+        else if (!strcmp(a, "--no-mmap")) cli_set_no_mmap(1);
         else if (!strcmp(a, "--system") || !strcmp(a, "-n") || !strcmp(a, "--ctx") || !strcmp(a, "--threads") ||
                    !strcmp(a, "--tokenizer") || !strcmp(a, "--load")) {
             if (!(v = cli_value(argc, argv, &i))) return 1;

@@ -37,11 +37,15 @@ const char *cli_sampling_help(void) {
            "          --presence-penalty P --frequency-penalty F --repeat-last-n N (64) --seed S\n";
 }
 
+static int g_no_mmap;
+void cli_set_no_mmap(int on) { g_no_mmap = on; }
+
 lc_status cli_open(const char *dir, const char *tok_dir, int64_t n_ctx, lc_model **m, lc_session **s, lc_tokenizer **t) {
     *m = NULL;
     if (s) *s = NULL;
     *t = NULL;
     lc_status st = lc_model_load(m, dir);
+    if (!st && g_no_mmap) st = lc_model_make_resident(*m);
     if (!st) {
         st = lc_tokenizer_load(t, tok_dir ? tok_dir : dir);
         if (st)
@@ -84,12 +88,14 @@ int cmd_generate(int argc, char **argv) {
         if (r > 0) continue;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             printf("usage: longcat generate MODEL_DIR -p PROMPT [-n N] [--stop STR]... [--chat] [--ignore-eos]\n"
-                   "                        [--ctx N] [--threads N] [--tokenizer DIR]\n%s"
+                   "                        [--ctx N] [--threads N] [--tokenizer DIR] [--no-mmap]\n%s"
+                   "--no-mmap copies the weights into RAM (huge pages) instead of mapping the file.\n"
                    "--chat wraps the prompt as one user turn of the chat template.\n",
                    cli_sampling_help());
             free(stops);
             return 0;
         } else if (!strcmp(a, "--chat")) chat = 1;
+        else if (!strcmp(a, "--no-mmap")) cli_set_no_mmap(1);
         else if (!strcmp(a, "--ignore-eos")) o.ignore_eos = 1;
         else if (!strcmp(a, "-p") || !strcmp(a, "--prompt") || !strcmp(a, "-n") || !strcmp(a, "--stop") ||
                  !strcmp(a, "--ctx") || !strcmp(a, "--threads") || !strcmp(a, "--tokenizer")) {

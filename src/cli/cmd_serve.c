@@ -22,6 +22,7 @@ static const char k_help[] =
     "  --timeout S        seconds an idle or slow connection may take (60)\n"
     "  --tokenizer DIR    tokenizer.json from another folder\n"
     "  --threads N        compute threads\n"
+    "  --no-mmap          copy the weights into RAM (huge pages) instead of mapping the file\n"
     "Endpoints: POST /v1/chat/completions, POST /v1/completions, GET /v1/models, GET /health,\n"
     "GET /metrics (Prometheus). See docs/SERVER.md.\n";
 
@@ -37,6 +38,10 @@ int cmd_serve(int argc, char **argv) {
         }
         if (a[0] != '-') {
             dir = a;
+            continue;
+        }
+        if (!strcmp(a, "--no-mmap")) {
+            cli_set_no_mmap(1);
             continue;
         }
         static const char *with_value[] = {"--host", "--port", "--api-key", "--alias", "--parallel", "--ctx",

@@ -61,6 +61,10 @@ typedef struct lc_model {
 /* Opens MODEL_DIR (config.json + safetensors), validating every tensor the config implies:
  * presence, shape, dtype, FP8 scales (finite). Weights stay memory-mapped. */
 lc_status lc_model_load(lc_model **out, const char *dir);
+/* Copies the mapped checkpoint into anonymous memory at the same addresses (lc_mmap_make_resident:
+ * `--no-mmap`): the weights then stay in RAM, on huge pages, instead of following the file's
+ * page cache. The model needs its size in free memory. */
+lc_status lc_model_make_resident(lc_model *m);
 void lc_model_free(lc_model *m);
 
 /* ---- the table of tensors (one place that names every weight) ---- */

@@ -197,6 +197,14 @@ static lc_status bind_vec(lc_model *m, const lc_tensor_spec *s, const lc_st_tens
     return convert_small(m, t, s->vec);
 }
 
+lc_status lc_model_make_resident(lc_model *m) {
+    for (int f = 0; f < m->st.n_files; f++) {
+        lc_status s = lc_mmap_make_resident(&m->st.files[f]);
+        if (s) return s;
+    }
+    return LC_OK;
+}
+
 void lc_model_free(lc_model *m) {
     if (!m) return;
     if (m->layers)
