@@ -4,14 +4,16 @@
  * down are 1 MB each in the `medium` bench model): this separates the row kernel's streaming
  * rate (one big product) from the cost of cutting the same bytes into many small products (one
  * parallel region each, as lc_matmul) and of sharing one region among several
- * (lc_matmul_many, as a MoE layer's experts do). BF16 weights, one token, distinct matrices
- * (each read cold), best of 4 passes.
+ * (lc_matmul_many, as a MoE layer's experts do). BF16 weights (anonymous memory advised for huge
+ * pages, as `longcat bench` holds them), one token, distinct matrices (each read cold), best of 4
+ * passes.
  *
  * usage: bench_products [ROWS COLS (512 1024)] [GROUP (10)] [MIB of weights (512)] */
 #include "../src/kernels/kernels.h"
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 
 static double pass_sec(const lc_mat *w, int64_t nm, int64_t group, float *o, const float *x) {
     double best = 1e30;
@@ -37,6 +39,7 @@ int main(int argc, char **argv) {
     lc_kernels_init();
     const int64_t mat_bytes = rows * cols * 2, nm = LC_MAX(1, (mib << 20) / mat_bytes), total = nm * mat_bytes;
     uint16_t *data = lc_aligned_alloc((size_t)total, "weights");
+    if (data) madvise(data, (size_t)total, MADV_HUGEPAGE); /* as the resident weights of `bench` */
     lc_mat *w = malloc((size_t)nm * sizeof *w), big;
     float *x = lc_aligned_alloc((size_t)cols * sizeof *x, "x"), *o = lc_aligned_alloc((size_t)(nm * rows) * sizeof *o, "out");
     if (!data || !w || !x || !o) {
