@@ -87,6 +87,23 @@ double lc_time_sec(void); /* monotonic clock */
 #define LC_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define LC_MAX(a, b) ((a) > (b) ? (a) : (b))
 
+/* for (i = 0; i < n; i++) { body }: on the thread team (static schedule) when `par`, else as a
+ * plain loop with no OpenMP region at all — an `if(0)` region still costs 1-3 us, and decode
+ * makes hundreds of small calls per token, some inside other regions. Callers put
+ * `&& !lc_in_parallel()` into par. */
+#define LC_FOR(par, i, n, ...)                                                                     \
+    do {                                                                                           \
+        const int64_t lc_for_n_ = (n);                                                             \
+        if (par) {                                                                                 \
+            _Pragma("omp parallel for schedule(static)") for (int64_t i = 0; i < lc_for_n_; i++) { \
+                __VA_ARGS__                                                                        \
+            }                                                                                      \
+        } else                                                                                     \
+            for (int64_t i = 0; i < lc_for_n_; i++) {                                              \
+                __VA_ARGS__                                                                        \
+            }                                                                                      \
+    } while (0)
+
 /* Threads (OpenMP when built with it): the team size a parallel region would get, and whether
  * the caller already runs inside one, active or not (then kernels stay on the calling thread:
  * a parallel region there would start a nested team of fresh threads). */

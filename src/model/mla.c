@@ -10,8 +10,7 @@
 #define MLA_NORM_EPS 1e-6f /* q_a_layernorm and kv_a_layernorm use 1e-6, not rms_norm_eps */
 
 void rmsnorm_rows(float *out, const float *x, const float *w, int64_t T, int64_t n, float eps) {
-#pragma omp parallel for schedule(static) if (T * n > 16384 && !lc_in_parallel())
-    for (int64_t t = 0; t < T; t++) lc_rmsnorm(out + t * n, x + t * n, w, n, eps);
+    LC_FOR(T * n > 16384 && !lc_in_parallel(), t, T, lc_rmsnorm(out + t * n, x + t * n, w, n, eps););
 }
 
 /* Expanded attention of one head of one sequence: scores = Q_h K_h^T (K_h = the head's
@@ -161,8 +160,7 @@ lc_status mla_forward(float *out, const float *x, const mla_seq *seqs, int64_t n
         float *qi = q + t0 * nh * dq;
         t0s[i] = t0;
         if (!sq_->absorbed) expanded[n_exp++] = i;
-#pragma omp parallel for schedule(static) if (sq_->T * nh * dr > 16384)
-        for (int64_t t = 0; t < sq_->T; t++) {
+        LC_FOR(sq_->T * nh * dr > 16384 && !lc_in_parallel(), t, sq_->T, {
             float cs_row[dr > 0 ? dr : 1]; /* this position's rotation, shared by every head and the key */
             const float *cs = acts && acts->rope_cs ? acts->rope_cs + (sq_->p0 + t) * dr : cs_row;
             if (cs == cs_row) lc_rope_coeffs(cs_row, dr, sq_->p0 + t, c->rope_theta);
@@ -173,7 +171,7 @@ lc_status mla_forward(float *out, const float *x, const mla_seq *seqs, int64_t n
             for (int64_t j = 0; j < kvr; j++) lat[j] *= skv;
             memcpy(kr, src + kvr, (size_t)dr * sizeof *kr);
             lc_rope_apply(kr, cs, dr);
-        }
+        });
     }
     /* attention over each one's cache: prompts expanded (all together), decode steps absorbed */
     if (!s && n_exp) s = attend_expanded(ctx, q, seqs, t0s, expanded, n_exp, w, c, acts);

@@ -165,8 +165,7 @@ lc_status moe_forward(float *out, const float *x, const int32_t *topk_idx, const
     }
     if (!s && fail) s = LC_ERR_NOMEM;
     /* each token: its slots in ascending expert order (FFN experts, then the identity ones) */
-#pragma omp parallel for schedule(static) if (!s && T * K * H > 65536)
-    for (int64_t t = 0; t < (s ? 0 : T); t++) {
+    LC_FOR(T * K * H > 65536 && !lc_in_parallel(), t, s ? 0 : T, {
         float *o = out + t * H;
         memset(o, 0, (size_t)H * sizeof *o);
         for (int64_t k = 0; k < K; k++) {
@@ -174,7 +173,7 @@ lc_status moe_forward(float *out, const float *x, const int32_t *topk_idx, const
             /* zero-computation experts: a scaled copy of the input, no weights, no FLOPs */
             lc_axpy(o, topk_w[i], b.pos[i] >= 0 ? ye + b.pos[i] * H : x + t * H, H);
         }
-    }
+    });
     if (n_ffn) *n_ffn = used;
     buckets_free(&b);
     free(xe);
@@ -240,8 +239,7 @@ lc_status moe_backward(float *dx, lc_layer_weights *g, unsigned char *touched, c
     }
     if (!st && fail) st = LC_ERR_NOMEM;
     /* dx per token, slots in ascending expert order; identity experts: y = x */
-#pragma omp parallel for schedule(static) if (!st && T * K * H > 65536)
-    for (int64_t t = 0; t < (st ? 0 : T); t++)
+    LC_FOR(T * K * H > 65536 && !lc_in_parallel(), t, st ? 0 : T, {
         for (int64_t k = 0; k < K; k++) {
             const int64_t i = t * K + k;
             if (b.pos[i] >= 0) {
@@ -251,6 +249,7 @@ lc_status moe_backward(float *dx, lc_layer_weights *g, unsigned char *touched, c
                 ds[t * E + topk_idx[i]] = scale * lc_dot(dout + t * H, x + t * H, H);
             }
         }
+    });
     /* softmax backward into the router logits (reuse ds as dlogits) */
     for (int64_t t = 0; t < T && !st; t++) {
         double dot = 0;

@@ -144,8 +144,7 @@ static void matmul_scalar(float *out, int64_t ld_out, const float *x, int64_t ld
     const int64_t cols = w->cols;
     if (lc_k.rowdots[w->dtype]) { /* fused: the stored row streams straight into the dot products */
         void (*rd)(float *, int64_t, const lc_mat *, int64_t, const float *, int64_t, int64_t) = lc_k.rowdots[w->dtype];
-#pragma omp parallel for schedule(static) if (n_rows * cols * T > 32768 && !lc_in_parallel())
-        for (int64_t i = 0; i < n_rows; i++) rd(out + i, ld_out, w, r0 + i, x, ld_x, T);
+        LC_FOR(n_rows * cols * T > 32768 && !lc_in_parallel(), i, n_rows, rd(out + i, ld_out, w, r0 + i, x, ld_x, T););
         return;
     }
     lc_row_fn row = lc_k.row[w->dtype];
@@ -195,14 +194,13 @@ void lc_matmul_many(const lc_matmul_job *jobs, int64_t n) {
         const int64_t per = LC_MAX(1, SLICE_BYTES / LC_MAX(1, (int64_t)lc_mat_row_bytes(w)));
         for (int64_t r = 0; r < w->rows; r += per, n_tasks++) task_job[n_tasks] = j, task_row[n_tasks] = r;
     }
-#pragma omp parallel for schedule(static) if (work > 32768 && !lc_in_parallel())
-    for (int64_t k = 0; k < n_tasks; k++) {
+    LC_FOR(work > 32768 && !lc_in_parallel(), k, n_tasks, {
         const lc_matmul_job *jb = &jobs[task_job[k]];
         const lc_mat *w = jb->w;
         const int64_t per = LC_MAX(1, SLICE_BYTES / LC_MAX(1, (int64_t)lc_mat_row_bytes(w)));
         for (int64_t i = task_row[k]; i < LC_MIN(w->rows, task_row[k] + per); i++)
             lc_k.rowdots[w->dtype](jb->out + i, w->rows, w, i, jb->x, w->cols, jb->T);
-    }
+    });
     free(task_job);
 }
 
