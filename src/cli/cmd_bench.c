@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -151,7 +152,8 @@ int cmd_bench(int argc, char **argv) {
             printf("usage: longcat bench [MODEL_DIR] [--random PRESET (medium)] [--dtype bf16|f32|f16|fp8] [--decode N (32)]\n"
                    "                     [--prefill N (512)] [--repeat N (3)] [--bw-gib X (1)] [--threads N] [--zero-sweep] [--json]\n"
                    "--zero-sweep: decode MoE time when z of the K routed slots are forced to identity experts.\n"
-                   "The weights are copied into RAM first (as --no-mmap does elsewhere); --mmap times them mapped.\n"
+                   "The weights are copied into RAM first (as --no-mmap does elsewhere) when they take at most half of\n"
+                   "it; --mmap times them mapped.\n"
                    "Without MODEL_DIR a random model of PRESET is written once to build/bench-PRESET-DTYPE.\n");
             return 0;
         } else if (!strcmp(a, "--json")) json = 1;
@@ -201,7 +203,12 @@ int cmd_bench(int argc, char **argv) {
     lc_model *m = NULL;
     lc_session *se = NULL;
     s = lc_model_load(&m, dir);
-    if (!s && !use_mmap) s = lc_model_make_resident(m); /* this machine pages mapped files in and out */
+    if (!s && !use_mmap) { /* mapped files are paged in and out on some machines (this one): copy when it fits */
+        double bytes = 0, ram = (double)sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGESIZE);
+        for (int f = 0; f < m->st.n_files; f++) bytes += (double)m->st.files[f].size;
+        if (ram > 0 && bytes > 0.5 * ram) use_mmap = 1; /* larger than half the RAM: time it mapped */
+        else s = lc_model_make_resident(m);
+    }
     if (s) {
         lc_model_free(m);
         return cli_fail(s);
@@ -285,7 +292,7 @@ int cmd_bench(int argc, char **argv) {
             if (!zero_sweep) printf("}\n"); /* else the sweep adds its array and closes */
         } else {
             printf("model %s, kernels %s, OpenBLAS %s, %d threads; weights %s, read once before timing\n", dir, lc_k.name,
-                   blas_core(), threads, use_mmap ? "memory-mapped (--mmap)" : "copied into RAM (resident, huge pages)");
+                   blas_core(), threads, use_mmap ? "memory-mapped" : "copied into RAM (resident, huge pages)");
             printf("machine   read bandwidth %.1f GB/s, FP32 FMA peak %.1f GFLOP/s, F32 GEMM (sgemm) %.1f GFLOP/s\n", bw, peak, mm);
             printf("decode    %.2f tok/s, %.1f MB of weights per token (%.2f FFN experts/layer) -> %.1f GB/s = %.1f%% of bandwidth\n",
                    dec, bytes / 1e6, slots, dec * bytes / 1e9, 100 * dec_ratio);
