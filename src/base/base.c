@@ -201,6 +201,16 @@ static size_t page_round(size_t n) {
     return (n + pg - 1) / pg * pg;
 }
 
+/* span bytes (a page multiple) of private anonymous memory starting at a 2 MiB boundary, or NULL. */
+static uint8_t *anon_aligned(size_t span, int prot) {
+    uint8_t *r = mmap(NULL, span + HUGE_PAGE, prot, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (r == MAP_FAILED) return NULL;
+    uint8_t *a = (uint8_t *)(((uintptr_t)r + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1));
+    if (a > r) munmap(r, (size_t)(a - r)); /* the slack before and after */
+    if (r + span + HUGE_PAGE > a + span) munmap(a + span, (size_t)(r + span + HUGE_PAGE - (a + span)));
+    return a;
+}
+
 lc_status lc_mmap_open(lc_mmap *m, const char *path) {
     memset(m, 0, sizeof *m);
     int fd = open(path, O_RDONLY);
@@ -212,19 +222,17 @@ lc_status lc_mmap_open(lc_mmap *m, const char *path) {
     }
     m->size = (size_t)st.st_size;
     if (m->size > 0) {
-        /* at a 2 MiB boundary, so a resident copy can use huge pages from the first byte */
+        /* over a reservation at a 2 MiB boundary, so a resident copy can use huge pages from the
+         * first byte */
         const size_t span = page_round(m->size);
-        uint8_t *r = mmap(NULL, span + HUGE_PAGE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        uint8_t *a = r == MAP_FAILED ? NULL : (uint8_t *)(((uintptr_t)r + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1));
+        uint8_t *a = anon_aligned(span, PROT_NONE);
         void *p = a ? mmap(a, m->size, PROT_READ, MAP_SHARED | MAP_FIXED, fd, 0) : MAP_FAILED;
         if (p == MAP_FAILED) {
             int e = errno;
-            if (a) munmap(r, span + HUGE_PAGE);
+            if (a) munmap(a, span);
             close(fd);
             return lc_error(LC_ERR_IO, "%s: mmap failed: %s", path, strerror(e));
         }
-        if (a > r) munmap(r, (size_t)(a - r)); /* the reservation around the mapping */
-        if (r + span + HUGE_PAGE > a + span) munmap(a + span, (size_t)(r + span + HUGE_PAGE - (a + span)));
         m->data = p;
     }
     close(fd);
@@ -241,12 +249,8 @@ lc_status lc_mmap_make_resident(lc_mmap *m) {
     for (size_t off = 0; off < m->size && !m->resident; off += chunk) {
         const size_t n = LC_MIN(chunk, m->size - off), span = page_round(n);
         /* a 2 MiB-aligned anonymous chunk, filled, made read-only, moved over the file pages */
-        uint8_t *r = mmap(NULL, span + HUGE_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        if (r == MAP_FAILED)
-            return lc_error(LC_ERR_NOMEM, "%s: no memory for a resident copy (byte %zu of %zu)", m->path, off, m->size);
-        uint8_t *a = (uint8_t *)(((uintptr_t)r + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1));
-        if (a > r) munmap(r, (size_t)(a - r));
-        if (r + span + HUGE_PAGE > a + span) munmap(a + span, (size_t)(r + span + HUGE_PAGE - (a + span)));
+        uint8_t *a = anon_aligned(span, PROT_READ | PROT_WRITE);
+        if (!a) return lc_error(LC_ERR_NOMEM, "%s: no memory for a resident copy (byte %zu of %zu)", m->path, off, m->size);
         madvise(a, span, MADV_HUGEPAGE); /* advice only: fine if refused */
         memcpy(a, m->data + off, n);
         if (mprotect(a, span, PROT_READ) != 0 ||

@@ -89,6 +89,46 @@ static void print_split_json(const char *key, const double *sec) {
     printf("}");
 }
 
+/* From a fresh session: an 8-token prompt, then n_decode single-token steps (tok[8 + i], or the
+ * greedy choice), profiled; *sec: the steps' time, *slots: FFN experts per layer per token. */
+static lc_status decode_pass(lc_session *se, const int32_t *tok, int n_decode, int greedy, float *logits, double *sec,
+                             double *slots, double split[LC_PROF_COUNT]) {
+    const lc_config *c = &se->m->cfg;
+    lc_session_reset(se);
+    lc_forward_out fo = {.logits = logits, .logits_last_only = 1};
+    lc_status s = lc_forward(se, tok, 8, &fo);
+    *sec = *slots = 0;
+    lc_profile_enable(1);
+    for (int i = 0; i < n_decode && !s; i++) {
+        int32_t next = greedy ? 0 : tok[8 + i];
+        for (int64_t v = 1; greedy && v < c->vocab_size; v++)
+            if (logits[v] > logits[next]) next = (int32_t)v;
+        int64_t n_ffn = 0;
+        lc_forward_out f1 = {.logits = logits, .logits_last_only = 1, .n_ffn_experts = &n_ffn};
+        double t0 = lc_time_sec();
+        s = lc_forward(se, &next, 1, &f1);
+        *sec += lc_time_sec() - t0;
+        *slots += (double)n_ffn / (double)c->num_layers / n_decode;
+    }
+    lc_profile_read(split);
+    lc_profile_enable(0);
+    return s;
+}
+
+/* The index of the median of v[0..n) (n <= 64). */
+static int median_index(const double *v, int n) {
+    int o[64];
+    for (int i = 0; i < n; i++) { /* insertion sort of indices */
+        o[i] = i;
+        for (int j = i; j > 0 && v[o[j - 1]] > v[o[j]]; j--) {
+            int q = o[j];
+            o[j] = o[j - 1];
+            o[j - 1] = q;
+        }
+    }
+    return o[n / 2];
+}
+
 /* Zero-computation experts: forces z of the K routed slots of every token onto identity
  * experts (bias +1e4 on z identity experts, -1e4 on the rest: the router still picks the FFN
  * experts by score) and times the MoE part of decoding. Expected: MoE time ~ (K - z) / K. */
@@ -110,30 +150,18 @@ static lc_status sweep_zero_experts(lc_model *m, lc_session *se, float *logits, 
             float *b = (float *)(uintptr_t)m->layers[L].e_score_correction_bias + N; /* the model's own arena */
             for (int64_t j = 0; j < Z; j++) b[j] = j < z ? 1e4f : -1e4f; /* z = -1 sets all to -1e4, as z = 0 */
         }
-        lc_session_reset(se);
-        lc_forward_out fo = {.logits = logits, .logits_last_only = 1};
-        s = lc_forward(se, tok, 8, &fo);
-        int64_t slots = 0;
-        double part[LC_PROF_COUNT];
-        lc_profile_enable(1);
-        for (int i = 0; i < n_decode && !s; i++) {
-            int64_t n_ffn = 0;
-            lc_forward_out f1 = {.logits = logits, .logits_last_only = 1, .n_ffn_experts = &n_ffn};
-            s = lc_forward(se, &tok[8 + i], 1, &f1);
-            slots += n_ffn;
-        }
-        lc_profile_read(part);
-        lc_profile_enable(0);
+        double sec, slots, part[LC_PROF_COUNT];
+        s = decode_pass(se, tok, n_decode, 0, logits, &sec, &slots, part);
         if (z < 0) continue;
         double moe = part[LC_PROF_EXPERTS] / n_decode, f = (double)z / (double)K;
         if (z == 0) t_base = moe;
         double ratio = t_base > 0 ? moe / t_base : 0;
         if (json)
             printf("%s{\"zero_fraction\": %.4f, \"ffn_experts_per_token\": %.3f, \"moe_ms_per_token\": %.4f, \"moe_time_ratio\": %.4f}",
-                   z == 0 ? "" : ", ", f, (double)slots / n_decode / c->num_layers, moe * 1e3, ratio);
+                   z == 0 ? "" : ", ", f, slots, moe * 1e3, ratio);
         else
-            printf("  f = %.3f: %.2f FFN experts/layer, MoE %.3f ms/token = %.3f of f=0 (ideal %.3f)\n", f,
-                   (double)slots / n_decode / c->num_layers, moe * 1e3, ratio, 1 - f);
+            printf("  f = %.3f: %.2f FFN experts/layer, MoE %.3f ms/token = %.3f of f=0 (ideal %.3f)\n", f, slots, moe * 1e3,
+                   ratio, 1 - f);
     }
     if (json) printf("]}\n");
     for (int64_t L = 0; L < c->num_layers; L++)
@@ -230,57 +258,35 @@ int cmd_bench(int argc, char **argv) {
      * pass has its own ratio; the pass with the median ratio is reported, for each of the two. */
     enum { MAX_PASSES = 64 };
     struct pass_fig {
-        double t, slots, bw, ratio, split[LC_PROF_COUNT];
-    } dec_p[MAX_PASSES], pre_p[MAX_PASSES];
+        double t, slots, bw, split[LC_PROF_COUNT];
+    } dec_p[MAX_PASSES] = {{0}}, pre_p[MAX_PASSES] = {{0}};
+    double dec_ratio_of[MAX_PASSES] = {0}, pre_ratio_of[MAX_PASSES] = {0};
     const int passes = LC_MIN(repeat, MAX_PASSES);
     for (int pass = 0; pass < passes && !s; pass++) {
         struct pass_fig *d = &dec_p[pass], *p = &pre_p[pass];
-        lc_session_reset(se);
-        lc_forward_out fo = {.logits = logits, .logits_last_only = 1};
-        s = lc_forward(se, tok, 8, &fo);
-        int32_t next = 0;
         *d = (struct pass_fig){.bw = pass ? lc_measure_read_bandwidth((size_t)(bw_gib * (1 << 30))) : bw};
-        lc_profile_enable(1);
-        for (int i = 0; i < n_decode && !s; i++) {
-            for (int64_t v = 1; v < c->vocab_size; v++)
-                if (logits[v] > logits[next]) next = (int32_t)v;
-            int64_t n_ffn = 0;
-            lc_forward_out f1 = {.logits = logits, .logits_last_only = 1, .n_ffn_experts = &n_ffn};
-            double t0 = lc_time_sec();
-            s = lc_forward(se, &next, 1, &f1);
-            d->t += lc_time_sec() - t0;
-            d->slots += (double)n_ffn / (double)c->num_layers / n_decode;
-        }
-        lc_profile_read(d->split);
+        s = decode_pass(se, tok, n_decode, 1, logits, &d->t, &d->slots, d->split);
         double bytes, flops;
         active_bytes(m, d->slots, &bytes, &flops);
-        d->ratio = d->bw > 0 && d->t > 0 ? n_decode / d->t * bytes / (d->bw * 1e9) : 0;
+        dec_ratio_of[pass] = d->bw > 0 && d->t > 0 ? n_decode / d->t * bytes / (d->bw * 1e9) : 0;
         lc_session_reset(se);
         lc_profile_enable(1);
+        lc_forward_out fo = {.logits = logits, .logits_last_only = 1};
         double t0 = lc_time_sec();
         if (!s) s = lc_forward(se, tok, n_prefill, &fo);
-        *p = (struct pass_fig){.t = lc_time_sec() - t0, .bw = d->bw};
+        p->t = lc_time_sec() - t0;
         lc_profile_read(p->split);
         lc_profile_enable(0);
-        p->ratio = peak > 0 && p->t > 0 ? n_prefill / p->t * flops / (peak * 1e9) : 0;
+        pre_ratio_of[pass] = peak > 0 && p->t > 0 ? n_prefill / p->t * flops / (peak * 1e9) : 0;
     }
-    /* the median pass by ratio (insertion sort of indices; passes is small) */
-    int od[MAX_PASSES], op[MAX_PASSES];
-    for (int i = 0; i < passes; i++) {
-        od[i] = op[i] = i;
-        for (int j = i; j > 0 && dec_p[od[j - 1]].ratio > dec_p[od[j]].ratio; j--) { int q = od[j]; od[j] = od[j - 1]; od[j - 1] = q; }
-        for (int j = i; j > 0 && pre_p[op[j - 1]].ratio > pre_p[op[j]].ratio; j--) { int q = op[j]; op[j] = op[j - 1]; op[j - 1] = q; }
-    }
-    const struct pass_fig *dm = &dec_p[od[passes / 2]], *pm = &pre_p[op[passes / 2]];
-    double t_dec = dm->t, t_pre = pm->t, ffn_slots = dm->slots * n_decode, split_dec[LC_PROF_COUNT], split_pre[LC_PROF_COUNT];
-    memcpy(split_dec, dm->split, sizeof split_dec);
-    memcpy(split_pre, pm->split, sizeof split_pre);
-    bw = dm->bw;
+    const int di = median_index(dec_ratio_of, passes), pi = median_index(pre_ratio_of, passes);
+    const double *split_dec = dec_p[di].split, *split_pre = pre_p[pi].split, slots = dec_p[di].slots;
+    const double dec_ratio = dec_ratio_of[di], pre_ratio = pre_ratio_of[pi];
+    bw = dec_p[di].bw;
     if (!s) {
-        double slots = ffn_slots / n_decode, bytes, flops;
+        double bytes, flops;
         active_bytes(m, slots, &bytes, &flops);
-        double dec = n_decode / t_dec, pre = n_prefill / t_pre;
-        double dec_ratio = bw > 0 ? dec * bytes / (bw * 1e9) : 0, pre_ratio = peak > 0 ? pre * flops / (peak * 1e9) : 0;
+        const double dec = n_decode / dec_p[di].t, pre = n_prefill / pre_p[pi].t;
         if (json) {
             printf("{\"model\": \"%s\", \"weights\": \"%s\", \"kernels\": \"%s\", \"blas_core\": \"%s\", \"threads\": %d, \"bandwidth_gb_s\": %.2f, \"fma_peak_gflops\": %.1f, "
                    "\"matmul_gflops\": %.1f, \"bytes_per_token\": %.0f, \"ffn_experts_per_token\": %.2f, \"decode_tok_s\": %.3f, "

@@ -321,7 +321,7 @@ lc_status mla_backward(float *dx, lc_mla_weights *g, const float *dout, const fl
                 for (int64_t k = 0; k < dr; k++) dk[k] += dkpe_h[(h * T + r) * dr + k];
             float cs_row[dr > 0 ? dr : 1];
             const float *cs = a->rope_cs ? a->rope_cs + t * dr : cs_row;
-            if (!a->rope_cs) lc_rope_coeffs(cs_row, dr, t, c->rope_theta);
+            if (cs == cs_row) lc_rope_coeffs(cs_row, dr, t, c->rope_theta);
             lc_rope_backward_apply(dk, cs, dr);
             /* q: rope on the last dr of each head, then the scale */
             for (int64_t h = 0; h < nh; h++) {

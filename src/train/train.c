@@ -541,6 +541,15 @@ static lc_status shards_reserve(lc_train *tr, int64_t n) {
     return LC_OK;
 }
 
+/* Zeroes shard b's LB router gradient, touched flags and routing counts (its gradients: by the caller). */
+static void shard_clear_stats(const lc_train *tr, struct lc_train_shard *b) {
+    const lc_config *c = &tr->cfg;
+    const int64_t LE = c->num_layers * (c->n_routed_experts + c->zero_expert_num);
+    memset(b->touched, 0, (size_t)tr->n_specs);
+    memset(b->lb_router_grad, 0, (size_t)(LE * c->hidden_size) * sizeof(float));
+    memset(b->expert_tokens, 0, (size_t)LE * sizeof(int64_t));
+}
+
 /* Adds shard b's gradients and statistics (its state copy sh) to tr and leaves b at zero. */
 static lc_status shard_merge(lc_train *tr, const lc_train *sh, struct lc_train_shard *b) {
     const lc_config *c = &tr->cfg;
@@ -556,11 +565,9 @@ static lc_status shard_merge(lc_train *tr, const lc_train *sh, struct lc_train_s
     }
     free(ch);
     for (int64_t i = 0; i < tr->n_specs; i++) tr->touched[i] |= b->touched[i];
-    memset(b->touched, 0, (size_t)tr->n_specs);
     lc_axpy(tr->lb_router_grad, 1.0f, b->lb_router_grad, LEH);
-    memset(b->lb_router_grad, 0, (size_t)LEH * sizeof(float));
     for (int64_t i = 0; i < c->num_layers * E; i++) tr->expert_tokens[i] += b->expert_tokens[i];
-    memset(b->expert_tokens, 0, (size_t)(c->num_layers * E) * sizeof(int64_t));
+    shard_clear_stats(tr, b);
     tr->stat_tokens += sh->stat_tokens;
     tr->loss_z += sh->loss_z;
     tr->loss_lb += sh->loss_lb;
@@ -603,23 +610,17 @@ lc_status lc_train_forward_backward(lc_train *tr, const int32_t *tokens, int64_t
         st[g].loss_z = st[g].loss_lb = st[g].loss_mtp = st[g].max_abs_h = 0;
     }
     if (!s) {
-        /* shard g: windows [g n_seq / G, (g + 1) n_seq / G) */
-#define SHARD_RUN(g)                                                                                                   \
-    do {                                                                                                               \
-        const int64_t a = (g) * n_seq / G, e = ((g) + 1) * n_seq / G;                                                  \
-        ss[g] = shard_forward_backward((g) ? &st[g] : tr, tokens + a * T, e - a, T, scale, &ls[g]);                  \
-        if (ss[g]) snprintf(msg[g], sizeof msg[g], "%s", lc_last_error());                                             \
-    } while (0)
+        /* shard g: windows [g n_seq / G, (g + 1) n_seq / G); side by side with their products
+         * serial when there are threads for them, else one after another, products on every thread */
         const int threads = lc_max_threads();
-        if (threads >= 2 && threads <= 2 * G && !lc_in_parallel()) { /* shards side by side, products serial */
-#pragma omp parallel for schedule(dynamic, 1) num_threads(LC_MIN(threads, (int)G))
-            for (int64_t g = 0; g < G; g++) SHARD_RUN(g);
-        } else
-            for (int64_t g = 0; g < G; g++) SHARD_RUN(g); /* one after another, products on every thread */
-#undef SHARD_RUN
+        LC_FOR(threads >= 2 && threads <= 2 * G && !lc_in_parallel(), g, G, {
+            const int64_t a = g * n_seq / G, e = (g + 1) * n_seq / G;
+            ss[g] = shard_forward_backward(g ? &st[g] : tr, tokens + a * T, e - a, T, scale, &ls[g]);
+            if (ss[g]) snprintf(msg[g], sizeof msg[g], "%s", lc_last_error());
+        });
         double total = 0;
         for (int64_t g = 0; g < G; g++) {
-            total += (double)ls[g] * (double)((g + 1) * n_seq / G - g * n_seq / G);
+            total += (double)ls[g] * (double)((g + 1) * n_seq / G - g * n_seq / G); /* mean x windows */
             if (ss[g] && !s) s = lc_error(ss[g], "%s", msg[g]);
         }
         *loss = (float)(total / (double)n_seq);
@@ -629,10 +630,7 @@ lc_status lc_train_forward_backward(lc_train *tr, const int32_t *tokens, int64_t
         lc_status m = s ? LC_OK : shard_merge(tr, &st[g], b);
         if (s || m) { /* failed: leave the shard at zero for the next call */
             memset(b->grad, 0, (size_t)tr->n_params * sizeof(float));
-            memset(b->touched, 0, (size_t)tr->n_specs);
-            memset(b->lb_router_grad, 0,
-                   (size_t)(c->num_layers * (c->n_routed_experts + c->zero_expert_num) * c->hidden_size) * sizeof(float));
-            memset(b->expert_tokens, 0, (size_t)(c->num_layers * (c->n_routed_experts + c->zero_expert_num)) * sizeof(int64_t));
+            shard_clear_stats(tr, b);
             if (!s) s = m;
         }
     }

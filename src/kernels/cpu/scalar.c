@@ -167,39 +167,39 @@ static void matmul_scalar(float *out, int64_t ld_out, const float *x, int64_t ld
     }
 }
 
-void lc_matmul_many(const lc_matmul_job *jobs, int64_t n) {
+/* Rows per slice of a job for lc_matmul_many, or 0 when it is not a row-kernel job (GEMM-sized,
+ * or no fused row kernel for its dtype on this level). */
+static int64_t slice_rows(const lc_matmul_job *jb) {
     enum { SLICE_BYTES = 32768 }; /* of stored weights: 16 rows of 1024 BF16 */
+    if (jb->T >= LC_GEMM_MIN_T || !lc_k.rowdots[jb->w->dtype]) return 0;
+    return LC_MAX(1, SLICE_BYTES / LC_MAX(1, (int64_t)lc_mat_row_bytes(jb->w)));
+}
+
+void lc_matmul_many(const lc_matmul_job *jobs, int64_t n) {
     int64_t n_tasks = 0, work = 0;
     for (int64_t j = 0; j < n; j++) {
-        const lc_mat *w = jobs[j].w;
-        if (jobs[j].T >= LC_GEMM_MIN_T || !lc_k.rowdots[w->dtype]) continue;
-        const int64_t row_bytes = LC_MAX(1, (int64_t)lc_mat_row_bytes(w)), per = LC_MAX(1, SLICE_BYTES / row_bytes);
-        n_tasks += (w->rows + per - 1) / per;
-        work += w->rows * w->cols * jobs[j].T;
-    }
-    for (int64_t j = 0; j < n; j++) /* GEMM-sized ones (and levels without row kernels): as lc_matmul */
-        if (jobs[j].T >= LC_GEMM_MIN_T || !lc_k.rowdots[jobs[j].w->dtype])
+        const int64_t per = slice_rows(&jobs[j]);
+        if (!per) { /* GEMM-sized ones (and levels without row kernels): as lc_matmul */
             lc_matmul(jobs[j].out, jobs[j].x, jobs[j].w, jobs[j].T);
+            continue;
+        }
+        n_tasks += (jobs[j].w->rows + per - 1) / per;
+        work += jobs[j].w->rows * jobs[j].w->cols * jobs[j].T;
+    }
     if (!n_tasks) return;
     int64_t *task_job = malloc((size_t)n_tasks * 2 * sizeof *task_job), *task_row = task_job ? task_job + n_tasks : NULL;
-    if (!task_job) { /* no room for the task list: one product after another, the same bits */
-        for (int64_t j = 0; j < n; j++)
-            if (jobs[j].T < LC_GEMM_MIN_T && lc_k.rowdots[jobs[j].w->dtype]) lc_matmul(jobs[j].out, jobs[j].x, jobs[j].w, jobs[j].T);
-        return;
-    }
     n_tasks = 0;
     for (int64_t j = 0; j < n; j++) {
-        const lc_mat *w = jobs[j].w;
-        if (jobs[j].T >= LC_GEMM_MIN_T || !lc_k.rowdots[w->dtype]) continue;
-        const int64_t per = LC_MAX(1, SLICE_BYTES / LC_MAX(1, (int64_t)lc_mat_row_bytes(w)));
-        for (int64_t r = 0; r < w->rows; r += per, n_tasks++) task_job[n_tasks] = j, task_row[n_tasks] = r;
+        const int64_t per = slice_rows(&jobs[j]);
+        if (per && !task_job) lc_matmul(jobs[j].out, jobs[j].x, jobs[j].w, jobs[j].T); /* no room for the task list */
+        else if (per)
+            for (int64_t r = 0; r < jobs[j].w->rows; r += per, n_tasks++) task_job[n_tasks] = j, task_row[n_tasks] = r;
     }
     LC_FOR(work > 32768 && !lc_in_parallel(), k, n_tasks, {
         const lc_matmul_job *jb = &jobs[task_job[k]];
         const lc_mat *w = jb->w;
-        const int64_t per = LC_MAX(1, SLICE_BYTES / LC_MAX(1, (int64_t)lc_mat_row_bytes(w)));
-        for (int64_t i = task_row[k]; i < LC_MIN(w->rows, task_row[k] + per); i++)
-            lc_k.rowdots[w->dtype](jb->out + i, w->rows, w, i, jb->x, w->cols, jb->T);
+        const int64_t end = LC_MIN(w->rows, task_row[k] + slice_rows(jb));
+        for (int64_t i = task_row[k]; i < end; i++) lc_k.rowdots[w->dtype](jb->out + i, w->rows, w, i, jb->x, w->cols, jb->T);
     });
     free(task_job);
 }
@@ -236,25 +236,30 @@ void lc_softmax(float *x, int64_t n) {
     for (int64_t i = 0; i < n; i++) x[i] *= inv;
 }
 
-void lc_rope_coeffs(float *cs, int64_t dr, int64_t pos, double theta) {
+/* One position's cosines then sines from the inverse frequencies inv[dr / 2]. */
+static void rope_row(float *cs, int64_t dr, int64_t pos, const double *inv) {
     const int64_t half = dr / 2;
     for (int64_t i = 0; i < half; i++) {
-        double ang = (double)pos * pow(theta, -2.0 * (double)i / (double)dr);
+        double ang = (double)pos * inv[i];
         cs[i] = (float)cos(ang);
         cs[half + i] = (float)sin(ang);
     }
 }
 
+static void rope_inv_freq(double *inv, int64_t dr, double theta) {
+    for (int64_t i = 0; i < dr / 2; i++) inv[i] = pow(theta, -2.0 * (double)i / (double)dr);
+}
+
+void lc_rope_coeffs(float *cs, int64_t dr, int64_t pos, double theta) {
+    double inv[dr / 2 > 0 ? dr / 2 : 1];
+    rope_inv_freq(inv, dr, theta);
+    rope_row(cs, dr, pos, inv);
+}
+
 void lc_rope_table(float *cs, int64_t dr, int64_t n, double theta) {
-    const int64_t half = dr / 2;
-    double inv[half > 0 ? half : 1];
-    for (int64_t i = 0; i < half; i++) inv[i] = pow(theta, -2.0 * (double)i / (double)dr);
-    for (int64_t p = 0; p < n; p++)
-        for (int64_t i = 0; i < half; i++) {
-            double ang = (double)p * inv[i];
-            cs[p * dr + i] = (float)cos(ang);
-            cs[p * dr + half + i] = (float)sin(ang);
-        }
+    double inv[dr / 2 > 0 ? dr / 2 : 1];
+    rope_inv_freq(inv, dr, theta);
+    for (int64_t p = 0; p < n; p++) rope_row(cs + p * dr, dr, p, inv);
 }
 
 void lc_rope_apply(float *x, const float *cs, int64_t dr) {
