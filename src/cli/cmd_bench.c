@@ -71,6 +71,19 @@ static void active_bytes(const lc_model *m, double ffn_slots, double *bytes, dou
     free(sp);
 }
 
+/* FLOPs per token of a T-token prompt from position 0, as much as the forward pass must do:
+ * 2 per weight with the experts at `ffn_slots` per layer (the prompt's own routing), lm_head
+ * once for the whole prompt (only the last token's logits are computed), and the causal
+ * attention itself (token t: t + 1 scores of the q.k width and t + 1 value rows per head). */
+static double prefill_flops(const lc_model *m, double ffn_slots, int64_t T) {
+    const lc_config *c = &m->cfg;
+    double bytes, flops, lm = 2.0 * (double)c->vocab_size * c->hidden_size;
+    active_bytes(m, ffn_slots, &bytes, &flops);
+    const double dq = (double)(c->qk_nope_head_dim + c->qk_rope_head_dim), dv = (double)c->v_head_dim;
+    const double attn = 2.0 * c->num_layers * c->num_attention_heads * (dq + dv) * ((double)T + 1) / 2 * 2; /* 2 sublayers */
+    return flops - lm + lm / (double)T + attn;
+}
+
 /* Share of the forward pass's wall time per component, as measured by lc_profile. */
 static void print_split(const char *what, const double *sec) {
     double total = 0;
@@ -258,7 +271,7 @@ int cmd_bench(int argc, char **argv) {
      * pass has its own ratio; the pass with the median ratio is reported, for each of the two. */
     enum { MAX_PASSES = 64 };
     struct pass_fig {
-        double t, slots, bw, split[LC_PROF_COUNT];
+        double t, slots, bw, flops, split[LC_PROF_COUNT];
     } dec_p[MAX_PASSES] = {{0}}, pre_p[MAX_PASSES] = {{0}};
     double dec_ratio_of[MAX_PASSES] = {0}, pre_ratio_of[MAX_PASSES] = {0};
     const int passes = LC_MIN(repeat, MAX_PASSES);
@@ -271,13 +284,16 @@ int cmd_bench(int argc, char **argv) {
         dec_ratio_of[pass] = d->bw > 0 && d->t > 0 ? n_decode / d->t * bytes / (d->bw * 1e9) : 0;
         lc_session_reset(se);
         lc_profile_enable(1);
-        lc_forward_out fo = {.logits = logits, .logits_last_only = 1};
+        int64_t n_ffn = 0;
+        lc_forward_out fo = {.logits = logits, .logits_last_only = 1, .n_ffn_experts = &n_ffn};
         double t0 = lc_time_sec();
         if (!s) s = lc_forward(se, tok, n_prefill, &fo);
         p->t = lc_time_sec() - t0;
         lc_profile_read(p->split);
         lc_profile_enable(0);
-        pre_ratio_of[pass] = peak > 0 && p->t > 0 ? n_prefill / p->t * flops / (peak * 1e9) : 0;
+        p->slots = (double)n_ffn / (double)c->num_layers / n_prefill;
+        p->flops = prefill_flops(m, p->slots, n_prefill);
+        pre_ratio_of[pass] = peak > 0 && p->t > 0 ? n_prefill / p->t * p->flops / (peak * 1e9) : 0;
     }
     const int di = median_index(dec_ratio_of, passes), pi = median_index(pre_ratio_of, passes);
     const double *split_dec = dec_p[di].split, *split_pre = pre_p[pi].split, slots = dec_p[di].slots;
@@ -290,9 +306,10 @@ int cmd_bench(int argc, char **argv) {
         if (json) {
             printf("{\"model\": \"%s\", \"weights\": \"%s\", \"kernels\": \"%s\", \"blas_core\": \"%s\", \"threads\": %d, \"bandwidth_gb_s\": %.2f, \"fma_peak_gflops\": %.1f, "
                    "\"matmul_gflops\": %.1f, \"bytes_per_token\": %.0f, \"ffn_experts_per_token\": %.2f, \"decode_tok_s\": %.3f, "
-                   "\"decode_roofline_ratio\": %.4f, \"prefill_tokens\": %d, \"prefill_tok_s\": %.3f, \"prefill_peak_ratio\": %.4f",
+                   "\"decode_roofline_ratio\": %.4f, \"prefill_tokens\": %d, \"prefill_tok_s\": %.3f, \"prefill_gflop_per_token\": %.4f, "
+                   "\"prefill_ffn_experts_per_token\": %.2f, \"prefill_peak_ratio\": %.4f",
                    dir, use_mmap ? "mmap" : "resident", lc_k.name, blas_core(), threads, bw, peak, mm, bytes, slots, dec, dec_ratio,
-                   n_prefill, pre, pre_ratio);
+                   n_prefill, pre, pre_p[pi].flops / 1e9, pre_p[pi].slots, pre_ratio);
             print_split_json("decode_split", split_dec);
             print_split_json("prefill_split", split_pre);
             if (!zero_sweep) printf("}\n"); /* else the sweep adds its array and closes */
@@ -302,8 +319,8 @@ int cmd_bench(int argc, char **argv) {
             printf("machine   read bandwidth %.1f GB/s, FP32 FMA peak %.1f GFLOP/s, F32 GEMM (sgemm) %.1f GFLOP/s\n", bw, peak, mm);
             printf("decode    %.2f tok/s, %.1f MB of weights per token (%.2f FFN experts/layer) -> %.1f GB/s = %.1f%% of bandwidth\n",
                    dec, bytes / 1e6, slots, dec * bytes / 1e9, 100 * dec_ratio);
-            printf("prefill   %d tokens: %.1f tok/s, %.2f GFLOP/token -> %.1f GFLOP/s = %.1f%% of FMA peak\n", n_prefill, pre,
-                   flops / 1e9, pre * flops / 1e9, 100 * pre_ratio);
+            printf("prefill   %d tokens: %.1f tok/s, %.3f GFLOP/token (%.2f FFN experts/layer) -> %.1f GFLOP/s = %.1f%% of FMA peak\n",
+                   n_prefill, pre, pre_p[pi].flops / 1e9, pre_p[pi].slots, pre * pre_p[pi].flops / 1e9, 100 * pre_ratio);
             print_split("decode", split_dec);
             print_split("prefill", split_pre);
         }
