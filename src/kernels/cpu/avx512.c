@@ -100,6 +100,39 @@ DEFINE_ROWDOTS(rowdots_f32, load_f32, 4)
 DEFINE_ROWDOTS(rowdots_bf16, load_bf16, 2)
 DEFINE_ROWDOTS(rowdots_f16, load_f16, 2)
 
+/* Transposed product out[c] = sum_i x[i] w[r0 + i, c] for the formats without block scales:
+ * 128 columns of sums held in registers while the rows stream past, each row converted as it
+ * loads. Each sum runs over i in order, one FMA per row: the bits of row() then axpy. */
+#define DEFINE_MATVEC_T(NAME, LOAD, BYTES)                                                                 \
+    AVX512 static void NAME(float *out, const float *x, const lc_mat *w, int64_t r0, int64_t n_rows) {     \
+        const int64_t C = w->cols;                                                                     \
+        for (int64_t c0 = 0; c0 < C; c0 += 128) {                                                      \
+            const int64_t nc = LC_MIN(128, C - c0);                                                    \
+            __m512 acc[8];                                                                             \
+            for (int j = 0; j < 8; j++) acc[j] = _mm512_setzero_ps();                                  \
+            for (int64_t i = 0; i < n_rows; i++) {                                                     \
+                const uint8_t *p = w->data + (size_t)((r0 + i) * C) * (BYTES);                         \
+                const __m512 xi = _mm512_set1_ps(x[i]);                                                \
+                for (int j = 0; j < 8 && 16 * j < nc; j++)                                             \
+                    acc[j] = _mm512_fmadd_ps(xi, LOAD(p, c0 + 16 * j, (int)LC_MIN(16, nc - 16 * j)), acc[j]); \
+            }                                                                                          \
+            for (int j = 0; 16 * j < nc; j++) _mm512_mask_storeu_ps(out + c0 + 16 * j, first_lanes(nc - 16 * j), acc[j]); \
+        }                                                                                              \
+    }
+DEFINE_MATVEC_T(matvec_t_f32, load_f32, 4)
+DEFINE_MATVEC_T(matvec_t_bf16, load_bf16, 2)
+DEFINE_MATVEC_T(matvec_t_f16, load_f16, 2)
+
+static void (*g_matvec_t_other)(float *, const float *, const lc_mat *, int64_t, int64_t); /* block-scaled formats */
+static void matvec_t_avx512(float *out, const float *x, const lc_mat *w, int64_t r0, int64_t n_rows) {
+    switch (w->dtype) {
+    case LC_DT_F32: matvec_t_f32(out, x, w, r0, n_rows); break;
+    case LC_DT_BF16: matvec_t_bf16(out, x, w, r0, n_rows); break;
+    case LC_DT_F16: matvec_t_f16(out, x, w, r0, n_rows); break;
+    default: g_matvec_t_other(out, x, w, r0, n_rows); break;
+    }
+}
+
 /* FP8 with [block_rows, block_cols] scales: per column block, the plain sum, then times its scale. */
 AVX512 static INLINE void rowdots_fp8_n(float *out, int64_t ld_out, const lc_mat *w, int64_t r, const float *x,
                                         int64_t ld_x, const int NT) {
@@ -675,6 +708,8 @@ void lc_kernels_fill_avx512(lc_kernels *k) {
     k->dot = dot_avx512;
     k->dots = dots_avx512;
     k->axpy = axpy_avx512;
+    g_matvec_t_other = k->matvec_t;
+    k->matvec_t = matvec_t_avx512;
     k->row[LC_DT_BF16] = row_bf16_avx512;
     k->row[LC_DT_F16] = row_f16_avx512;
     k->rowdots[LC_DT_F32] = rowdots_f32;
