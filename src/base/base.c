@@ -318,6 +318,22 @@ int lc_max_threads(void) {
 #endif
 }
 
+int lc_thread_num(void) {
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+
+int lc_num_threads(void) {
+#ifdef _OPENMP
+    return omp_get_num_threads();
+#else
+    return 1;
+#endif
+}
+
 int lc_in_parallel(void) {
 #ifdef _OPENMP
     return omp_get_level() > 0; /* active or not: a region inside even an inactive one would be a nested team */

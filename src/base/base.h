@@ -109,6 +109,9 @@ double lc_time_sec(void); /* monotonic clock */
  * a parallel region there would start a nested team of fresh threads). */
 int lc_max_threads(void);
 int lc_in_parallel(void);
+/* Inside a parallel region: this thread's number and the team's size (0 and 1 outside). */
+int lc_thread_num(void);
+int lc_num_threads(void);
 
 /* Keeps freed working buffers (activations, scratch up to 64 MiB each) in the heap instead of
  * returning them to the kernel, so a training step or prompt does not fault the same pages in

@@ -90,13 +90,33 @@ static lc_status attend_expanded(float *ctx, const float *q, const mla_seq *seqs
     return s;
 }
 
-/* Weight-absorbed attention: q_lat = W_kb_h^T q_nope, score = q_lat . latent + q_rope . k_rope,
- * ctx_lat = sum p latent, o_h = W_vb_h ctx_lat. Never expands per-head K/V. */
+/* Weight-absorbed attention of one head for one query at position n - 1: q_lat = W_kb_h^T q_nope,
+ * score(u) = q_lat . latent(u) + q_rope . k_rope(u), ctx_lat = sum p(u) latent(u), out_h = W_vb_h
+ * ctx_lat. Positions before n - 1 come from the cache, position n - 1 from lat_cur / kr_cur (the
+ * fused decode step attends to its own token before the cache row is written). Never expands
+ * per-head K/V. Scratch: q_lat and ctx_lat [kvr], scores [n]. */
+static void absorbed_head(float *out_h, const float *qh, const float *cache_latent, const float *cache_rope,
+                          const float *lat_cur, const float *kr_cur, int64_t n, int64_t h, const lc_mla_weights *w,
+                          const lc_config *c, float *q_lat, float *ctx_lat, float *scores) {
+    const int64_t dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim, dv = c->v_head_dim, kvr = c->kv_lora_rank;
+    const int64_t dkv = dn + dv;
+    const float scale = 1.0f / sqrtf((float)(dn + dr));
+    lc_k.matvec_t(q_lat, qh, &w->kv_b_proj, h * dkv, dn);
+    for (int64_t u = 0; u < n; u++) {
+        const float *lat = u < n - 1 ? cache_latent + u * kvr : lat_cur, *kr = u < n - 1 ? cache_rope + u * dr : kr_cur;
+        scores[u] = (lc_dot(q_lat, lat, kvr) + lc_dot(qh + dn, kr, dr)) * scale;
+    }
+    lc_softmax(scores, n); /* causal: only u <= n - 1 */
+    memset(ctx_lat, 0, (size_t)kvr * sizeof *ctx_lat);
+    for (int64_t u = 0; u < n; u++) lc_axpy(ctx_lat, scores[u], u < n - 1 ? cache_latent + u * kvr : lat_cur, kvr);
+    lc_k.matmul(out_h, dv, ctx_lat, kvr, &w->kv_b_proj, h * dkv + dn, dv, 1);
+}
+
+/* Absorbed attention for T queries at positions p0.. whose latents and keys are in the cache. */
 static lc_status attend_absorbed(float *ctx, const float *q, const float *cache_latent, const float *cache_rope,
                                  const lc_mla_weights *w, const lc_config *c, int64_t T, int64_t p0) {
     const int64_t nh = c->num_attention_heads, dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim;
-    const int64_t dv = c->v_head_dim, kvr = c->kv_lora_rank, dkv = dn + dv, dq = dn + dr;
-    const float scale = 1.0f / sqrtf((float)dq);
+    const int64_t dv = c->v_head_dim, kvr = c->kv_lora_rank, dq = dn + dr;
     int fail = 0;
 #pragma omp parallel
     {
@@ -107,17 +127,10 @@ static lc_status attend_absorbed(float *ctx, const float *q, const float *cache_
 #pragma omp for collapse(2) schedule(static)
         for (int64_t t = 0; t < T; t++)
             for (int64_t h = 0; h < nh; h++) {
-                if (!ok) continue;
-                const float *qh = q + (t * nh + h) * dq;
                 const int64_t n = p0 + t + 1;
-                lc_k.matvec_t(q_lat, qh, &w->kv_b_proj, h * dkv, dn);
-                for (int64_t u = 0; u < n; u++)
-                    scores[u] = (lc_dot(q_lat, cache_latent + u * kvr, kvr) + lc_dot(qh + dn, cache_rope + u * dr, dr)) *
-                                scale;
-                lc_softmax(scores, n); /* causal: only u <= p0 + t */
-                memset(ctx_lat, 0, (size_t)kvr * sizeof *ctx_lat);
-                for (int64_t u = 0; u < n; u++) lc_axpy(ctx_lat, scores[u], cache_latent + u * kvr, kvr);
-                lc_k.matmul(ctx + (t * nh + h) * dv, dv, ctx_lat, kvr, &w->kv_b_proj, h * dkv + dn, dv, 1);
+                if (ok)
+                    absorbed_head(ctx + (t * nh + h) * dv, q + (t * nh + h) * dq, cache_latent, cache_rope,
+                                  cache_latent + (n - 1) * kvr, cache_rope + (n - 1) * dr, n, h, w, c, q_lat, ctx_lat, scores);
             }
         free(scores);
         free(q_lat);
@@ -126,12 +139,90 @@ static lc_status attend_absorbed(float *ctx, const float *q, const float *cache_
     return fail ? lc_error(LC_ERR_NOMEM, "out of memory for attention scratch") : LC_OK;
 }
 
+/* One decode step of one sequence (T = 1, absorbed) as one parallel region with two barriers
+ * instead of five regions (a region costs this machine 2-4 us; the step's products are
+ * 0.03-1 MB): (1) q_a and kv_a rows shared out; (2) each thread norms q_a's output itself and
+ * takes whole heads — the head's q_b rows, scale and RoPE, its absorbed attention — with the
+ * new token's latent and roped key computed by every thread for itself (the first one also
+ * appends them to the cache); (3) o_proj rows shared out. The same operations in the same
+ * order as the general path below: the same bits. */
+typedef struct {
+    float *out;
+    const float *x;
+    const mla_seq *sq;
+    const lc_mla_weights *w;
+    const lc_config *c;
+    float *qa, *ckv, *ctx; /* shared: [qr], [kvr + dr], [nh * dv] */
+    float *scratch;        /* per thread: per_thread floats */
+    int64_t per_thread;
+} mla_step;
+
+static void mla_decode_part(const mla_step *d, int part, int parts) {
+    const lc_config *c = d->c;
+    const lc_mla_weights *w = d->w;
+    const int64_t H = c->hidden_size, nh = c->num_attention_heads, qr = c->q_lora_rank, kvr = c->kv_lora_rank;
+    const int64_t dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim, dv = c->v_head_dim, dq = dn + dr, p0 = d->sq->p0;
+    const float sq = c->mla_scale_q_lora ? sqrtf((float)H / (float)qr) : 1.0f;
+    const float skv = c->mla_scale_kv_lora ? sqrtf((float)H / (float)kvr) : 1.0f;
+    /* (1) rows a0..a1 of [q_a_proj; kv_a_proj_with_mqa] (same width: rows are bytes) */
+    const int64_t R1 = qr + kvr + dr, a0 = R1 * part / parts, a1 = R1 * (part + 1) / parts, m = LC_MAX(a0, qr);
+    if (a0 < LC_MIN(a1, qr)) lc_k.matmul(d->qa + a0, qr, d->x, H, &w->q_a_proj, a0, LC_MIN(a1, qr) - a0, 1);
+    if (m < a1) lc_k.matmul(d->ckv + m - qr, kvr + dr, d->x, H, &w->kv_a_proj_with_mqa, m - qr, a1 - m, 1);
+#pragma omp barrier
+    /* (2) */
+    float *qn = d->scratch + part * d->per_thread, *qh = qn + qr, *lat = qh + dq, *kr = lat + kvr, *cs = kr + dr;
+    float *q_lat = cs + dr, *ctx_lat = q_lat + kvr, *scores = ctx_lat + kvr;
+    lc_rmsnorm(qn, d->qa, w->q_a_layernorm, qr, MLA_NORM_EPS);
+    lc_rope_coeffs(cs, dr, p0, c->rope_theta);
+    lc_rmsnorm(lat, d->ckv, w->kv_a_layernorm, kvr, MLA_NORM_EPS);
+    for (int64_t j = 0; j < kvr; j++) lat[j] *= skv;
+    memcpy(kr, d->ckv + kvr, (size_t)dr * sizeof *kr);
+    lc_rope_apply(kr, cs, dr);
+    if (part == 0) { /* no one reads row p0 of the cache in this step: each has its own copy */
+        memcpy(d->sq->latent + p0 * kvr, lat, (size_t)kvr * sizeof *lat);
+        memcpy(d->sq->rope + p0 * dr, kr, (size_t)dr * sizeof *kr);
+    }
+    for (int64_t h = nh * part / parts; h < nh * (part + 1) / parts; h++) {
+        lc_k.matmul(qh, dq, qn, qr, &w->q_b_proj, h * dq, dq, 1);
+        for (int64_t i = 0; i < dq; i++) qh[i] *= sq;
+        lc_rope_apply(qh + dn, cs, dr);
+        absorbed_head(d->ctx + h * dv, qh, d->sq->latent, d->sq->rope, lat, kr, p0 + 1, h, w, c, q_lat, ctx_lat, scores);
+    }
+#pragma omp barrier
+    /* (3) */
+    const int64_t o0 = H * part / parts, o1 = H * (part + 1) / parts;
+    if (o0 < o1) lc_k.matmul(d->out + o0, H, d->ctx, nh * dv, &w->o_proj, o0, o1 - o0, 1);
+}
+
+static lc_status mla_decode_step(float *out, const float *x, const mla_seq *sq, const lc_mla_weights *w,
+                                 const lc_config *c) {
+    const int64_t nh = c->num_attention_heads, qr = c->q_lora_rank, kvr = c->kv_lora_rank;
+    const int64_t dq = c->qk_nope_head_dim + c->qk_rope_head_dim, dr = c->qk_rope_head_dim, dv = c->v_head_dim;
+    const int par = !lc_in_parallel() && lc_max_threads() > 1, threads = par ? lc_max_threads() : 1;
+    mla_step d = {.out = out, .x = x, .sq = sq, .w = w, .c = c,
+                  .per_thread = (qr + dq + kvr + 2 * dr + 2 * kvr + sq->p0 + 1 + 15) / 16 * 16};
+    const int64_t shared = qr + kvr + dr + nh * dv;
+    float *buf = lc_malloc((size_t)(shared + threads * d.per_thread) * sizeof *buf, "MLA decode step");
+    if (!buf) return LC_ERR_NOMEM;
+    d.qa = buf;
+    d.ckv = d.qa + qr;
+    d.ctx = d.ckv + kvr + dr;
+    d.scratch = d.ctx + nh * dv;
+    if (par) {
+#pragma omp parallel
+        mla_decode_part(&d, lc_thread_num(), LC_MIN(threads, lc_num_threads()));
+    } else mla_decode_part(&d, 0, 1);
+    free(buf);
+    return LC_OK;
+}
+
 lc_status mla_forward(float *out, const float *x, const mla_seq *seqs, int64_t n_seq, const lc_mla_weights *w,
                       const lc_config *c, mla_acts *acts) {
     const int64_t H = c->hidden_size, nh = c->num_attention_heads, qr = c->q_lora_rank, kvr = c->kv_lora_rank;
     const int64_t dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim, dv = c->v_head_dim, dq = dn + dr;
     const float sq = c->mla_scale_q_lora ? sqrtf((float)H / (float)qr) : 1.0f;
     const float skv = c->mla_scale_kv_lora ? sqrtf((float)H / (float)kvr) : 1.0f;
+    if (!acts && n_seq == 1 && seqs[0].T == 1 && seqs[0].absorbed) return mla_decode_step(out, x, &seqs[0], w, c);
     int64_t T = 0;
     for (int64_t i = 0; i < n_seq; i++) T += seqs[i].T;
     for (int64_t i = 0, t0 = 0; i < n_seq && acts; t0 += seqs[i].T, i++)
