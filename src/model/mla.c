@@ -92,23 +92,26 @@ static lc_status attend_expanded(float *ctx, const float *q, const mla_seq *seqs
 
 /* Weight-absorbed attention of one head for one query at position n - 1: q_lat = W_kb_h^T q_nope,
  * score(u) = q_lat . latent(u) + q_rope . k_rope(u), ctx_lat = sum p(u) latent(u), out_h = W_vb_h
- * ctx_lat. Positions before n - 1 come from the cache, position n - 1 from lat_cur / kr_cur (the
- * fused decode step attends to its own token before the cache row is written). Never expands
- * per-head K/V. Scratch: q_lat and ctx_lat [kvr], scores [n]. */
+ * ctx_lat (over the cached rows: one transposed product). Positions before n - 1 come from the
+ * cache, position n - 1 from lat_cur / kr_cur (the fused decode step attends to its own token
+ * before the cache row is written). Never expands per-head K/V. Scratch: q_lat and
+ * ctx_lat [kvr], scores [n]. */
 static void absorbed_head(float *out_h, const float *qh, const float *cache_latent, const float *cache_rope,
                           const float *lat_cur, const float *kr_cur, int64_t n, int64_t h, const lc_mla_weights *w,
                           const lc_config *c, float *q_lat, float *ctx_lat, float *scores) {
     const int64_t dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim, dv = c->v_head_dim, kvr = c->kv_lora_rank;
-    const int64_t dkv = dn + dv;
+    const int64_t dkv = dn + dv, nc = n - 1; /* cached positions */
     const float scale = 1.0f / sqrtf((float)(dn + dr));
     lc_k.matvec_t(q_lat, qh, &w->kv_b_proj, h * dkv, dn);
     for (int64_t u = 0; u < n; u++) {
-        const float *lat = u < n - 1 ? cache_latent + u * kvr : lat_cur, *kr = u < n - 1 ? cache_rope + u * dr : kr_cur;
+        const float *lat = u < nc ? cache_latent + u * kvr : lat_cur, *kr = u < nc ? cache_rope + u * dr : kr_cur;
         scores[u] = (lc_dot(q_lat, lat, kvr) + lc_dot(qh + dn, kr, dr)) * scale;
     }
     lc_softmax(scores, n); /* causal: only u <= n - 1 */
-    memset(ctx_lat, 0, (size_t)kvr * sizeof *ctx_lat);
-    for (int64_t u = 0; u < n; u++) lc_axpy(ctx_lat, scores[u], u < n - 1 ? cache_latent + u * kvr : lat_cur, kvr);
+    const lc_mat cached = {.data = (const uint8_t *)cache_latent, .dtype = LC_DT_F32, .rows = nc, .cols = kvr};
+    if (nc) lc_k.matvec_t(ctx_lat, scores, &cached, 0, nc); /* sum over u in order, then the new token */
+    else memset(ctx_lat, 0, (size_t)kvr * sizeof *ctx_lat);
+    lc_axpy(ctx_lat, scores[nc], lat_cur, kvr);
     lc_k.matmul(out_h, dv, ctx_lat, kvr, &w->kv_b_proj, h * dkv + dn, dv, 1);
 }
 

@@ -101,23 +101,26 @@ DEFINE_ROWDOTS(rowdots_bf16, load_bf16, 2)
 DEFINE_ROWDOTS(rowdots_f16, load_f16, 2)
 
 /* Transposed product out[c] = sum_i x[i] w[r0 + i, c] for the formats without block scales:
- * 128 columns of sums held in registers while the rows stream past, each row converted as it
- * loads. Each sum runs over i in order, one FMA per row: the bits of row() then axpy. */
+ * up to 128 columns of sums held in registers (a constant count: a variable one would keep
+ * them in memory) while the rows stream past, each row converted as it loads. Each sum runs
+ * over i in order, one FMA per row: the bits of row() then axpy. */
+#define MATVEC_T_SPAN(LOAD, BYTES, NV, n_last)                                                      \
+    do {                                                                                            \
+        __m512 acc[NV];                                                                             \
+        for (int j = 0; j < NV; j++) acc[j] = _mm512_setzero_ps();                                  \
+        for (int64_t i = 0; i < n_rows; i++) {                                                      \
+            const uint8_t *p = w->data + (size_t)((r0 + i) * C) * (BYTES);                          \
+            const __m512 xi = _mm512_set1_ps(x[i]);                                                 \
+            for (int j = 0; j < NV; j++) acc[j] = _mm512_fmadd_ps(xi, LOAD(p, c0 + 16 * j, j < NV - 1 ? 16 : (n_last)), acc[j]); \
+        }                                                                                           \
+        for (int j = 0; j < NV; j++) _mm512_mask_storeu_ps(out + c0 + 16 * j, first_lanes(j < NV - 1 ? 16 : (n_last)), acc[j]); \
+    } while (0)
 #define DEFINE_MATVEC_T(NAME, LOAD, BYTES)                                                                 \
     AVX512 static void NAME(float *out, const float *x, const lc_mat *w, int64_t r0, int64_t n_rows) {     \
         const int64_t C = w->cols;                                                                     \
-        for (int64_t c0 = 0; c0 < C; c0 += 128) {                                                      \
-            const int64_t nc = LC_MIN(128, C - c0);                                                    \
-            __m512 acc[8];                                                                             \
-            for (int j = 0; j < 8; j++) acc[j] = _mm512_setzero_ps();                                  \
-            for (int64_t i = 0; i < n_rows; i++) {                                                     \
-                const uint8_t *p = w->data + (size_t)((r0 + i) * C) * (BYTES);                         \
-                const __m512 xi = _mm512_set1_ps(x[i]);                                                \
-                for (int j = 0; j < 8 && 16 * j < nc; j++)                                             \
-                    acc[j] = _mm512_fmadd_ps(xi, LOAD(p, c0 + 16 * j, (int)LC_MIN(16, nc - 16 * j)), acc[j]); \
-            }                                                                                          \
-            for (int j = 0; 16 * j < nc; j++) _mm512_mask_storeu_ps(out + c0 + 16 * j, first_lanes(nc - 16 * j), acc[j]); \
-        }                                                                                              \
+        int64_t c0 = 0;                                                                                \
+        for (; c0 + 128 <= C; c0 += 128) MATVEC_T_SPAN(LOAD, BYTES, 8, 16);                            \
+        for (; c0 < C; c0 += 16) MATVEC_T_SPAN(LOAD, BYTES, 1, (int)LC_MIN(16, C - c0));               \
     }
 DEFINE_MATVEC_T(matvec_t_f32, load_f32, 4)
 DEFINE_MATVEC_T(matvec_t_bf16, load_bf16, 2)
