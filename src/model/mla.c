@@ -14,32 +14,37 @@ void rmsnorm_rows(float *out, const float *x, const float *w, int64_t T, int64_t
 }
 
 /* Expanded attention of one head of one sequence: scores = Q_h K_h^T (K_h = the head's
- * expanded no-rope key next to the shared roped key), causal softmax, ctx_h = P V_h, on rows
- * of at most ATTN_ROWS queries. kv [P, nh, dn+dv] holds the sequence's expanded cache rows;
- * sc is scratch [ATTN_ROWS, P]; p_keep (training, p0 = 0) receives the probabilities [T, T]. */
-#define ATTN_ROWS 256
+ * expanded no-rope key next to the shared roped key), causal softmax, ctx_h = P V_h, on blocks
+ * of at most ATTN_ROWS queries, each against only the keys it may see (positions below
+ * p0 + the block's end: causal blocking halves the work of a long prompt). kv [P, nh, dn+dv]
+ * holds the sequence's expanded cache rows; sc is scratch [ATTN_ROWS, P]; p_keep (training,
+ * p0 = 0) receives the probabilities [T, T]. */
+#define ATTN_ROWS 64
 static void attend_expanded_head(float *ctx, const float *q, const float *kv, const float *cache_rope, float *sc,
                                  float *p_keep, int64_t h, int64_t T, int64_t p0, const lc_config *c) {
     const int64_t nh = c->num_attention_heads, dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim;
     const int64_t dv = c->v_head_dim, P = p0 + T, dkv = dn + dv, dq = dn + dr;
     const float scale = 1.0f / sqrtf((float)dq);
     for (int64_t t0 = 0; t0 < T; t0 += ATTN_ROWS) {
-        const int64_t nt = LC_MIN(ATTN_ROWS, T - t0);
+        const int64_t nt = LC_MIN(ATTN_ROWS, T - t0), Pb = p0 + t0 + nt; /* keys this block sees */
         const float *qh = q + (t0 * nh + h) * dq;
         /* sc[t, u] = q_nope . k_nope(u) + q_rope . k_rope(u). Each product runs with its vector
          * lanes along the output's contiguous index (here u), so results store without transposes. */
-        lc_k.sgemm(sc, 1, P, 0, qh, nh * dq, 1, kv + h * dkv, nh * dkv, 1, nt, P, dn);
-        lc_k.sgemm(sc, 1, P, 1, qh + dn, nh * dq, 1, cache_rope, dr, 1, nt, P, dr);
+        lc_k.sgemm(sc, 1, P, 0, qh, nh * dq, 1, kv + h * dkv, nh * dkv, 1, nt, Pb, dn);
+        lc_k.sgemm(sc, 1, P, 1, qh + dn, nh * dq, 1, cache_rope, dr, 1, nt, Pb, dr);
         for (int64_t t = 0; t < nt; t++) {
             float *row = sc + t * P;
             const int64_t n = p0 + t0 + t + 1; /* causal: only u <= p0 + t */
             for (int64_t u = 0; u < n; u++) row[u] *= scale;
             lc_softmax(row, n);
-            memset(row + n, 0, (size_t)(P - n) * sizeof *row);
-            if (p_keep) memcpy(p_keep + (t0 + t) * T, row, (size_t)T * sizeof *row);
+            memset(row + n, 0, (size_t)(Pb - n) * sizeof *row);
+            if (p_keep) {
+                memcpy(p_keep + (t0 + t) * T, row, (size_t)Pb * sizeof *row);
+                memset(p_keep + (t0 + t) * T + Pb, 0, (size_t)(T - Pb) * sizeof *row);
+            }
         }
         /* ctx[t, d] = sum_u p[t, u] v(u)[d] (lanes along d) */
-        lc_k.sgemm(ctx + (t0 * nh + h) * dv, 1, nh * dv, 0, sc, P, 1, kv + h * dkv + dn, 1, nh * dkv, nt, dv, P);
+        lc_k.sgemm(ctx + (t0 * nh + h) * dv, 1, nh * dv, 0, sc, P, 1, kv + h * dkv + dn, 1, nh * dkv, nt, dv, Pb);
     }
 }
 
