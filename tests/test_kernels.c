@@ -2,8 +2,11 @@
  * references on odd shapes (sizes that divide no block or unroll width). */
 #include "test.h"
 
+#include <stdatomic.h>
+
 #include <math.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -610,7 +613,56 @@ static void test_gemm_scratch_threads(void) {
     free_mat(&w);
 }
 
+/* lc_parallel_steal: every item runs exactly once, whatever n and the team; when one thread
+ * is slow, the others take over part of its share. */
+typedef struct {
+    _Atomic int *count;
+    int *who;
+    int64_t slow_below; /* items below this take a while when run by thread 0 */
+} steal_probe;
+
+static void steal_body(int64_t i, void *arg) {
+    steal_probe *p = arg;
+    atomic_fetch_add(&p->count[i], 1);
+    p->who[i] = lc_thread_num();
+    if (i < p->slow_below && lc_thread_num() == 0) {
+        double t0 = lc_time_sec();
+        while (lc_time_sec() - t0 < 2e-4) {
+        }
+    }
+}
+
+static void test_parallel_steal(void) {
+    enum { N = 200 };
+    _Atomic int count[N];
+    int who[N];
+    const int64_t sizes[] = {0, 1, 2, 3, 7, 64, 199, 200};
+    for (int par = 0; par < 2; par++)
+        for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+            const int64_t n = sizes[k];
+            steal_probe p = {count, who, par ? n / 2 : 0};
+            for (int i = 0; i < N; i++) atomic_init(&count[i], 0);
+            lc_parallel_steal(par, n, steal_body, &p);
+            int bad = 0;
+            for (int64_t i = 0; i < N; i++) bad += atomic_load(&count[i]) != (i < n ? 1 : 0);
+            CHECK(!bad, "par %d n %lld: %d items run other than once", par, (long long)n, bad);
+        }
+    /* thread 0's share (the first half) is slow: with two threads or more, another takes part of it */
+    if (lc_max_threads() >= 2) {
+        steal_probe p = {count, who, N / 2};
+        for (int i = 0; i < N; i++) atomic_init(&count[i], 0);
+        lc_parallel_steal(1, N, steal_body, &p);
+        int taken = 0;
+        for (int i = 0; i < N / 2; i++) taken += who[i] != 0;
+        CHECK(taken > 0, "no item of the slow thread's share was taken over");
+        char msg[96];
+        snprintf(msg, sizeof msg, "%d of the slow thread's %d items run by another thread", taken, N / 2);
+        t_note(msg);
+    }
+}
+
 void suite_kernels(void) {
+    RUN(test_parallel_steal);
     RUN(test_fp8_roundtrip);
     RUN(test_half_roundtrip);
     RUN(test_matmul_all_dtypes);

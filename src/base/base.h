@@ -104,6 +104,14 @@ double lc_time_sec(void); /* monotonic clock */
             }                                                                                      \
     } while (0)
 
+/* body(i, arg) for every i in [0, n) on the thread team when `par` (else a plain loop): each
+ * thread runs its own contiguous share in order; a thread that runs out takes the upper half
+ * of what is left of another's share and runs that in order, and so on. Each thread still
+ * streams through contiguous ranges (a static schedule's locality), but one slowed down by a
+ * neighbour on a shared machine no longer holds the rest up. Which thread runs an item
+ * changes no result. n < 2^32. */
+void lc_parallel_steal(int par, int64_t n, void (*body)(int64_t i, void *arg), void *arg);
+
 /* Threads (OpenMP when built with it): the team size a parallel region would get, and whether
  * the caller already runs inside one, active or not (then kernels stay on the calling thread:
  * a parallel region there would start a nested team of fresh threads). */

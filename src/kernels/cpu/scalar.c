@@ -125,6 +125,28 @@ static void dots_scalar(float *out, int64_t ld_out, const float *w, const float 
     for (int64_t t = 0; t < T; t++) out[t * ld_out] = lc_k.dot(w, x + t * ld_x, n);
 }
 
+/* Rows per work item of the row kernels: about 32 KB of stored weights (16 rows of 1024 BF16). */
+static int64_t slice_rows(const lc_mat *w) {
+    enum { SLICE_BYTES = 32768 };
+    return LC_MAX(1, SLICE_BYTES / LC_MAX(1, (int64_t)lc_mat_row_bytes(w)));
+}
+
+/* Rows r0 + [0, n_rows) of w against T tokens, in slices of `per` rows (one work item each). */
+typedef struct {
+    float *out;
+    int64_t ld_out;
+    const float *x;
+    int64_t ld_x;
+    const lc_mat *w;
+    int64_t r0, n_rows, T, per;
+} rows_job;
+
+static void rows_slice(int64_t k, void *arg) {
+    const rows_job *j = arg;
+    const int64_t end = LC_MIN(j->n_rows, (k + 1) * j->per);
+    for (int64_t i = k * j->per; i < end; i++) lc_k.rowdots[j->w->dtype](j->out + i, j->ld_out, j->w, j->r0 + i, j->x, j->ld_x, j->T);
+}
+
 static void matmul_scalar(float *out, int64_t ld_out, const float *x, int64_t ld_x, const lc_mat *w, int64_t r0,
                           int64_t n_rows, int64_t T) {
     /* GEMM (non-F32 rows dequantised per block) from LC_GEMM_MIN_T tokens on: the level's own,
@@ -143,8 +165,8 @@ static void matmul_scalar(float *out, int64_t ld_out, const float *x, int64_t ld
 #endif
     const int64_t cols = w->cols;
     if (lc_k.rowdots[w->dtype]) { /* fused: the stored row streams straight into the dot products */
-        void (*rd)(float *, int64_t, const lc_mat *, int64_t, const float *, int64_t, int64_t) = lc_k.rowdots[w->dtype];
-        LC_FOR(n_rows * cols * T > 32768 && !lc_in_parallel(), i, n_rows, rd(out + i, ld_out, w, r0 + i, x, ld_x, T););
+        const rows_job j = {out, ld_out, x, ld_x, w, r0, n_rows, T, slice_rows(w)};
+        lc_parallel_steal(n_rows * cols * T > 32768 && !lc_in_parallel(), (n_rows + j.per - 1) / j.per, rows_slice, (void *)&j);
         return;
     }
     lc_row_fn row = lc_k.row[w->dtype];
@@ -167,40 +189,44 @@ static void matmul_scalar(float *out, int64_t ld_out, const float *x, int64_t ld
     }
 }
 
-/* Rows per slice of a job for lc_matmul_many, or 0 when it is not a row-kernel job (GEMM-sized,
- * or no fused row kernel for its dtype on this level). */
-static int64_t slice_rows(const lc_matmul_job *jb) {
-    enum { SLICE_BYTES = 32768 }; /* of stored weights: 16 rows of 1024 BF16 */
-    if (jb->T >= LC_GEMM_MIN_T || !lc_k.rowdots[jb->w->dtype]) return 0;
-    return LC_MAX(1, SLICE_BYTES / LC_MAX(1, (int64_t)lc_mat_row_bytes(jb->w)));
+/* lc_matmul_many's work items: slices of the row-kernel jobs, in job order. */
+typedef struct {
+    const lc_matmul_job *jobs;
+    const int64_t *task_job, *task_row;
+} many_tasks;
+
+static void many_slice(int64_t k, void *arg) {
+    const many_tasks *m = arg;
+    const lc_matmul_job *jb = &m->jobs[m->task_job[k]];
+    const lc_mat *w = jb->w;
+    const int64_t end = LC_MIN(w->rows, m->task_row[k] + slice_rows(w));
+    for (int64_t i = m->task_row[k]; i < end; i++) lc_k.rowdots[w->dtype](jb->out + i, w->rows, w, i, jb->x, w->cols, jb->T);
 }
+
+/* A job for the row kernels (not GEMM-sized, and this level has a fused row kernel for it)? */
+static int row_job(const lc_matmul_job *jb) { return jb->T < LC_GEMM_MIN_T && lc_k.rowdots[jb->w->dtype]; }
 
 void lc_matmul_many(const lc_matmul_job *jobs, int64_t n) {
     int64_t n_tasks = 0, work = 0;
     for (int64_t j = 0; j < n; j++) {
-        const int64_t per = slice_rows(&jobs[j]);
-        if (!per) { /* GEMM-sized ones (and levels without row kernels): as lc_matmul */
+        if (!row_job(&jobs[j])) { /* GEMM-sized ones (and levels without row kernels): as lc_matmul */
             lc_matmul(jobs[j].out, jobs[j].x, jobs[j].w, jobs[j].T);
             continue;
         }
-        n_tasks += (jobs[j].w->rows + per - 1) / per;
+        n_tasks += (jobs[j].w->rows + slice_rows(jobs[j].w) - 1) / slice_rows(jobs[j].w);
         work += jobs[j].w->rows * jobs[j].w->cols * jobs[j].T;
     }
     if (!n_tasks) return;
     int64_t *task_job = malloc((size_t)n_tasks * 2 * sizeof *task_job), *task_row = task_job ? task_job + n_tasks : NULL;
     n_tasks = 0;
     for (int64_t j = 0; j < n; j++) {
-        const int64_t per = slice_rows(&jobs[j]);
-        if (per && !task_job) lc_matmul(jobs[j].out, jobs[j].x, jobs[j].w, jobs[j].T); /* no room for the task list */
-        else if (per)
-            for (int64_t r = 0; r < jobs[j].w->rows; r += per, n_tasks++) task_job[n_tasks] = j, task_row[n_tasks] = r;
+        if (!row_job(&jobs[j])) continue;
+        if (!task_job) lc_matmul(jobs[j].out, jobs[j].x, jobs[j].w, jobs[j].T); /* no room for the task list */
+        else
+            for (int64_t r = 0; r < jobs[j].w->rows; r += slice_rows(jobs[j].w), n_tasks++) task_job[n_tasks] = j, task_row[n_tasks] = r;
     }
-    LC_FOR(work > 32768 && !lc_in_parallel(), k, n_tasks, {
-        const lc_matmul_job *jb = &jobs[task_job[k]];
-        const lc_mat *w = jb->w;
-        const int64_t end = LC_MIN(w->rows, task_row[k] + slice_rows(jb));
-        for (int64_t i = task_row[k]; i < end; i++) lc_k.rowdots[w->dtype](jb->out + i, w->rows, w, i, jb->x, w->cols, jb->T);
-    });
+    const many_tasks m = {jobs, task_job, task_row};
+    lc_parallel_steal(work > 32768 && !lc_in_parallel(), n_tasks, many_slice, (void *)&m);
     free(task_job);
 }
 
