@@ -319,16 +319,12 @@ int lc_max_threads(void) {
 #endif
 }
 
-/* A thread's share [lo, hi) in one word (lo low, hi high): its owner takes lo, a thief cuts
- * off the upper half, both by compare-and-swap, so every item is taken exactly once. */
-typedef struct {
-    _Alignas(64) _Atomic uint64_t range;
-} steal_share;
-
+/* A share's owner takes lo, a thief cuts off the upper half, both by compare-and-swap, so
+ * every item is taken exactly once. */
 static uint64_t share_pack(uint64_t lo, uint64_t hi) { return lo | hi << 32; }
 
 /* The owner's next item, or 0 when its share is empty. */
-static int share_next(steal_share *q, int64_t *item) {
+static int share_next(lc_share *q, int64_t *item) {
     uint64_t v = atomic_load_explicit(&q->range, memory_order_relaxed);
     for (;;) {
         const uint64_t lo = v & 0xffffffffu, hi = v >> 32;
@@ -342,7 +338,7 @@ static int share_next(steal_share *q, int64_t *item) {
 }
 
 /* Cuts the upper half of the victim's remaining items (all of one) into [*lo, *hi); 0: none left. */
-static int share_steal(steal_share *victim, uint64_t *lo_out, uint64_t *hi_out) {
+static int share_steal(lc_share *victim, uint64_t *lo_out, uint64_t *hi_out) {
     uint64_t v = atomic_load_explicit(&victim->range, memory_order_relaxed);
     for (;;) {
         const uint64_t lo = v & 0xffffffffu, hi = v >> 32;
@@ -357,29 +353,34 @@ static int share_steal(steal_share *victim, uint64_t *lo_out, uint64_t *hi_out) 
     }
 }
 
+void lc_shares_init(lc_share *q, int nt, int64_t n) {
+    for (int t = 0; t < nt; t++) /* a smaller team's missing shares get stolen */
+        atomic_init(&q[t].range, share_pack((uint64_t)(n * t / nt), (uint64_t)(n * (t + 1) / nt)));
+}
+
+void lc_shares_run(lc_share *q, int nt, int id, void (*body)(int64_t i, void *arg), void *arg) {
+    for (int k = 0; k < nt;) {
+        int64_t i;
+        while (share_next(&q[id], &i)) body(i, arg);
+        uint64_t lo, hi;
+        for (k = 1; k < nt; k++) /* out of work: half of the first other share that has some */
+            if (share_steal(&q[(id + k) % nt], &lo, &hi)) {
+                atomic_store_explicit(&q[id].range, share_pack(lo, hi), memory_order_relaxed);
+                break;
+            }
+    }
+}
+
 void lc_parallel_steal(int par, int64_t n, void (*body)(int64_t i, void *arg), void *arg) {
     const int nt = lc_max_threads();
-    steal_share *q = par && nt > 1 && n > 1 ? aligned_alloc(64, (size_t)nt * sizeof *q) : NULL;
+    lc_share *q = par && nt > 1 && n > 1 ? aligned_alloc(64, (size_t)nt * sizeof *q) : NULL;
     if (!q) { /* one thread (or no room for the shares): in order */
         for (int64_t i = 0; i < n; i++) body(i, arg);
         return;
     }
-    for (int t = 0; t < nt; t++) /* all set before any thread starts: a smaller team's missing shares get stolen */
-        atomic_init(&q[t].range, share_pack((uint64_t)(n * t / nt), (uint64_t)(n * (t + 1) / nt)));
+    lc_shares_init(q, nt, n);
 #pragma omp parallel
-    {
-        const int id = lc_thread_num();
-        for (int k = 0; k < nt;) {
-            int64_t i;
-            while (share_next(&q[id], &i)) body(i, arg);
-            uint64_t lo, hi;
-            for (k = 1; k < nt; k++) /* out of work: half of the first other share that has some */
-                if (share_steal(&q[(id + k) % nt], &lo, &hi)) {
-                    atomic_store_explicit(&q[id].range, share_pack(lo, hi), memory_order_relaxed);
-                    break;
-                }
-        }
-    }
+    lc_shares_run(q, nt, lc_thread_num(), body, arg);
     free(q);
 }
 

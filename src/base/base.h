@@ -4,6 +4,7 @@
 #define LC_BASE_H
 
 #include <stddef.h>
+#include <stdatomic.h>
 #include <stdint.h>
 
 /* Every public function returns an lc_status; on failure the message that says what was
@@ -111,6 +112,15 @@ double lc_time_sec(void); /* monotonic clock */
  * neighbour on a shared machine no longer holds the rest up. Which thread runs an item
  * changes no result. n < 2^32. */
 void lc_parallel_steal(int par, int64_t n, void (*body)(int64_t i, void *arg), void *arg);
+
+/* The same inside a region the caller runs: shares set up before it (lc_shares_init, nt =
+ * the most threads the region may have), then every thread of the team calls lc_shares_run
+ * with its number; a barrier after it, where the items' results are needed. */
+typedef struct {
+    _Alignas(64) _Atomic uint64_t range; /* [lo, hi) of the items left: lo low, hi high */
+} lc_share;
+void lc_shares_init(lc_share *q, int nt, int64_t n);
+void lc_shares_run(lc_share *q, int nt, int id, void (*body)(int64_t i, void *arg), void *arg);
 
 /* Threads (OpenMP when built with it): the team size a parallel region would get, and whether
  * the caller already runs inside one, active or not (then kernels stay on the calling thread:

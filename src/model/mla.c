@@ -149,11 +149,13 @@ static lc_status attend_absorbed(float *ctx, const float *q, const float *cache_
 
 /* One decode step of one sequence (T = 1, absorbed) as one parallel region with two barriers
  * instead of five regions (a region costs this machine 2-4 us; the step's products are
- * 0.03-1 MB): (1) q_a and kv_a rows shared out; (2) each thread norms q_a's output itself and
- * takes whole heads — the head's q_b rows, scale and RoPE, its absorbed attention — with the
- * new token's latent and roped key computed by every thread for itself (the first one also
- * appends them to the cache); (3) o_proj rows shared out. The same operations in the same
- * order as the general path below: the same bits. */
+ * 0.03-1 MB): (1) slices of q_a's and kv_a's rows; (2) each thread norms q_a's output itself,
+ * then whole heads — the head's q_b rows, scale and RoPE, its absorbed attention — with the new
+ * token's latent and roped key computed by every thread for itself (the first one also appends
+ * them to the cache); (3) slices of o_proj's rows. Each phase's items are shared out with
+ * stealing (lc_shares_run). The same operations in the same order as the general path below:
+ * the same bits. */
+enum { MLA_SLICE = 16 }; /* rows per item of phases 1 and 3 */
 typedef struct {
     float *out;
     const float *x;
@@ -163,64 +165,118 @@ typedef struct {
     float *qa, *ckv, *ctx; /* shared: [qr], [kvr + dr], [nh * dv] */
     float *scratch;        /* per thread: per_thread floats */
     int64_t per_thread;
+    lc_share *share[3];    /* each phase's items, threads shares each */
+    int threads;
 } mla_step;
 
-static void mla_decode_part(const mla_step *d, int part, int parts) {
+/* Phase 1 item: rows [16k, 16k + 16) of [q_a_proj; kv_a_proj_with_mqa] (the same width). */
+static void mla_step_qkv_a(int64_t k, void *arg) {
+    const mla_step *d = arg;
+    const lc_config *c = d->c;
+    const int64_t H = c->hidden_size, qr = c->q_lora_rank, R = qr + c->kv_lora_rank + c->qk_rope_head_dim;
+    const int64_t a0 = k * MLA_SLICE, a1 = LC_MIN(R, a0 + MLA_SLICE), m = LC_MAX(a0, qr);
+    if (a0 < LC_MIN(a1, qr)) lc_k.matmul(d->qa + a0, qr, d->x, H, &d->w->q_a_proj, a0, LC_MIN(a1, qr) - a0, 1);
+    if (m < a1) lc_k.matmul(d->ckv + m - qr, R - qr, d->x, H, &d->w->kv_a_proj_with_mqa, m - qr, a1 - m, 1);
+}
+
+/* This thread's scratch: q_a normed, one head's q, the new latent and key, RoPE, then the head's. */
+typedef struct {
+    float *qn, *qh, *lat, *kr, *cs, *q_lat, *ctx_lat, *scores;
+} mla_scratch;
+
+static mla_scratch mla_step_scratch(const mla_step *d) {
+    const lc_config *c = d->c;
+    const int64_t qr = c->q_lora_rank, kvr = c->kv_lora_rank, dr = c->qk_rope_head_dim;
+    mla_scratch s;
+    s.qn = d->scratch + lc_thread_num() * d->per_thread;
+    s.qh = s.qn + qr;
+    s.lat = s.qh + c->qk_nope_head_dim + dr;
+    s.kr = s.lat + kvr;
+    s.cs = s.kr + dr;
+    s.q_lat = s.cs + dr;
+    s.ctx_lat = s.q_lat + kvr;
+    s.scores = s.ctx_lat + kvr;
+    return s;
+}
+
+/* Phase 2 item: head h, from this thread's normed q_a and copy of the new latent. */
+static void mla_step_head(int64_t h, void *arg) {
+    const mla_step *d = arg;
+    const lc_config *c = d->c;
+    const int64_t H = c->hidden_size, qr = c->q_lora_rank, dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim;
+    const int64_t dq = dn + dr, dv = c->v_head_dim, p0 = d->sq->p0;
+    const float sq = c->mla_scale_q_lora ? sqrtf((float)H / (float)qr) : 1.0f;
+    const mla_scratch s = mla_step_scratch(d);
+    lc_k.matmul(s.qh, dq, s.qn, qr, &d->w->q_b_proj, h * dq, dq, 1);
+    for (int64_t i = 0; i < dq; i++) s.qh[i] *= sq;
+    lc_rope_apply(s.qh + dn, s.cs, dr);
+    absorbed_head(d->ctx + h * dv, s.qh, d->sq->latent, d->sq->rope, s.lat, s.kr, p0 + 1, h, d->w, c, s.q_lat, s.ctx_lat,
+                  s.scores);
+}
+
+/* Phase 3 item: rows [16k, 16k + 16) of o_proj. */
+static void mla_step_o(int64_t k, void *arg) {
+    const mla_step *d = arg;
+    const int64_t H = d->c->hidden_size, nh = d->c->num_attention_heads, dv = d->c->v_head_dim;
+    const int64_t o0 = k * MLA_SLICE, o1 = LC_MIN(H, o0 + MLA_SLICE);
+    lc_k.matmul(d->out + o0, H, d->ctx, nh * dv, &d->w->o_proj, o0, o1 - o0, 1);
+}
+
+static void mla_decode_part(const mla_step *d) {
     const lc_config *c = d->c;
     const lc_mla_weights *w = d->w;
-    const int64_t H = c->hidden_size, nh = c->num_attention_heads, qr = c->q_lora_rank, kvr = c->kv_lora_rank;
-    const int64_t dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim, dv = c->v_head_dim, dq = dn + dr, p0 = d->sq->p0;
-    const float sq = c->mla_scale_q_lora ? sqrtf((float)H / (float)qr) : 1.0f;
+    const int64_t H = c->hidden_size, qr = c->q_lora_rank, kvr = c->kv_lora_rank, dr = c->qk_rope_head_dim;
+    const int64_t p0 = d->sq->p0;
     const float skv = c->mla_scale_kv_lora ? sqrtf((float)H / (float)kvr) : 1.0f;
-    /* (1) rows a0..a1 of [q_a_proj; kv_a_proj_with_mqa] (same width: rows are bytes) */
-    const int64_t R1 = qr + kvr + dr, a0 = R1 * part / parts, a1 = R1 * (part + 1) / parts, m = LC_MAX(a0, qr);
-    if (a0 < LC_MIN(a1, qr)) lc_k.matmul(d->qa + a0, qr, d->x, H, &w->q_a_proj, a0, LC_MIN(a1, qr) - a0, 1);
-    if (m < a1) lc_k.matmul(d->ckv + m - qr, kvr + dr, d->x, H, &w->kv_a_proj_with_mqa, m - qr, a1 - m, 1);
+    const int id = lc_thread_num();
+    lc_shares_run(d->share[0], d->threads, id, mla_step_qkv_a, (void *)d);
 #pragma omp barrier
-    /* (2) */
-    float *qn = d->scratch + part * d->per_thread, *qh = qn + qr, *lat = qh + dq, *kr = lat + kvr, *cs = kr + dr;
-    float *q_lat = cs + dr, *ctx_lat = q_lat + kvr, *scores = ctx_lat + kvr;
-    lc_rmsnorm(qn, d->qa, w->q_a_layernorm, qr, MLA_NORM_EPS);
-    lc_rope_coeffs(cs, dr, p0, c->rope_theta);
-    lc_rmsnorm(lat, d->ckv, w->kv_a_layernorm, kvr, MLA_NORM_EPS);
-    for (int64_t j = 0; j < kvr; j++) lat[j] *= skv;
-    memcpy(kr, d->ckv + kvr, (size_t)dr * sizeof *kr);
-    lc_rope_apply(kr, cs, dr);
-    if (part == 0) { /* no one reads row p0 of the cache in this step: each has its own copy */
-        memcpy(d->sq->latent + p0 * kvr, lat, (size_t)kvr * sizeof *lat);
-        memcpy(d->sq->rope + p0 * dr, kr, (size_t)dr * sizeof *kr);
+    const mla_scratch s = mla_step_scratch(d);
+    lc_rmsnorm(s.qn, d->qa, w->q_a_layernorm, qr, MLA_NORM_EPS);
+    lc_rope_coeffs(s.cs, dr, p0, c->rope_theta);
+    lc_rmsnorm(s.lat, d->ckv, w->kv_a_layernorm, kvr, MLA_NORM_EPS);
+    for (int64_t j = 0; j < kvr; j++) s.lat[j] *= skv;
+    memcpy(s.kr, d->ckv + kvr, (size_t)dr * sizeof *s.kr);
+    lc_rope_apply(s.kr, s.cs, dr);
+    if (id == 0) { /* no one reads row p0 of the cache in this step: each has its own copy */
+        memcpy(d->sq->latent + p0 * kvr, s.lat, (size_t)kvr * sizeof *s.lat);
+        memcpy(d->sq->rope + p0 * dr, s.kr, (size_t)dr * sizeof *s.kr);
     }
-    for (int64_t h = nh * part / parts; h < nh * (part + 1) / parts; h++) {
-        lc_k.matmul(qh, dq, qn, qr, &w->q_b_proj, h * dq, dq, 1);
-        for (int64_t i = 0; i < dq; i++) qh[i] *= sq;
-        lc_rope_apply(qh + dn, cs, dr);
-        absorbed_head(d->ctx + h * dv, qh, d->sq->latent, d->sq->rope, lat, kr, p0 + 1, h, w, c, q_lat, ctx_lat, scores);
-    }
+    lc_shares_run(d->share[1], d->threads, id, mla_step_head, (void *)d);
 #pragma omp barrier
-    /* (3) */
-    const int64_t o0 = H * part / parts, o1 = H * (part + 1) / parts;
-    if (o0 < o1) lc_k.matmul(d->out + o0, H, d->ctx, nh * dv, &w->o_proj, o0, o1 - o0, 1);
+    lc_shares_run(d->share[2], d->threads, id, mla_step_o, (void *)d);
 }
 
 static lc_status mla_decode_step(float *out, const float *x, const mla_seq *sq, const lc_mla_weights *w,
                                  const lc_config *c) {
-    const int64_t nh = c->num_attention_heads, qr = c->q_lora_rank, kvr = c->kv_lora_rank;
+    const int64_t H = c->hidden_size, nh = c->num_attention_heads, qr = c->q_lora_rank, kvr = c->kv_lora_rank;
     const int64_t dq = c->qk_nope_head_dim + c->qk_rope_head_dim, dr = c->qk_rope_head_dim, dv = c->v_head_dim;
     const int par = !lc_in_parallel() && lc_max_threads() > 1, threads = par ? lc_max_threads() : 1;
-    mla_step d = {.out = out, .x = x, .sq = sq, .w = w, .c = c,
+    mla_step d = {.out = out, .x = x, .sq = sq, .w = w, .c = c, .threads = threads,
                   .per_thread = (qr + dq + kvr + 2 * dr + 2 * kvr + sq->p0 + 1 + 15) / 16 * 16};
     const int64_t shared = qr + kvr + dr + nh * dv;
     float *buf = lc_malloc((size_t)(shared + threads * d.per_thread) * sizeof *buf, "MLA decode step");
-    if (!buf) return LC_ERR_NOMEM;
+    lc_share *shares = lc_aligned_alloc((size_t)(3 * threads) * sizeof *shares, "MLA decode shares");
+    if (!buf || !shares) {
+        free(buf);
+        lc_free(shares);
+        return LC_ERR_NOMEM;
+    }
     d.qa = buf;
     d.ckv = d.qa + qr;
     d.ctx = d.ckv + kvr + dr;
     d.scratch = d.ctx + nh * dv;
+    const int64_t items[3] = {(qr + kvr + dr + MLA_SLICE - 1) / MLA_SLICE, nh, (H + MLA_SLICE - 1) / MLA_SLICE};
+    for (int p = 0; p < 3; p++) {
+        d.share[p] = shares + p * threads;
+        lc_shares_init(d.share[p], threads, items[p]);
+    }
     if (par) {
 #pragma omp parallel
-        mla_decode_part(&d, lc_thread_num(), LC_MIN(threads, lc_num_threads()));
-    } else mla_decode_part(&d, 0, 1);
+        mla_decode_part(&d);
+    } else mla_decode_part(&d);
     free(buf);
+    lc_free(shares);
     return LC_OK;
 }
 
