@@ -35,7 +35,7 @@ AOBJ  := $(SRC:%.c=$(A)/%.o) $(CLI:%.c=$(A)/%.o) $(TSRC:%.c=$(A)/%.o)
 
 FUZZ_SECONDS ?= 30
 
-.PHONY: all deps test-deps npm-deps bench-tokenizer bench-products bench-train bench-server run test test-plain test-asan check-clang fuzz clean help
+.PHONY: all deps test-deps npm-deps bench-tokenizer bench-products bench-gemm bench-train bench-server run test test-plain test-asan check-clang fuzz clean help
 all: longcat
 
 $(B)/.deps: scripts/deps.sh
@@ -129,6 +129,13 @@ $(B)/bench_products: bench/bench_products.c $(B)/liblongcat.a
 	$(CC) $(STD) $(CFLAGS) $(OMP) $(WARN) $^ -o $@ $(LDLIBS)
 bench-products: $(B)/bench_products
 	$(B)/bench_products 512 1024 10 && $(B)/bench_products 2048 1024 4
+
+$(B)/bench_gemm: bench/bench_gemm.c $(B)/liblongcat.a
+	$(CC) $(STD) $(CFLAGS) $(OMP) $(WARN) $^ -o $@ $(LDLIBS)
+
+# prefill's products with the threads sharing each, then an expert's at 43 tokens, one per thread
+bench-gemm: $(B)/bench_gemm
+	$(B)/bench_gemm
 bench-server: longcat
 	bash bench/server.sh
 
@@ -139,7 +146,7 @@ help:
 	@echo "make            build ./longcat (installs Debian packages when root)"
 	@echo "make run        main job (MODEL=DIR to use a checkpoint)"
 	@echo "make test       every test: plain, ASan+UBSan, then a $(FUZZ_SECONDS)s fuzz run"
-	@echo "make bench-train | bench-products | bench-tokenizer | bench-server   benchmarks (docs/PERFORMANCE.md)"
+	@echo "make bench-train | bench-products | bench-gemm | bench-tokenizer | bench-server   benchmarks (docs/PERFORMANCE.md)"
 	@echo "make clean"
 	@printf "found: OpenMP %s\n" "$(if $(OMP),yes,no)"
 

@@ -662,12 +662,13 @@ AVX512 static void gemm_core(float *out, int64_t ots, int64_t ois, int accumulat
                              int64_t bks, int64_t M, int64_t N, int64_t K) {
     /* threads from about 3 us of work on (a region costs 1-3 us); inside one: this thread only */
     const int par = M * K * N > (1 << 18) && !lc_in_parallel();
-    /* Blocks of 224 rows when the threads share this product, of 112 on one thread (a MoE's
-     * experts side by side): measured at 512 tokens, 224 is 5-17% faster for 384-1024 rows of
-     * 384-2048 (2048 x 1024 the same), 112 is 3-10% faster for an expert alone at 43 tokens.
-     * Both are whole 14-row tiles and multiples of 16 rows (output stores stay aligned: blocks
-     * of 98-112 rows spread evenly were 5-20% slower). */
-    const int64_t block = par ? GEMM_BLOCK : GEMM_BLOCK / 2, n_tiles = (N + 15) / 16, nb = (M + block - 1) / block;
+    /* Blocks of 224 rows when the threads share a product of up to 5 such blocks, else of 112
+     * (bench-gemm at 512 tokens: 224 is 5-17% faster for 384-1024 rows, 112 better for 2048
+     * rows and for an expert on one thread at 43 tokens). Both are whole 14-row tiles and
+     * multiples of 16 rows (output stores stay aligned: blocks of 98-112 rows spread evenly
+     * were 5-20% slower). */
+    const int64_t block = par && M <= 5 * GEMM_BLOCK ? GEMM_BLOCK : GEMM_BLOCK / 2;
+    const int64_t n_tiles = (N + 15) / 16, nb = (M + block - 1) / block;
     gemm_call g = {.out = out, .ots = ots, .ois = ois, .accumulate = accumulate, .A = A, .b = b, .bts = bts, .bks = bks,
                    .M = M, .N = N, .K = K, .block = block};
     g.xp = scratch(&tl_scratch.xp, (size_t)(n_tiles * K * 16));
