@@ -140,6 +140,19 @@ typedef struct {
     int64_t T;
 } lc_matmul_job;
 void lc_matmul_many(const lc_matmul_job *jobs, int64_t n);
+
+/* The same cut into work items for a caller that shares them out inside its own region
+ * (lc_shares_run, base.h): lc_row_plan_make succeeds only when every job is a row-kernel job
+ * (fewer than LC_GEMM_MIN_T tokens, a fused row kernel on this level); item k is then run by
+ * lc_row_plan_item(k, plan), for k < plan->n_items. The jobs must outlive the plan. */
+typedef struct {
+    const lc_matmul_job *jobs;
+    int64_t *item_job, *item_row;
+    int64_t n_items;
+} lc_row_plan;
+int lc_row_plan_make(lc_row_plan *p, const lc_matmul_job *jobs, int64_t n);
+void lc_row_plan_item(int64_t k, void *plan);
+void lc_row_plan_free(lc_row_plan *p);
 int lc_mat_dtype_supported(lc_dtype t);
 
 /* out[n] = w * x / sqrt(mean(x^2) + eps), in f32. out may equal x. */

@@ -5,6 +5,52 @@
 #include <math.h>
 #include <stdlib.h>
 
+/* One step of ffn_rows: the threads share it out (item k of a plan, or a part of the SwiGLU). */
+typedef struct {
+    lc_row_plan gu, down;
+    lc_share *share; /* [2 * threads]: the two products' items */
+    int threads;
+    float *act;
+    const float *g, *u;
+    int64_t n_act;
+} ffn_rows_step;
+
+static void ffn_rows_part(ffn_rows_step *d) {
+    const int id = lc_thread_num(), nt = lc_num_threads();
+    lc_shares_run(d->share, d->threads, id, lc_row_plan_item, &d->gu);
+#pragma omp barrier
+    const int64_t a0 = d->n_act * id / nt, a1 = d->n_act * (id + 1) / nt;
+    lc_k.swiglu(d->act + a0, d->g + a0, d->u + a0, a1 - a0);
+#pragma omp barrier
+    lc_shares_run(d->share + d->threads, d->threads, id, lc_row_plan_item, &d->down);
+}
+
+lc_status ffn_rows(const lc_matmul_job *gu, int64_t n_gu, float *act, const float *g, const float *u, int64_t n_act,
+                   const lc_matmul_job *down, int64_t n_down) {
+    ffn_rows_step d = {.act = act, .g = g, .u = u, .n_act = n_act, .threads = lc_max_threads()};
+    int64_t work = 0; /* multiply-adds: a region only from about 3 us of them on, as lc_matmul_many */
+    for (int64_t j = 0; j < n_gu; j++) work += gu[j].w->rows * gu[j].w->cols * gu[j].T;
+    for (int64_t j = 0; j < n_down; j++) work += down[j].w->rows * down[j].w->cols * down[j].T;
+    const int par = !lc_in_parallel() && d.threads > 1 && work > 65536;
+    int planned = par && lc_row_plan_make(&d.gu, gu, n_gu);
+    planned = planned && lc_row_plan_make(&d.down, down, n_down);
+    d.share = planned ? lc_aligned_alloc((size_t)(2 * d.threads) * sizeof *d.share, "FFN work shares") : NULL;
+    if (d.share) {
+        lc_shares_init(d.share, d.threads, d.gu.n_items);
+        lc_shares_init(d.share + d.threads, d.threads, d.down.n_items);
+#pragma omp parallel
+        ffn_rows_part(&d);
+    } else { /* one thread, GEMM-sized products, or no memory for the plans: step by step */
+        lc_matmul_many(gu, n_gu);
+        lc_k.swiglu(act, g, u, n_act);
+        lc_matmul_many(down, n_down);
+    }
+    lc_row_plan_free(&d.gu);
+    lc_row_plan_free(&d.down);
+    lc_free(d.share);
+    return LC_OK;
+}
+
 lc_status ffn_forward(float *out, const float *x, const lc_ffn_weights *w, int64_t T, float *keep) {
     const int64_t F = w->gate_proj.rows;
     float *g = keep ? keep : lc_malloc((size_t)(T * F) * sizeof *g, "FFN gate");
@@ -12,10 +58,8 @@ lc_status ffn_forward(float *out, const float *x, const lc_ffn_weights *w, int64
     float *a = lc_malloc((size_t)(T * F) * sizeof *a, "FFN act");
     lc_status s = g && u && a ? LC_OK : LC_ERR_NOMEM;
     if (!s) {
-        const lc_matmul_job gu[2] = {{g, x, &w->gate_proj, T}, {u, x, &w->up_proj, T}};
-        lc_matmul_many(gu, 2);
-        lc_k.swiglu(a, g, u, T * F);
-        lc_matmul(out, a, &w->down_proj, T);
+        const lc_matmul_job gu[2] = {{g, x, &w->gate_proj, T}, {u, x, &w->up_proj, T}}, dn = {out, a, &w->down_proj, T};
+        s = ffn_rows(gu, 2, a, g, u, T * F, &dn, 1);
     }
     if (!keep) {
         free(g);

@@ -109,14 +109,15 @@ static lc_status expert_forward(const moe_buckets *b, int64_t e, float *ye, cons
 }
 
 /* Every used expert on its few tokens (each fewer than LC_GEMM_MIN_T: the row kernels), as
- * three products over all experts at once — gate and up of every expert, SwiGLU, down of every
- * expert — so the threads share the layer's expert rows evenly (one expert per thread would leave
- * one idle whenever the count is odd). The same bits as expert_forward for each. */
+ * three steps over all experts at once — gate and up of every expert, SwiGLU, down of every
+ * expert, in one parallel region (ffn_rows) — so the threads share the layer's expert rows
+ * evenly (one expert per thread would leave one idle whenever the count is odd). The same bits
+ * as expert_forward for each. */
 static lc_status experts_forward_rows(const moe_buckets *b, float *ye, const float *xe, const lc_layer_weights *w,
                                       const lc_config *c) {
     const int64_t H = c->hidden_size, Fe = c->expert_ffn_hidden_size, used = b->count[c->n_routed_experts];
     float *gu = lc_malloc((size_t)(2 * used * Fe + 1) * sizeof *gu, "expert gate/up"), *act = gu ? gu + used * Fe : NULL;
-    lc_matmul_job *jobs = lc_malloc((size_t)(2 * b->n_used + 1) * sizeof *jobs, "expert products");
+    lc_matmul_job *jobs = lc_malloc((size_t)(3 * b->n_used + 1) * sizeof *jobs, "expert products");
     if (!gu || !jobs) {
         free(gu);
         free(jobs);
@@ -127,16 +128,15 @@ static lc_status experts_forward_rows(const moe_buckets *b, float *ye, const flo
         jobs[2 * u] = (lc_matmul_job){gu + j0 * Fe, xe + j0 * H, &w->experts[e].gate_proj, n};
         jobs[2 * u + 1] = (lc_matmul_job){act + j0 * Fe, xe + j0 * H, &w->experts[e].up_proj, n};
     }
-    lc_matmul_many(jobs, 2 * b->n_used);
-    lc_k.swiglu(gu, gu, act, used * Fe);
+    lc_matmul_job *down = jobs + 2 * b->n_used;
     for (int64_t u = 0; u < b->n_used; u++) {
         const int64_t e = b->used[u], j0 = b->count[e], n = b->count[e + 1] - j0;
-        jobs[u] = (lc_matmul_job){ye + j0 * H, gu + j0 * Fe, &w->experts[e].down_proj, n};
+        down[u] = (lc_matmul_job){ye + j0 * H, gu + j0 * Fe, &w->experts[e].down_proj, n};
     }
-    lc_matmul_many(jobs, b->n_used);
+    lc_status s = ffn_rows(jobs, 2 * b->n_used, gu, gu, act, used * Fe, down, b->n_used);
     free(gu);
     free(jobs);
-    return LC_OK;
+    return s;
 }
 
 lc_status moe_forward(float *out, const float *x, const int32_t *topk_idx, const float *topk_w, const lc_layer_weights *w,

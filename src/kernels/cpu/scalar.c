@@ -189,45 +189,47 @@ static void matmul_scalar(float *out, int64_t ld_out, const float *x, int64_t ld
     }
 }
 
-/* lc_matmul_many's work items: slices of the row-kernel jobs, in job order. */
-typedef struct {
-    const lc_matmul_job *jobs;
-    const int64_t *task_job, *task_row;
-} many_tasks;
-
-static void many_slice(int64_t k, void *arg) {
-    const many_tasks *m = arg;
-    const lc_matmul_job *jb = &m->jobs[m->task_job[k]];
-    const lc_mat *w = jb->w;
-    const int64_t end = LC_MIN(w->rows, m->task_row[k] + slice_rows(w));
-    for (int64_t i = m->task_row[k]; i < end; i++) lc_k.rowdots[w->dtype](jb->out + i, w->rows, w, i, jb->x, w->cols, jb->T);
-}
-
 /* A job for the row kernels (not GEMM-sized, and this level has a fused row kernel for it)? */
 static int row_job(const lc_matmul_job *jb) { return jb->T < LC_GEMM_MIN_T && lc_k.rowdots[jb->w->dtype]; }
 
+/* Work items: slices of the jobs' rows, in job order. */
+int lc_row_plan_make(lc_row_plan *p, const lc_matmul_job *jobs, int64_t n) {
+    *p = (lc_row_plan){.jobs = jobs};
+    for (int64_t j = 0; j < n; j++) {
+        if (!row_job(&jobs[j])) return 0;
+        p->n_items += (jobs[j].w->rows + slice_rows(jobs[j].w) - 1) / slice_rows(jobs[j].w);
+    }
+    p->item_job = malloc((size_t)(2 * p->n_items + 1) * sizeof *p->item_job);
+    if (!p->item_job) return 0;
+    p->item_row = p->item_job + p->n_items;
+    for (int64_t j = 0, k = 0; j < n; j++)
+        for (int64_t r = 0; r < jobs[j].w->rows; r += slice_rows(jobs[j].w), k++) p->item_job[k] = j, p->item_row[k] = r;
+    return 1;
+}
+
+void lc_row_plan_item(int64_t k, void *plan) {
+    const lc_row_plan *p = plan;
+    const lc_matmul_job *jb = &p->jobs[p->item_job[k]];
+    const lc_mat *w = jb->w;
+    const int64_t end = LC_MIN(w->rows, p->item_row[k] + slice_rows(w));
+    for (int64_t i = p->item_row[k]; i < end; i++) lc_k.rowdots[w->dtype](jb->out + i, w->rows, w, i, jb->x, w->cols, jb->T);
+}
+
+void lc_row_plan_free(lc_row_plan *p) {
+    free(p->item_job);
+    *p = (lc_row_plan){0};
+}
+
 void lc_matmul_many(const lc_matmul_job *jobs, int64_t n) {
-    int64_t n_tasks = 0, work = 0;
-    for (int64_t j = 0; j < n; j++) {
-        if (!row_job(&jobs[j])) { /* GEMM-sized ones (and levels without row kernels): as lc_matmul */
-            lc_matmul(jobs[j].out, jobs[j].x, jobs[j].w, jobs[j].T);
-            continue;
-        }
-        n_tasks += (jobs[j].w->rows + slice_rows(jobs[j].w) - 1) / slice_rows(jobs[j].w);
-        work += jobs[j].w->rows * jobs[j].w->cols * jobs[j].T;
+    int64_t work = 0;
+    for (int64_t j = 0; j < n; j++) work += jobs[j].w->rows * jobs[j].w->cols * jobs[j].T;
+    lc_row_plan p;
+    if (lc_row_plan_make(&p, jobs, n)) { /* every one a row-kernel job: one region for all */
+        lc_parallel_steal(work > 32768 && !lc_in_parallel(), p.n_items, lc_row_plan_item, &p);
+        lc_row_plan_free(&p);
+        return;
     }
-    if (!n_tasks) return;
-    int64_t *task_job = malloc((size_t)n_tasks * 2 * sizeof *task_job), *task_row = task_job ? task_job + n_tasks : NULL;
-    n_tasks = 0;
-    for (int64_t j = 0; j < n; j++) {
-        if (!row_job(&jobs[j])) continue;
-        if (!task_job) lc_matmul(jobs[j].out, jobs[j].x, jobs[j].w, jobs[j].T); /* no room for the task list */
-        else
-            for (int64_t r = 0; r < jobs[j].w->rows; r += slice_rows(jobs[j].w), n_tasks++) task_job[n_tasks] = j, task_row[n_tasks] = r;
-    }
-    const many_tasks m = {jobs, task_job, task_row};
-    lc_parallel_steal(work > 32768 && !lc_in_parallel(), n_tasks, many_slice, (void *)&m);
-    free(task_job);
+    for (int64_t j = 0; j < n; j++) lc_matmul(jobs[j].out, jobs[j].x, jobs[j].w, jobs[j].T); /* GEMM-sized ones among them, or no memory */
 }
 
 static void matvec_t_scalar(float *out, const float *x, const lc_mat *w, int64_t r0, int64_t n_rows) {
