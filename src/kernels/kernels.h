@@ -127,12 +127,12 @@ static inline void lc_matmul(float *out, const float *x, const lc_mat *w, int64_
     lc_k.matmul(out, w->rows, x, w->cols, w, 0, w->rows, T);
 }
 static inline void lc_mat_row(float *dst, const lc_mat *w, int64_t r) { lc_k.row[w->dtype](dst, w, r); }
-/* Several products at once: out[T, rows] = x[T, cols] @ W^T for each job. Those of fewer than
- * LC_GEMM_MIN_T tokens (decode) share one parallel region: their rows are cut into slices of
- * about equal weight bytes, each thread streaming a contiguous run of slices (the experts of a
- * layer, gate and up, q_a and kv_a: one fork and join instead of one per product, and no thread
- * idle while another finishes a product alone). The rest run one after another. Every output
- * has the bits lc_matmul gives it. */
+/* Several products at once: out[T, rows] = x[T, cols] @ W^T for each job. When all have fewer
+ * than LC_GEMM_MIN_T tokens (decode) they share one parallel region: their rows are cut into
+ * slices of about 32 KB of weights, each thread streaming a contiguous run of slices and taking
+ * over half of another's rest when it runs out (lc_parallel_steal): one fork and join instead of
+ * one per product, and no thread idle while another finishes. Otherwise they run one after
+ * another. Every output has the bits lc_matmul gives it. */
 typedef struct {
     float *out;
     const float *x;
