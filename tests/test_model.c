@@ -306,7 +306,63 @@ static void test_forward_batch(void) {
     lc_model_free(m);
 }
 
+/* ffn_rows: two FFNs of decode size (large enough for its one-region path) give the bits of the
+ * step-by-step products, with 1 and with 2 threads. */
+static void test_ffn_rows(void) {
+    enum { H = 256, F = 192, NF = 2 };
+    const int64_t toks[NF] = {1, 3};
+    lc_rng r;
+    lc_rng_seed(&r, 11);
+    uint16_t *wd = malloc((size_t)(NF * 3 * F * H) * sizeof *wd);
+    float *x = malloc((size_t)(4 * H) * sizeof *x), *buf = malloc((size_t)(2 * 4 * (3 * F + H)) * sizeof *buf);
+    if (!wd || !x || !buf) return;
+    for (int64_t i = 0; i < NF * 3 * F * H; i++) {
+        float v = 0.05f * lc_rng_normal(&r);
+        uint32_t b;
+        memcpy(&b, &v, 4);
+        wd[i] = (uint16_t)(b >> 16);
+    }
+    for (int64_t i = 0; i < 4 * H; i++) x[i] = lc_rng_normal(&r);
+    lc_mat m[NF][3]; /* gate [F, H], up [F, H], down [H, F] */
+    for (int f = 0; f < NF; f++)
+        for (int k = 0; k < 3; k++)
+            m[f][k] = (lc_mat){.data = (const uint8_t *)(wd + (f * 3 + k) * F * H), .dtype = LC_DT_BF16,
+                               .rows = k < 2 ? F : H, .cols = k < 2 ? H : F};
+    for (int threads = 1; threads <= 2; threads++) {
+#ifdef _OPENMP
+        int nt = omp_get_max_threads();
+        omp_set_num_threads(threads);
+#endif
+        float *out[2];
+        for (int way = 0; way < 2; way++) { /* 0: ffn_rows, 1: step by step */
+            float *g = buf + way * 4 * (3 * F + H), *u = g + 4 * F, *a = u + 4 * F, *o = a + 4 * F;
+            out[way] = o;
+            lc_matmul_job gu[2 * NF], dn[NF];
+            for (int f = 0, t0 = 0; f < NF; t0 += (int)toks[f], f++) {
+                gu[2 * f] = (lc_matmul_job){g + t0 * F, x + t0 * H, &m[f][0], toks[f]};
+                gu[2 * f + 1] = (lc_matmul_job){u + t0 * F, x + t0 * H, &m[f][1], toks[f]};
+                dn[f] = (lc_matmul_job){o + t0 * H, a + t0 * F, &m[f][2], toks[f]};
+            }
+            if (way == 0) CHECK_OK(ffn_rows(gu, 2 * NF, a, g, u, 4 * F, dn, NF));
+            else {
+                for (int j = 0; j < 2 * NF; j++) lc_matmul(gu[j].out, gu[j].x, gu[j].w, gu[j].T);
+                lc_k.swiglu(a, g, u, 4 * F);
+                for (int j = 0; j < NF; j++) lc_matmul(dn[j].out, dn[j].x, dn[j].w, dn[j].T);
+            }
+        }
+        CHECK(!memcmp(out[0], out[1], (size_t)(4 * H) * sizeof(float)), "%d threads: ffn_rows differs from step by step",
+              threads);
+#ifdef _OPENMP
+        omp_set_num_threads(nt);
+#endif
+    }
+    free(wd);
+    free(x);
+    free(buf);
+}
+
 void suite_model(void) {
+    RUN(test_ffn_rows);
     RUN(test_random_bf16_sharded);
     RUN(test_random_fp8);
     RUN(test_resident_copy);
