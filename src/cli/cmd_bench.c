@@ -271,7 +271,7 @@ int cmd_bench(int argc, char **argv) {
      * pass has its own ratio; the pass with the median ratio is reported, for each of the two. */
     enum { MAX_PASSES = 64 };
     struct pass_fig {
-        double t, slots, bw, flops, split[LC_PROF_COUNT];
+        double t, slots, bw, per_token, split[LC_PROF_COUNT]; /* per_token: bytes (decode), FLOPs (prefill) */
     } dec_p[MAX_PASSES] = {{0}}, pre_p[MAX_PASSES] = {{0}};
     double dec_ratio_of[MAX_PASSES] = {0}, pre_ratio_of[MAX_PASSES] = {0};
     const int passes = LC_MIN(repeat, MAX_PASSES);
@@ -284,9 +284,9 @@ int cmd_bench(int argc, char **argv) {
         struct pass_fig *d = &dec_p[pass], *p = &pre_p[pass];
         *d = (struct pass_fig){.bw = pass ? lc_measure_read_bandwidth((size_t)(bw_gib * (1 << 30))) : bw};
         s = decode_pass(se, tok, n_decode, 1, logits, &d->t, &d->slots, d->split);
-        double bytes, flops;
-        active_bytes(m, d->slots, &bytes, &flops);
-        dec_ratio_of[pass] = d->bw > 0 && d->t > 0 ? n_decode / d->t * bytes / (d->bw * 1e9) : 0;
+        double flops;
+        active_bytes(m, d->slots, &d->per_token, &flops);
+        dec_ratio_of[pass] = d->bw > 0 && d->t > 0 ? n_decode / d->t * d->per_token / (d->bw * 1e9) : 0;
         lc_session_reset(se);
         lc_profile_enable(1);
         int64_t n_ffn = 0;
@@ -297,16 +297,15 @@ int cmd_bench(int argc, char **argv) {
         lc_profile_read(p->split);
         lc_profile_enable(0);
         p->slots = (double)n_ffn / (double)c->num_layers / n_prefill;
-        p->flops = prefill_flops(m, p->slots, n_prefill);
-        pre_ratio_of[pass] = peak > 0 && p->t > 0 ? n_prefill / p->t * p->flops / (peak * 1e9) : 0;
+        p->per_token = prefill_flops(m, p->slots, n_prefill);
+        pre_ratio_of[pass] = peak > 0 && p->t > 0 ? n_prefill / p->t * p->per_token / (peak * 1e9) : 0;
     }
     const int di = median_index(dec_ratio_of, passes), pi = median_index(pre_ratio_of, passes);
     const double *split_dec = dec_p[di].split, *split_pre = pre_p[pi].split, slots = dec_p[di].slots;
     const double dec_ratio = dec_ratio_of[di], pre_ratio = pre_ratio_of[pi];
     bw = dec_p[di].bw;
     if (!s) {
-        double bytes, flops;
-        active_bytes(m, slots, &bytes, &flops);
+        const double bytes = dec_p[di].per_token, flops = pre_p[pi].per_token;
         const double dec = n_decode / dec_p[di].t, pre = n_prefill / pre_p[pi].t;
         if (json) {
             printf("{\"model\": \"%s\", \"weights\": \"%s\", \"kernels\": \"%s\", \"blas_core\": \"%s\", \"threads\": %d, \"bandwidth_gb_s\": %.2f, \"fma_peak_gflops\": %.1f, "
@@ -314,7 +313,7 @@ int cmd_bench(int argc, char **argv) {
                    "\"decode_roofline_ratio\": %.4f, \"prefill_tokens\": %d, \"prefill_tok_s\": %.3f, \"prefill_gflop_per_token\": %.4f, "
                    "\"prefill_ffn_experts_per_token\": %.2f, \"prefill_peak_ratio\": %.4f",
                    dir, use_mmap ? "mmap" : "resident", lc_k.name, blas_core(), threads, bw, peak, mm, bytes, slots, dec, dec_ratio,
-                   n_prefill, pre, pre_p[pi].flops / 1e9, pre_p[pi].slots, pre_ratio);
+                   n_prefill, pre, flops / 1e9, pre_p[pi].slots, pre_ratio);
             print_split_json("decode_split", split_dec);
             print_split_json("prefill_split", split_pre);
             if (!zero_sweep) printf("}\n"); /* else the sweep adds its array and closes */
@@ -325,7 +324,7 @@ int cmd_bench(int argc, char **argv) {
             printf("decode    %.2f tok/s, %.1f MB of weights per token (%.2f FFN experts/layer) -> %.1f GB/s = %.1f%% of bandwidth\n",
                    dec, bytes / 1e6, slots, dec * bytes / 1e9, 100 * dec_ratio);
             printf("prefill   %d tokens: %.1f tok/s, %.3f GFLOP/token (%.2f FFN experts/layer) -> %.1f GFLOP/s = %.1f%% of FMA peak\n",
-                   n_prefill, pre, pre_p[pi].flops / 1e9, pre_p[pi].slots, pre * pre_p[pi].flops / 1e9, 100 * pre_ratio);
+                   n_prefill, pre, flops / 1e9, pre_p[pi].slots, pre * flops / 1e9, 100 * pre_ratio);
             print_split("decode", split_dec);
             print_split("prefill", split_pre);
         }

@@ -149,6 +149,7 @@ typedef struct {
     const lc_matmul_job *jobs;
     int64_t *item_job, *item_row;
     int64_t n_items;
+    int64_t work; /* multiply-adds of all the jobs */
 } lc_row_plan;
 int lc_row_plan_make(lc_row_plan *p, const lc_matmul_job *jobs, int64_t n);
 void lc_row_plan_item(int64_t k, void *plan);

@@ -28,13 +28,12 @@ static void ffn_rows_part(ffn_rows_step *d) {
 lc_status ffn_rows(const lc_matmul_job *gu, int64_t n_gu, float *act, const float *g, const float *u, int64_t n_act,
                    const lc_matmul_job *down, int64_t n_down) {
     ffn_rows_step d = {.act = act, .g = g, .u = u, .n_act = n_act, .threads = lc_max_threads()};
-    int64_t work = 0; /* multiply-adds: a region only from about 3 us of them on, as lc_matmul_many */
-    for (int64_t j = 0; j < n_gu; j++) work += gu[j].w->rows * gu[j].w->cols * gu[j].T;
-    for (int64_t j = 0; j < n_down; j++) work += down[j].w->rows * down[j].w->cols * down[j].T;
-    const int par = !lc_in_parallel() && d.threads > 1 && work > 65536;
-    int planned = par && lc_row_plan_make(&d.gu, gu, n_gu);
-    planned = planned && lc_row_plan_make(&d.down, down, n_down);
-    d.share = planned ? lc_aligned_alloc((size_t)(2 * d.threads) * sizeof *d.share, "FFN work shares") : NULL;
+    const int planned = !lc_in_parallel() && d.threads > 1 && lc_row_plan_make(&d.gu, gu, n_gu) &&
+                        lc_row_plan_make(&d.down, down, n_down);
+    /* a region only from about 3 us of multiply-adds on, as lc_matmul_many */
+    d.share = planned && d.gu.work + d.down.work > 65536
+                  ? lc_aligned_alloc((size_t)(2 * d.threads) * sizeof *d.share, "FFN work shares")
+                  : NULL;
     if (d.share) {
         lc_shares_init(d.share, d.threads, d.gu.n_items);
         lc_shares_init(d.share + d.threads, d.threads, d.down.n_items);

@@ -149,35 +149,24 @@ static lc_status attend_absorbed(float *ctx, const float *q, const float *cache_
 
 /* One decode step of one sequence (T = 1, absorbed) as one parallel region with two barriers
  * instead of five regions (a region costs this machine 2-4 us; the step's products are
- * 0.03-1 MB): (1) slices of q_a's and kv_a's rows; (2) each thread norms q_a's output itself,
- * then whole heads — the head's q_b rows, scale and RoPE, its absorbed attention — with the new
- * token's latent and roped key computed by every thread for itself (the first one also appends
- * them to the cache); (3) slices of o_proj's rows. Each phase's items are shared out with
- * stealing (lc_shares_run). The same operations in the same order as the general path below:
- * the same bits. */
-enum { MLA_SLICE = 16 }; /* rows per item of phases 1 and 3 */
+ * 0.03-1 MB): (1) the row-kernel work items of q_a and kv_a; (2) each thread norms q_a's output
+ * itself, then whole heads — the head's q_b rows, scale and RoPE, its absorbed attention — with
+ * the new token's latent and roped key computed by every thread for itself (the first one also
+ * appends them to the cache); (3) the work items of o_proj. Each phase's items are shared out
+ * with stealing (lc_shares_run). The same operations in the same order as the general path
+ * below: the same bits. */
 typedef struct {
-    float *out;
-    const float *x;
     const mla_seq *sq;
     const lc_mla_weights *w;
     const lc_config *c;
     float *qa, *ckv, *ctx; /* shared: [qr], [kvr + dr], [nh * dv] */
     float *scratch;        /* per thread: per_thread floats */
     int64_t per_thread;
+    lc_matmul_job qkv_a[2], o;
+    lc_row_plan plan_qkv_a, plan_o;
     lc_share *share[3];    /* each phase's items, threads shares each */
     int threads;
 } mla_step;
-
-/* Phase 1 item: rows [16k, 16k + 16) of [q_a_proj; kv_a_proj_with_mqa] (the same width). */
-static void mla_step_qkv_a(int64_t k, void *arg) {
-    const mla_step *d = arg;
-    const lc_config *c = d->c;
-    const int64_t H = c->hidden_size, qr = c->q_lora_rank, R = qr + c->kv_lora_rank + c->qk_rope_head_dim;
-    const int64_t a0 = k * MLA_SLICE, a1 = LC_MIN(R, a0 + MLA_SLICE), m = LC_MAX(a0, qr);
-    if (a0 < LC_MIN(a1, qr)) lc_k.matmul(d->qa + a0, qr, d->x, H, &d->w->q_a_proj, a0, LC_MIN(a1, qr) - a0, 1);
-    if (m < a1) lc_k.matmul(d->ckv + m - qr, R - qr, d->x, H, &d->w->kv_a_proj_with_mqa, m - qr, a1 - m, 1);
-}
 
 /* This thread's scratch: q_a normed, one head's q, the new latent and key, RoPE, then the head's. */
 typedef struct {
@@ -214,22 +203,14 @@ static void mla_step_head(int64_t h, void *arg) {
                   s.scores);
 }
 
-/* Phase 3 item: rows [16k, 16k + 16) of o_proj. */
-static void mla_step_o(int64_t k, void *arg) {
-    const mla_step *d = arg;
-    const int64_t H = d->c->hidden_size, nh = d->c->num_attention_heads, dv = d->c->v_head_dim;
-    const int64_t o0 = k * MLA_SLICE, o1 = LC_MIN(H, o0 + MLA_SLICE);
-    lc_k.matmul(d->out + o0, H, d->ctx, nh * dv, &d->w->o_proj, o0, o1 - o0, 1);
-}
-
-static void mla_decode_part(const mla_step *d) {
+static void mla_decode_part(mla_step *d) {
     const lc_config *c = d->c;
     const lc_mla_weights *w = d->w;
     const int64_t H = c->hidden_size, qr = c->q_lora_rank, kvr = c->kv_lora_rank, dr = c->qk_rope_head_dim;
     const int64_t p0 = d->sq->p0;
     const float skv = c->mla_scale_kv_lora ? sqrtf((float)H / (float)kvr) : 1.0f;
     const int id = lc_thread_num();
-    lc_shares_run(d->share[0], d->threads, id, mla_step_qkv_a, (void *)d);
+    lc_shares_run(d->share[0], d->threads, id, lc_row_plan_item, &d->plan_qkv_a);
 #pragma omp barrier
     const mla_scratch s = mla_step_scratch(d);
     lc_rmsnorm(s.qn, d->qa, w->q_a_layernorm, qr, MLA_NORM_EPS);
@@ -242,42 +223,49 @@ static void mla_decode_part(const mla_step *d) {
         memcpy(d->sq->latent + p0 * kvr, s.lat, (size_t)kvr * sizeof *s.lat);
         memcpy(d->sq->rope + p0 * dr, s.kr, (size_t)dr * sizeof *s.kr);
     }
-    lc_shares_run(d->share[1], d->threads, id, mla_step_head, (void *)d);
+    lc_shares_run(d->share[1], d->threads, id, mla_step_head, d);
 #pragma omp barrier
-    lc_shares_run(d->share[2], d->threads, id, mla_step_o, (void *)d);
+    lc_shares_run(d->share[2], d->threads, id, lc_row_plan_item, &d->plan_o);
 }
 
-static lc_status mla_decode_step(float *out, const float *x, const mla_seq *sq, const lc_mla_weights *w,
-                                 const lc_config *c) {
-    const int64_t H = c->hidden_size, nh = c->num_attention_heads, qr = c->q_lora_rank, kvr = c->kv_lora_rank;
+/* Runs the step into out; 0 when it does not apply (this kernel level has no row kernel for
+ * these weights, or no memory for its buffers): then the general path does the step. */
+static int mla_decode_step(float *out, const float *x, const mla_seq *sq, const lc_mla_weights *w, const lc_config *c) {
+    const int64_t nh = c->num_attention_heads, qr = c->q_lora_rank, kvr = c->kv_lora_rank;
     const int64_t dq = c->qk_nope_head_dim + c->qk_rope_head_dim, dr = c->qk_rope_head_dim, dv = c->v_head_dim;
     const int par = !lc_in_parallel() && lc_max_threads() > 1, threads = par ? lc_max_threads() : 1;
-    mla_step d = {.out = out, .x = x, .sq = sq, .w = w, .c = c, .threads = threads,
+    mla_step d = {.sq = sq, .w = w, .c = c, .threads = threads,
                   .per_thread = (qr + dq + kvr + 2 * dr + 2 * kvr + sq->p0 + 1 + 15) / 16 * 16};
     const int64_t shared = qr + kvr + dr + nh * dv;
     float *buf = lc_malloc((size_t)(shared + threads * d.per_thread) * sizeof *buf, "MLA decode step");
     lc_share *shares = lc_aligned_alloc((size_t)(3 * threads) * sizeof *shares, "MLA decode shares");
-    if (!buf || !shares) {
-        free(buf);
-        lc_free(shares);
-        return LC_ERR_NOMEM;
+    int planned = 0;
+    if (buf && shares) {
+        d.qa = buf;
+        d.ckv = d.qa + qr;
+        d.ctx = d.ckv + kvr + dr;
+        d.scratch = d.ctx + nh * dv;
+        d.qkv_a[0] = (lc_matmul_job){d.qa, x, &w->q_a_proj, 1};
+        d.qkv_a[1] = (lc_matmul_job){d.ckv, x, &w->kv_a_proj_with_mqa, 1};
+        d.o = (lc_matmul_job){out, d.ctx, &w->o_proj, 1};
+        planned = lc_row_plan_make(&d.plan_qkv_a, d.qkv_a, 2) && lc_row_plan_make(&d.plan_o, &d.o, 1);
     }
-    d.qa = buf;
-    d.ckv = d.qa + qr;
-    d.ctx = d.ckv + kvr + dr;
-    d.scratch = d.ctx + nh * dv;
-    const int64_t items[3] = {(qr + kvr + dr + MLA_SLICE - 1) / MLA_SLICE, nh, (H + MLA_SLICE - 1) / MLA_SLICE};
-    for (int p = 0; p < 3; p++) {
-        d.share[p] = shares + p * threads;
-        lc_shares_init(d.share[p], threads, items[p]);
-    }
-    if (par) {
+    if (planned) {
+        const int64_t items[3] = {d.plan_qkv_a.n_items, nh, d.plan_o.n_items};
+        for (int p = 0; p < 3; p++) {
+            d.share[p] = shares + p * threads;
+            lc_shares_init(d.share[p], threads, items[p]);
+        }
+        if (par) {
 #pragma omp parallel
-        mla_decode_part(&d);
-    } else mla_decode_part(&d);
+            mla_decode_part(&d);
+        } else mla_decode_part(&d);
+    }
+    lc_row_plan_free(&d.plan_qkv_a);
+    lc_row_plan_free(&d.plan_o);
     free(buf);
     lc_free(shares);
-    return LC_OK;
+    return planned;
 }
 
 lc_status mla_forward(float *out, const float *x, const mla_seq *seqs, int64_t n_seq, const lc_mla_weights *w,
@@ -286,7 +274,7 @@ lc_status mla_forward(float *out, const float *x, const mla_seq *seqs, int64_t n
     const int64_t dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim, dv = c->v_head_dim, dq = dn + dr;
     const float sq = c->mla_scale_q_lora ? sqrtf((float)H / (float)qr) : 1.0f;
     const float skv = c->mla_scale_kv_lora ? sqrtf((float)H / (float)kvr) : 1.0f;
-    if (!acts && n_seq == 1 && seqs[0].T == 1 && seqs[0].absorbed) return mla_decode_step(out, x, &seqs[0], w, c);
+    if (!acts && n_seq == 1 && seqs[0].T == 1 && seqs[0].absorbed && mla_decode_step(out, x, &seqs[0], w, c)) return LC_OK;
     int64_t T = 0;
     for (int64_t i = 0; i < n_seq; i++) T += seqs[i].T;
     for (int64_t i = 0, t0 = 0; i < n_seq && acts; t0 += seqs[i].T, i++)

@@ -123,14 +123,11 @@ static lc_status experts_forward_rows(const moe_buckets *b, float *ye, const flo
         free(jobs);
         return LC_ERR_NOMEM;
     }
-    for (int64_t u = 0; u < b->n_used; u++) { /* rows j0.. of the buckets: gate into gu, up into act */
+    lc_matmul_job *down = jobs + 2 * b->n_used;
+    for (int64_t u = 0; u < b->n_used; u++) { /* rows j0.. of the buckets: gate into gu, up into act, SwiGLU into gu */
         const int64_t e = b->used[u], j0 = b->count[e], n = b->count[e + 1] - j0;
         jobs[2 * u] = (lc_matmul_job){gu + j0 * Fe, xe + j0 * H, &w->experts[e].gate_proj, n};
         jobs[2 * u + 1] = (lc_matmul_job){act + j0 * Fe, xe + j0 * H, &w->experts[e].up_proj, n};
-    }
-    lc_matmul_job *down = jobs + 2 * b->n_used;
-    for (int64_t u = 0; u < b->n_used; u++) {
-        const int64_t e = b->used[u], j0 = b->count[e], n = b->count[e + 1] - j0;
         down[u] = (lc_matmul_job){ye + j0 * H, gu + j0 * Fe, &w->experts[e].down_proj, n};
     }
     lc_status s = ffn_rows(jobs, 2 * b->n_used, gu, gu, act, used * Fe, down, b->n_used);

@@ -53,14 +53,14 @@ lc_status mla_forward(float *out,                 /* [T, H] */
 lc_status mla_backward(float *dx, lc_mla_weights *g, const float *dout, const float *x, const int64_t *seq_T,
                        int64_t n_seq, const mla_acts *acts, const lc_mla_weights *w, const lc_config *c);
 
-/* out = down(silu(gate x) * up x), SwiGLU of width F = w->gate_proj.rows. keep: NULL, or
- * [2, T, F] where the gate and up pre-activations stay for the backward pass. */
 /* Gate/up products, act = silu(g) * u over n_act elements (act may be g), down products. Row-
  * kernel-sized ones (decode) run as one parallel region — items shared out with stealing, a
  * barrier after each step — instead of two regions with SwiGLU on one thread between them;
  * else step by step. Same bits either way. */
 lc_status ffn_rows(const lc_matmul_job *gu, int64_t n_gu, float *act, const float *g, const float *u, int64_t n_act,
                    const lc_matmul_job *down, int64_t n_down);
+/* out = down(silu(gate x) * up x), SwiGLU of width F = w->gate_proj.rows. keep: NULL, or
+ * [2, T, F] where the gate and up pre-activations stay for the backward pass. */
 lc_status ffn_forward(float *out,       /* [T, H] */
                       const float *x,   /* [T, H] */
                       const lc_ffn_weights *w, int64_t T, float *keep);

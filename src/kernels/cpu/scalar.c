@@ -198,6 +198,7 @@ int lc_row_plan_make(lc_row_plan *p, const lc_matmul_job *jobs, int64_t n) {
     for (int64_t j = 0; j < n; j++) {
         if (!row_job(&jobs[j])) return 0;
         p->n_items += (jobs[j].w->rows + slice_rows(jobs[j].w) - 1) / slice_rows(jobs[j].w);
+        p->work += jobs[j].w->rows * jobs[j].w->cols * jobs[j].T;
     }
     p->item_job = malloc((size_t)(2 * p->n_items + 1) * sizeof *p->item_job);
     if (!p->item_job) return 0;
@@ -221,11 +222,9 @@ void lc_row_plan_free(lc_row_plan *p) {
 }
 
 void lc_matmul_many(const lc_matmul_job *jobs, int64_t n) {
-    int64_t work = 0;
-    for (int64_t j = 0; j < n; j++) work += jobs[j].w->rows * jobs[j].w->cols * jobs[j].T;
     lc_row_plan p;
     if (lc_row_plan_make(&p, jobs, n)) { /* every one a row-kernel job: one region for all */
-        lc_parallel_steal(work > 32768 && !lc_in_parallel(), p.n_items, lc_row_plan_item, &p);
+        lc_parallel_steal(p.work > 32768 && !lc_in_parallel(), p.n_items, lc_row_plan_item, &p);
         lc_row_plan_free(&p);
         return;
     }
