@@ -4,7 +4,9 @@
  * The default shapes are the `medium` bench model's at a 512-token prompt: q_a, kv_a, q_b,
  * o_proj, a dense FFN's gate/up and down, the threads sharing each product; then an expert's
  * gate/up and down at 43 tokens (the average an expert gets), one product per thread side by
- * side, as MoE prefill runs its experts (each thread its own weights).
+ * side, as MoE prefill runs its experts (each thread its own weights); then an expert's gate/up
+ * at other token counts (a MoE prefill's experts get from 1 to a few hundred tokens): below 9
+ * the row kernels, then k in the lanes or tokens in the lanes (see gemm_core).
  *
  * usage: bench_gemm [ROWS COLS TOKENS SIDE_BY_SIDE(0|1)]... */
 #include "../src/kernels/kernels.h"
@@ -58,7 +60,9 @@ int main(int argc, char **argv) {
     }
     static const int64_t shapes[][4] = {{384, 1024, 512, 0},  {160, 1024, 512, 0},  {768, 384, 512, 0},
                                         {1024, 512, 512, 0},  {2048, 1024, 512, 0}, {1024, 2048, 512, 0},
-                                        {512, 1024, 43, 1},   {1024, 512, 43, 1}};
+                                        {512, 1024, 43, 1},   {1024, 512, 43, 1},   {512, 1024, 4, 1},
+                                        {512, 1024, 8, 1},    {512, 1024, 12, 1},   {512, 1024, 20, 1},
+                                        {512, 1024, 33, 1},   {512, 1024, 64, 1},   {512, 1024, 72, 1}};
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
         one(shapes[i][0], shapes[i][1], shapes[i][2], (int)shapes[i][3], peak);
     return 0;

@@ -118,10 +118,14 @@ static void free_mat(test_mat *t) {
 
 static void matmul_all_dtypes(void) {
     const lc_dtype dts[] = {LC_DT_F32, LC_DT_BF16, LC_DT_F16, LC_DT_F8_E4M3, LC_DT_Q8_0, LC_DT_Q4_0};
-    /* rows, cols, tokens: T >= LC_GEMM_MIN_T takes the GEMM path; sizes cross its 14-row tiles,
-     * 112-row blocks, 16/32-token tiles and 256-column chunks without dividing them */
-    const int64_t shapes[][3] = {{1, 1, 1},   {13, 37, 3},  {7, 129, 1},  {33, 16, 5},
-                                 {64, 80, 2}, {29, 37, 9},  {127, 300, 17}, {15, 513, 40}};
+    /* rows, cols, tokens: T >= LC_GEMM_MIN_T takes the GEMM path — on avx512 with k in the lanes
+     * for few tokens short of whole 16-token tiles (9, 17, 23, 40, 89: 4-row tiles, 32-row
+     * blocks, token groups of up to 6, k tails; 1024 columns: x rows 4 KiB apart, copied), with
+     * tokens in the lanes otherwise (48, 100: 14-row tiles, 112-row blocks, 16/32-token tiles,
+     * 256-column chunks); no size divides them */
+    const int64_t shapes[][3] = {{1, 1, 1},      {13, 37, 3},    {7, 129, 1},   {33, 16, 5},    {64, 80, 2},
+                                 {29, 37, 9},    {127, 300, 17}, {15, 513, 40}, {35, 1024, 23}, {67, 130, 89},
+                                 {130, 300, 48}, {118, 260, 100}};
     for (size_t d = 0; d < sizeof dts / sizeof dts[0]; d++)
         for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
             int64_t R = shapes[s][0], C = shapes[s][1], T = shapes[s][2];
@@ -248,7 +252,8 @@ static void test_quant_roundtrip(void) {
 
 /* A token's outputs do not depend on how many tokens share the product: below
  * LC_GEMM_MIN_T (row kernels, every level) and, where the level has its own GEMM, among GEMM
- * calls. Every dtype, bit for bit. */
+ * calls that take the same kernel (on avx512: 9 and 37 tokens, k in the lanes; 16 and 32,
+ * tokens in the lanes). Every dtype, bit for bit. */
 static void test_batch_invariance(void) {
     char orig[16];
     snprintf(orig, sizeof orig, "%s", lc_k.name);
@@ -273,6 +278,10 @@ static void test_batch_invariance(void) {
                 lc_matmul(o2, x, &w.m, TM);
                 CHECK(!memcmp(o1, o2, sizeof(float) * LC_GEMM_MIN_T * R), "%s %s: GEMM of %d and of %d tokens differ",
                       levels[l], lc_dtype_name(dts[d]), LC_GEMM_MIN_T, TM);
+                lc_matmul(o1, x, &w.m, 16);
+                lc_matmul(o2, x, &w.m, 32);
+                CHECK(!memcmp(o1, o2, sizeof(float) * 16 * R), "%s %s: GEMM of 16 and of 32 tokens differ", levels[l],
+                      lc_dtype_name(dts[d]));
             }
             free_mat(&w);
         }

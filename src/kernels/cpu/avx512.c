@@ -66,7 +66,7 @@ AVX512 static INLINE __m512 load_fp8(const uint8_t *p, int64_t c, int n) {
         int64_t c_ = (c0);                                                                        \
         for (; c_ + 32 <= (c1); c_ += 32) {                                                       \
             __m512 w0 = LOAD(p, c_, 16), w1 = LOAD(p, c_ + 16, 16);                               \
-            for (int t = 0; t < NT; t++) {                                                        \
+            _Pragma("GCC unroll 8") for (int t = 0; t < NT; t++) {                                                        \
                 acc0[t] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(x + t * ld_x + c_), acc0[t]);       \
                 acc1[t] = _mm512_fmadd_ps(w1, _mm512_loadu_ps(x + t * ld_x + c_ + 16), acc1[t]);  \
             }                                                                                     \
@@ -75,7 +75,7 @@ AVX512 static INLINE __m512 load_fp8(const uint8_t *p, int64_t c, int n) {
             int n_ = (int)LC_MIN(16, (c1)-c_);                                                    \
             __mmask16 m_ = first_lanes(n_);                                                       \
             __m512 w0 = LOAD(p, c_, n_);                                                          \
-            for (int t = 0; t < NT; t++)                                                          \
+            _Pragma("GCC unroll 8") for (int t = 0; t < NT; t++)                                                          \
                 acc0[t] = _mm512_fmadd_ps(w0, _mm512_maskz_loadu_ps(m_, x + t * ld_x + c_), acc0[t]); \
         }                                                                                         \
     } while (0)
@@ -84,9 +84,9 @@ AVX512 static INLINE __m512 load_fp8(const uint8_t *p, int64_t c, int n) {
     AVX512 static INLINE void NAME##_n(float *out, int64_t ld_out, const uint8_t *p, const float *x, int64_t ld_x, \
                                        int64_t n, const int NT) {                                             \
         __m512 a0[8], a1[8];                                                                                  \
-        for (int t = 0; t < NT; t++) a0[t] = a1[t] = _mm512_setzero_ps();                                     \
+        _Pragma("GCC unroll 8") for (int t = 0; t < NT; t++) a0[t] = a1[t] = _mm512_setzero_ps();                                     \
         ROW_SPAN(LOAD, NT, p, 0, n, x, ld_x, a0, a1);                                                         \
-        for (int t = 0; t < NT; t++) out[t * ld_out] = _mm512_reduce_add_ps(_mm512_add_ps(a0[t], a1[t]));    \
+        _Pragma("GCC unroll 8") for (int t = 0; t < NT; t++) out[t * ld_out] = _mm512_reduce_add_ps(_mm512_add_ps(a0[t], a1[t]));    \
     }                                                                                                         \
     AVX512 static void NAME(float *out, int64_t ld_out, const lc_mat *w, int64_t r, const float *x, int64_t ld_x, \
                             int64_t T) {                                                                      \
@@ -143,13 +143,17 @@ AVX512 static INLINE void rowdots_fp8_n(float *out, int64_t ld_out, const lc_mat
     const int64_t C = w->cols, bc = w->block_cols;
     const float *scale = w->scale_inv + (r / w->block_rows) * ((C + bc - 1) / bc);
     __m512 tot[8], a0[8], a1[8];
+#pragma GCC unroll 8
     for (int t = 0; t < NT; t++) tot[t] = _mm512_setzero_ps();
     for (int64_t c0 = 0, b = 0; c0 < C; c0 += bc, b++) {
+#pragma GCC unroll 8
         for (int t = 0; t < NT; t++) a0[t] = a1[t] = _mm512_setzero_ps();
         ROW_SPAN(load_fp8, NT, p, c0, LC_MIN(c0 + bc, C), x, ld_x, a0, a1);
         __m512 s = _mm512_set1_ps(scale[b]);
+#pragma GCC unroll 8
         for (int t = 0; t < NT; t++) tot[t] = _mm512_fmadd_ps(_mm512_add_ps(a0[t], a1[t]), s, tot[t]);
     }
+#pragma GCC unroll 8
     for (int t = 0; t < NT; t++) out[t * ld_out] = _mm512_reduce_add_ps(tot[t]);
 }
 AVX512 static void rowdots_fp8(float *out, int64_t ld_out, const lc_mat *w, int64_t r, const float *x, int64_t ld_x,
@@ -186,6 +190,7 @@ AVX512 static INLINE void rowdots_q_n(float *out, int64_t ld_out, const lc_mat *
     const int64_t C = w->cols, nb = lc_q_blocks(C);
     const uint8_t *p = w->data + r * lc_mat_row_bytes(w), *sp = w->qscale + 2 * r * nb;
     __m512 a0[8], a1[8];
+#pragma GCC unroll 8
     for (int t = 0; t < NT; t++) a0[t] = a1[t] = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
         const int64_t c0 = b * LC_QK;
@@ -193,18 +198,21 @@ AVX512 static INLINE void rowdots_q_n(float *out, int64_t ld_out, const lc_mat *
         __m512 w0, w1;
         load_q_block(p, sp, b, n, q4, &w0, &w1);
         if (n == LC_QK)
+#pragma GCC unroll 8
             for (int t = 0; t < NT; t++) {
                 a0[t] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(x + t * ld_x + c0), a0[t]);
                 a1[t] = _mm512_fmadd_ps(w1, _mm512_loadu_ps(x + t * ld_x + c0 + 16), a1[t]);
             }
         else {
             __mmask16 m0 = first_lanes(n), m1 = first_lanes(n > 16 ? n - 16 : 0);
+#pragma GCC unroll 8
             for (int t = 0; t < NT; t++) {
                 a0[t] = _mm512_fmadd_ps(w0, _mm512_maskz_loadu_ps(m0, x + t * ld_x + c0), a0[t]);
                 a1[t] = _mm512_fmadd_ps(w1, _mm512_maskz_loadu_ps(m1, x + t * ld_x + c0 + 16), a1[t]);
             }
         }
     }
+#pragma GCC unroll 8
     for (int t = 0; t < NT; t++) out[t * ld_out] = _mm512_reduce_add_ps(_mm512_add_ps(a0[t], a1[t]));
 }
 AVX512 static void rowdots_q8_0(float *out, int64_t ld_out, const lc_mat *w, int64_t r, const float *x, int64_t ld_x,
@@ -658,10 +666,145 @@ AVX512 static void gemm_task(const gemm_call *g, int64_t task, float *buf) {
     }
 }
 
+/* ---- GEMM for few tokens: k in the lanes ----
+ * With tokens in the lanes, a product of N tokens fills ceil(N / 16) * 16 lanes: 17 tokens use
+ * 32, and an expert's product in prefill (a few to a few dozen tokens) would waste a third of
+ * its multiply-adds on average. Here the lanes run along k instead, as in the row kernels: a
+ * tile of DT_ROWS weight rows times DT_TOKENS tokens keeps one vector of partial sums per
+ * output, and the 16 lanes are added at the end (four outputs at a time, by shuffles). The
+ * result does not depend on N or on the tile an output falls in: per output, 16 FMA chains
+ * over k = l, l + 16, ... then one fixed tree. */
+#define DT_ROWS 4
+#define DT_TOKENS 6
+#define DT_BLOCK 32  /* weight rows converted together */
+#define DT_MAX_N 96 /* above this, x no longer stays near (bench-gemm) */
+
+/* The 16-lane sums of v[0..4) in lanes 0..3: adjacent lanes, then pairs, then 128-bit quarters. */
+AVX512 static INLINE __m128 sum4x16(const __m512 v[4]) {
+    const __m512 s01 = _mm512_add_ps(_mm512_unpacklo_ps(v[0], v[1]), _mm512_unpackhi_ps(v[0], v[1]));
+    const __m512 s23 = _mm512_add_ps(_mm512_unpacklo_ps(v[2], v[3]), _mm512_unpackhi_ps(v[2], v[3]));
+    __m512 q = _mm512_add_ps(_mm512_shuffle_ps(s01, s23, 0x44), _mm512_shuffle_ps(s01, s23, 0xEE));
+    q = _mm512_add_ps(q, _mm512_shuffle_f32x4(q, q, 0x4E));
+    q = _mm512_add_ps(q, _mm512_shuffle_f32x4(q, q, 0xB1));
+    return _mm512_castps512_ps128(q);
+}
+
+/* out[t][0..nr) (+)= W rows (f32, ldw apart) . x_t (rows ldx apart), t < TG, nr <= DT_ROWS. */
+AVX512 static INLINE void dt_tile(float *out, int64_t ots, int accumulate, const float *W, int64_t ldw, const float *x,
+                                  int64_t ldx, int64_t K, int nr, const int TG) {
+    const float *wr[DT_ROWS]; /* rows past nr repeat the last one (never stored) */
+#pragma GCC unroll 6
+    for (int r = 0; r < DT_ROWS; r++) wr[r] = W + LC_MIN(r, nr - 1) * ldw;
+    __m512 a[DT_TOKENS][DT_ROWS];
+#pragma GCC unroll 6
+    for (int t = 0; t < TG; t++)
+#pragma GCC unroll 6
+        for (int r = 0; r < DT_ROWS; r++) a[t][r] = _mm512_setzero_ps();
+    int64_t k = 0;
+    for (; k + 16 <= K; k += 16) {
+        __m512 w[DT_ROWS];
+#pragma GCC unroll 6
+        for (int r = 0; r < DT_ROWS; r++) w[r] = _mm512_loadu_ps(wr[r] + k);
+#pragma GCC unroll 6
+        for (int t = 0; t < TG; t++) {
+            const __m512 xv = _mm512_loadu_ps(x + t * ldx + k);
+#pragma GCC unroll 6
+            for (int r = 0; r < DT_ROWS; r++) a[t][r] = _mm512_fmadd_ps(w[r], xv, a[t][r]);
+        }
+    }
+    if (k < K) {
+        const __mmask16 mk = first_lanes(K - k);
+        __m512 w[DT_ROWS];
+#pragma GCC unroll 6
+        for (int r = 0; r < DT_ROWS; r++) w[r] = _mm512_maskz_loadu_ps(mk, wr[r] + k);
+#pragma GCC unroll 6
+        for (int t = 0; t < TG; t++) {
+            const __m512 xv = _mm512_maskz_loadu_ps(mk, x + t * ldx + k);
+#pragma GCC unroll 6
+            for (int r = 0; r < DT_ROWS; r++) a[t][r] = _mm512_fmadd_ps(w[r], xv, a[t][r]);
+        }
+    }
+    const __mmask8 mr = (__mmask8)((1u << nr) - 1);
+#pragma GCC unroll 6
+    for (int t = 0; t < TG; t++) {
+        __m128 y = sum4x16(a[t]);
+        if (accumulate) y = _mm_add_ps(_mm_maskz_loadu_ps(mr, out + t * ots), y);
+        _mm_mask_storeu_ps(out + t * ots, mr, y);
+    }
+}
+
+#define DT_CASE(G)                                                          \
+    case G: dt_tile(out, ots, accumulate, W, ldw, x, ldx, K, nr, G); break;
+AVX512 static void dt_tile_any(float *out, int64_t ots, int accumulate, const float *W, int64_t ldw, const float *x,
+                               int64_t ldx, int64_t K, int nr, int TG) {
+    switch (TG) {
+        DT_CASE(1) DT_CASE(2) DT_CASE(3) DT_CASE(4) DT_CASE(5) DT_CASE(6)
+    default: break;
+    }
+}
+
+/* Block `bi` (rows DT_BLOCK bi.. of A) times all N tokens (xp: rows ldx apart): the rows as f32
+ * (in place or converted into buf), then tiles of DT_ROWS rows times groups of up to DT_TOKENS tokens, the N
+ * tokens cut into groups whose sizes differ by at most one. */
+AVX512 static void dt_block(float *out, int64_t ots, int accumulate, const gemm_a *A, const float *xp, int64_t ldx,
+                            int64_t M, int64_t N, int64_t K, int64_t bi, float *buf, int64_t ldw) {
+    const int64_t i0 = bi * DT_BLOCK, n = LC_MIN(DT_BLOCK, M - i0), ng = (N + DT_TOKENS - 1) / DT_TOKENS;
+    int64_t lda;
+    const float *rows = gemm_rows_a(buf, ldw, &lda, A, i0, n, K);
+    for (int64_t r = 0; r < n; r += DT_ROWS) {
+        const int nr = (int)LC_MIN(DT_ROWS, n - r);
+        for (int64_t g = 0; g < ng; g++) {
+            const int64_t t0 = N * g / ng, t1 = N * (g + 1) / ng;
+            dt_tile_any(out + t0 * ots + i0 + r, ots, accumulate, rows + r * lda, lda, xp + t0 * ldx, ldx, K, nr, (int)(t1 - t0));
+        }
+    }
+}
+
+AVX512 static void gemm_dt(float *out, int64_t ots, int accumulate, const gemm_a *A, const float *x, int64_t ldx, int64_t M,
+                           int64_t N, int64_t K, int par) {
+    const int64_t nb = (M + DT_BLOCK - 1) / DT_BLOCK, ldw = K + 16;
+    const size_t buf_n = (size_t)(DT_BLOCK * ldw);
+    /* x rows as they are when not a multiple of 4 KiB apart, else copied padded (rows 4 KiB apart
+     * would all fall into one L1 set) */
+    const float *xp = x;
+    int64_t ldp = ldx;
+    if ((ldx * (int64_t)sizeof(float)) % 4096 == 0) {
+        float *c = scratch(&tl_scratch.xp, (size_t)(N * ldw));
+        if (c)
+            for (int64_t t = 0; t < N; t++) memcpy(c + t * ldw, x + t * ldx, (size_t)K * sizeof *c);
+        xp = c;
+        ldp = ldw;
+    }
+    int fail = !xp;
+    if (!par && xp) {
+        float *buf = scratch(&tl_scratch.w, buf_n);
+        for (int64_t bi = 0; bi < nb && buf; bi++) dt_block(out, ots, accumulate, A, xp, ldp, M, N, K, bi, buf, ldw);
+        fail = !buf;
+    } else if (xp) {
+#pragma omp parallel reduction(| : fail)
+        {
+            float *buf = scratch(&tl_scratch.w, buf_n);
+#pragma omp for schedule(dynamic, 1)
+            for (int64_t bi = 0; bi < nb; bi++)
+                if (buf) dt_block(out, ots, accumulate, A, xp, ldp, M, N, K, bi, buf, ldw);
+                else fail = 1;
+        }
+    }
+    if (fail) /* out of memory for a buffer: poison everything so the failure cannot pass unseen */
+        for (int64_t t = 0; t < N; t++)
+            for (int64_t i = 0; i < M; i++) out[t * ots + i] = __builtin_nanf("");
+}
+
 AVX512 static void gemm_core(float *out, int64_t ots, int64_t ois, int accumulate, const gemm_a *A, const float *b, int64_t bts,
                              int64_t bks, int64_t M, int64_t N, int64_t K) {
     /* threads from about 3 us of work on (a region costs 1-3 us); inside one: this thread only */
     const int par = M * K * N > (1 << 18) && !lc_in_parallel();
+    /* few tokens, not close to whole 16-token tiles: k in the lanes (bench-gemm: at 43 tokens
+     * 78-81% of the peak against 57-71%, at 64 80% against 86%) */
+    if (ois == 1 && bks == 1 && N <= DT_MAX_N && 16 * N < 15 * ((N + 15) / 16 * 16)) {
+        gemm_dt(out, ots, accumulate, A, b, bts, M, N, K, par);
+        return;
+    }
     /* Blocks of 224 rows when the threads share a product of up to 5 such blocks, else of 112
      * (bench-gemm at 512 tokens: 224 is 5-17% faster for 384-1024 rows, 112 better for 2048
      * rows and for an expert on one thread at 43 tokens). Both are whole 14-row tiles and
