@@ -270,9 +270,11 @@ static void test_batch_invariance(void) {
             test_mat w;
             make_mat(&w, dts[d], R, C, 5, 128, 3 + d);
             for (int64_t t = 0; t < LC_GEMM_MIN_T - 1; t++) lc_matmul(o1 + t * R, x + t * C, &w.m, 1);
-            lc_matmul(o2, x, &w.m, LC_GEMM_MIN_T - 1);
-            CHECK(!memcmp(o1, o2, sizeof(float) * (LC_GEMM_MIN_T - 1) * R), "%s %s: a batch of %d differs from single tokens",
-                  levels[l], lc_dtype_name(dts[d]), LC_GEMM_MIN_T - 1);
+            for (int64_t n = 2; n < LC_GEMM_MIN_T; n++) { /* groups of 4 and every remainder */
+                lc_matmul(o2, x, &w.m, n);
+                CHECK(!memcmp(o1, o2, sizeof(float) * n * R), "%s %s: a batch of %lld differs from single tokens", levels[l],
+                      lc_dtype_name(dts[d]), (long long)n);
+            }
             if (lc_k.gemm) {
                 lc_matmul(o1, x, &w.m, LC_GEMM_MIN_T);
                 lc_matmul(o2, x, &w.m, TM);

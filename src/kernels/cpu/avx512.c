@@ -93,7 +93,12 @@ AVX512 static INLINE __m512 load_fp8(const uint8_t *p, int64_t c, int n) {
         const uint8_t *p = w->data + (size_t)(r * w->cols) * (BYTES);                                         \
         int64_t t = 0;                                                                                        \
         for (; t + 4 <= T; t += 4) NAME##_n(out + t * ld_out, ld_out, p, x + t * ld_x, ld_x, w->cols, 4);     \
-        for (; t < T; t++) NAME##_n(out + t * ld_out, ld_out, p, x + t * ld_x, ld_x, w->cols, 1);             \
+        switch (T - t) { /* the last 1-3 tokens in one pass over the row */                                 \
+        case 3: NAME##_n(out + t * ld_out, ld_out, p, x + t * ld_x, ld_x, w->cols, 3); break;                 \
+        case 2: NAME##_n(out + t * ld_out, ld_out, p, x + t * ld_x, ld_x, w->cols, 2); break;                 \
+        case 1: NAME##_n(out + t * ld_out, ld_out, p, x + t * ld_x, ld_x, w->cols, 1); break;                 \
+        default: break;                                                                                       \
+        }                                                                                                     \
     }
 
 DEFINE_ROWDOTS(rowdots_f32, load_f32, 4)
@@ -160,7 +165,12 @@ AVX512 static void rowdots_fp8(float *out, int64_t ld_out, const lc_mat *w, int6
                                int64_t T) {
     int64_t t = 0;
     for (; t + 4 <= T; t += 4) rowdots_fp8_n(out + t * ld_out, ld_out, w, r, x + t * ld_x, ld_x, 4);
-    for (; t < T; t++) rowdots_fp8_n(out + t * ld_out, ld_out, w, r, x + t * ld_x, ld_x, 1);
+    switch (T - t) { /* the last 1-3 tokens in one pass over the row */
+    case 3: rowdots_fp8_n(out + t * ld_out, ld_out, w, r, x + t * ld_x, ld_x, 3); break;
+    case 2: rowdots_fp8_n(out + t * ld_out, ld_out, w, r, x + t * ld_x, ld_x, 2); break;
+    case 1: rowdots_fp8_n(out + t * ld_out, ld_out, w, r, x + t * ld_x, ld_x, 1); break;
+    default: break;
+    }
 }
 
 /* Q8_0 / Q4_0: one block of 32 weights (n of them real) as two vectors of f32, scale applied. */
@@ -219,13 +229,23 @@ AVX512 static void rowdots_q8_0(float *out, int64_t ld_out, const lc_mat *w, int
                                 int64_t T) {
     int64_t t = 0;
     for (; t + 4 <= T; t += 4) rowdots_q_n(out + t * ld_out, ld_out, w, r, x + t * ld_x, ld_x, 4, 0);
-    for (; t < T; t++) rowdots_q_n(out + t * ld_out, ld_out, w, r, x + t * ld_x, ld_x, 1, 0);
+    switch (T - t) { /* the last 1-3 tokens in one pass over the row */
+    case 3: rowdots_q_n(out + t * ld_out, ld_out, w, r, x + t * ld_x, ld_x, 3, 0); break;
+    case 2: rowdots_q_n(out + t * ld_out, ld_out, w, r, x + t * ld_x, ld_x, 2, 0); break;
+    case 1: rowdots_q_n(out + t * ld_out, ld_out, w, r, x + t * ld_x, ld_x, 1, 0); break;
+    default: break;
+    }
 }
 AVX512 static void rowdots_q4_0(float *out, int64_t ld_out, const lc_mat *w, int64_t r, const float *x, int64_t ld_x,
                                 int64_t T) {
     int64_t t = 0;
     for (; t + 4 <= T; t += 4) rowdots_q_n(out + t * ld_out, ld_out, w, r, x + t * ld_x, ld_x, 4, 1);
-    for (; t < T; t++) rowdots_q_n(out + t * ld_out, ld_out, w, r, x + t * ld_x, ld_x, 1, 1);
+    switch (T - t) { /* the last 1-3 tokens in one pass over the row */
+    case 3: rowdots_q_n(out + t * ld_out, ld_out, w, r, x + t * ld_x, ld_x, 3, 1); break;
+    case 2: rowdots_q_n(out + t * ld_out, ld_out, w, r, x + t * ld_x, ld_x, 2, 1); break;
+    case 1: rowdots_q_n(out + t * ld_out, ld_out, w, r, x + t * ld_x, ld_x, 1, 1); break;
+    default: break;
+    }
 }
 AVX512 static INLINE void row_q(float *dst, const lc_mat *w, int64_t r, const int q4) {
     const int64_t C = w->cols, nb = lc_q_blocks(C);
@@ -252,7 +272,12 @@ AVX512 static void dots_avx512(float *out, int64_t ld_out, const float *w, const
                                int64_t n) {
     int64_t t = 0;
     for (; t + 4 <= T; t += 4) rowdots_f32_n(out + t * ld_out, ld_out, (const uint8_t *)w, x + t * ld_x, ld_x, n, 4);
-    for (; t < T; t++) rowdots_f32_n(out + t * ld_out, ld_out, (const uint8_t *)w, x + t * ld_x, ld_x, n, 1);
+    switch (T - t) { /* the last 1-3 tokens in one pass over the row */
+    case 3: rowdots_f32_n(out + t * ld_out, ld_out, (const uint8_t *)w, x + t * ld_x, ld_x, n, 3); break;
+    case 2: rowdots_f32_n(out + t * ld_out, ld_out, (const uint8_t *)w, x + t * ld_x, ld_x, n, 2); break;
+    case 1: rowdots_f32_n(out + t * ld_out, ld_out, (const uint8_t *)w, x + t * ld_x, ld_x, n, 1); break;
+    default: break;
+    }
 }
 
 AVX512 static void axpy_avx512(float *y, float a, const float *x, int64_t n) {
