@@ -66,7 +66,8 @@ AVX512 static INLINE __m512 load_fp8(const uint8_t *p, int64_t c, int n) {
         int64_t c_ = (c0);                                                                        \
         for (; c_ + 32 <= (c1); c_ += 32) {                                                       \
             __m512 w0 = LOAD(p, c_, 16), w1 = LOAD(p, c_ + 16, 16);                               \
-            _Pragma("GCC unroll 8") for (int t = 0; t < NT; t++) {                                                        \
+            _Pragma("GCC unroll 8")                                                               \
+            for (int t = 0; t < NT; t++) {                                                        \
                 acc0[t] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(x + t * ld_x + c_), acc0[t]);       \
                 acc1[t] = _mm512_fmadd_ps(w1, _mm512_loadu_ps(x + t * ld_x + c_ + 16), acc1[t]);  \
             }                                                                                     \
@@ -75,30 +76,43 @@ AVX512 static INLINE __m512 load_fp8(const uint8_t *p, int64_t c, int n) {
             int n_ = (int)LC_MIN(16, (c1)-c_);                                                    \
             __mmask16 m_ = first_lanes(n_);                                                       \
             __m512 w0 = LOAD(p, c_, n_);                                                          \
-            _Pragma("GCC unroll 8") for (int t = 0; t < NT; t++)                                                          \
+            _Pragma("GCC unroll 8")                                                               \
+            for (int t = 0; t < NT; t++)                                                          \
                 acc0[t] = _mm512_fmadd_ps(w0, _mm512_maskz_loadu_ps(m_, x + t * ld_x + c_), acc0[t]); \
         }                                                                                         \
+    } while (0)
+
+/* CALL for tokens [t, t + nt_) of T: groups of 4, then the last 1-3 in one pass (nt_ is a
+ * constant in each, so the inlined row kernel keeps its sums in registers). */
+#define BY_TOKEN_GROUPS(T, ...)                                                                   \
+    do {                                                                                        \
+        int64_t t = 0;                                                                          \
+        for (; t + 4 <= (T); t += 4) {                                                          \
+            const int nt_ = 4;                                                                  \
+            __VA_ARGS__;                                                                        \
+        }                                                                                       \
+        switch ((T) - t) {                                                                      \
+        case 3: { const int nt_ = 3; __VA_ARGS__; } break;                                      \
+        case 2: { const int nt_ = 2; __VA_ARGS__; } break;                                      \
+        case 1: { const int nt_ = 1; __VA_ARGS__; } break;                                      \
+        default: break;                                                                         \
+        }                                                                                       \
     } while (0)
 
 #define DEFINE_ROWDOTS(NAME, LOAD, BYTES)                                                                      \
     AVX512 static INLINE void NAME##_n(float *out, int64_t ld_out, const uint8_t *p, const float *x, int64_t ld_x, \
                                        int64_t n, const int NT) {                                             \
         __m512 a0[8], a1[8];                                                                                  \
-        _Pragma("GCC unroll 8") for (int t = 0; t < NT; t++) a0[t] = a1[t] = _mm512_setzero_ps();                                     \
+        _Pragma("GCC unroll 8")                                                                               \
+        for (int t = 0; t < NT; t++) a0[t] = a1[t] = _mm512_setzero_ps();                                     \
         ROW_SPAN(LOAD, NT, p, 0, n, x, ld_x, a0, a1);                                                         \
-        _Pragma("GCC unroll 8") for (int t = 0; t < NT; t++) out[t * ld_out] = _mm512_reduce_add_ps(_mm512_add_ps(a0[t], a1[t]));    \
+        _Pragma("GCC unroll 8")                                                                               \
+        for (int t = 0; t < NT; t++) out[t * ld_out] = _mm512_reduce_add_ps(_mm512_add_ps(a0[t], a1[t]));     \
     }                                                                                                         \
     AVX512 static void NAME(float *out, int64_t ld_out, const lc_mat *w, int64_t r, const float *x, int64_t ld_x, \
                             int64_t T) {                                                                      \
         const uint8_t *p = w->data + (size_t)(r * w->cols) * (BYTES);                                         \
-        int64_t t = 0;                                                                                        \
-        for (; t + 4 <= T; t += 4) NAME##_n(out + t * ld_out, ld_out, p, x + t * ld_x, ld_x, w->cols, 4);     \
-        switch (T - t) { /* the last 1-3 tokens in one pass over the row */                                 \
-        case 3: NAME##_n(out + t * ld_out, ld_out, p, x + t * ld_x, ld_x, w->cols, 3); break;                 \
-        case 2: NAME##_n(out + t * ld_out, ld_out, p, x + t * ld_x, ld_x, w->cols, 2); break;                 \
-        case 1: NAME##_n(out + t * ld_out, ld_out, p, x + t * ld_x, ld_x, w->cols, 1); break;                 \
-        default: break;                                                                                       \
-        }                                                                                                     \
+        BY_TOKEN_GROUPS(T, NAME##_n(out + t * ld_out, ld_out, p, x + t * ld_x, ld_x, w->cols, nt_));          \
     }
 
 DEFINE_ROWDOTS(rowdots_f32, load_f32, 4)
@@ -163,14 +177,7 @@ AVX512 static INLINE void rowdots_fp8_n(float *out, int64_t ld_out, const lc_mat
 }
 AVX512 static void rowdots_fp8(float *out, int64_t ld_out, const lc_mat *w, int64_t r, const float *x, int64_t ld_x,
                                int64_t T) {
-    int64_t t = 0;
-    for (; t + 4 <= T; t += 4) rowdots_fp8_n(out + t * ld_out, ld_out, w, r, x + t * ld_x, ld_x, 4);
-    switch (T - t) { /* the last 1-3 tokens in one pass over the row */
-    case 3: rowdots_fp8_n(out + t * ld_out, ld_out, w, r, x + t * ld_x, ld_x, 3); break;
-    case 2: rowdots_fp8_n(out + t * ld_out, ld_out, w, r, x + t * ld_x, ld_x, 2); break;
-    case 1: rowdots_fp8_n(out + t * ld_out, ld_out, w, r, x + t * ld_x, ld_x, 1); break;
-    default: break;
-    }
+    BY_TOKEN_GROUPS(T, rowdots_fp8_n(out + t * ld_out, ld_out, w, r, x + t * ld_x, ld_x, nt_));
 }
 
 /* Q8_0 / Q4_0: one block of 32 weights (n of them real) as two vectors of f32, scale applied. */
@@ -227,25 +234,11 @@ AVX512 static INLINE void rowdots_q_n(float *out, int64_t ld_out, const lc_mat *
 }
 AVX512 static void rowdots_q8_0(float *out, int64_t ld_out, const lc_mat *w, int64_t r, const float *x, int64_t ld_x,
                                 int64_t T) {
-    int64_t t = 0;
-    for (; t + 4 <= T; t += 4) rowdots_q_n(out + t * ld_out, ld_out, w, r, x + t * ld_x, ld_x, 4, 0);
-    switch (T - t) { /* the last 1-3 tokens in one pass over the row */
-    case 3: rowdots_q_n(out + t * ld_out, ld_out, w, r, x + t * ld_x, ld_x, 3, 0); break;
-    case 2: rowdots_q_n(out + t * ld_out, ld_out, w, r, x + t * ld_x, ld_x, 2, 0); break;
-    case 1: rowdots_q_n(out + t * ld_out, ld_out, w, r, x + t * ld_x, ld_x, 1, 0); break;
-    default: break;
-    }
+    BY_TOKEN_GROUPS(T, rowdots_q_n(out + t * ld_out, ld_out, w, r, x + t * ld_x, ld_x, nt_, 0));
 }
 AVX512 static void rowdots_q4_0(float *out, int64_t ld_out, const lc_mat *w, int64_t r, const float *x, int64_t ld_x,
                                 int64_t T) {
-    int64_t t = 0;
-    for (; t + 4 <= T; t += 4) rowdots_q_n(out + t * ld_out, ld_out, w, r, x + t * ld_x, ld_x, 4, 1);
-    switch (T - t) { /* the last 1-3 tokens in one pass over the row */
-    case 3: rowdots_q_n(out + t * ld_out, ld_out, w, r, x + t * ld_x, ld_x, 3, 1); break;
-    case 2: rowdots_q_n(out + t * ld_out, ld_out, w, r, x + t * ld_x, ld_x, 2, 1); break;
-    case 1: rowdots_q_n(out + t * ld_out, ld_out, w, r, x + t * ld_x, ld_x, 1, 1); break;
-    default: break;
-    }
+    BY_TOKEN_GROUPS(T, rowdots_q_n(out + t * ld_out, ld_out, w, r, x + t * ld_x, ld_x, nt_, 1));
 }
 AVX512 static INLINE void row_q(float *dst, const lc_mat *w, int64_t r, const int q4) {
     const int64_t C = w->cols, nb = lc_q_blocks(C);
@@ -270,14 +263,7 @@ AVX512 static float dot_avx512(const float *a, const float *b, int64_t n) {
 }
 AVX512 static void dots_avx512(float *out, int64_t ld_out, const float *w, const float *x, int64_t ld_x, int64_t T,
                                int64_t n) {
-    int64_t t = 0;
-    for (; t + 4 <= T; t += 4) rowdots_f32_n(out + t * ld_out, ld_out, (const uint8_t *)w, x + t * ld_x, ld_x, n, 4);
-    switch (T - t) { /* the last 1-3 tokens in one pass over the row */
-    case 3: rowdots_f32_n(out + t * ld_out, ld_out, (const uint8_t *)w, x + t * ld_x, ld_x, n, 3); break;
-    case 2: rowdots_f32_n(out + t * ld_out, ld_out, (const uint8_t *)w, x + t * ld_x, ld_x, n, 2); break;
-    case 1: rowdots_f32_n(out + t * ld_out, ld_out, (const uint8_t *)w, x + t * ld_x, ld_x, n, 1); break;
-    default: break;
-    }
+    BY_TOKEN_GROUPS(T, rowdots_f32_n(out + t * ld_out, ld_out, (const uint8_t *)w, x + t * ld_x, ld_x, n, nt_));
 }
 
 AVX512 static void axpy_avx512(float *y, float a, const float *x, int64_t n) {
@@ -579,6 +565,13 @@ AVX512 static const float *gemm_rows_a(float *buf, int64_t ldw, int64_t *ld, con
     return buf;
 }
 
+/* Out of memory inside a GEMM: outputs [i0, i0 + n) of all N tokens become NaN, so the failure
+ * cannot pass unseen. */
+static void gemm_poison(float *out, int64_t ots, int64_t ois, int64_t i0, int64_t n, int64_t N) {
+    for (int64_t t = 0; t < N; t++)
+        for (int64_t i = i0; i < i0 + n; i++) out[t * ots + i * ois] = __builtin_nanf("");
+}
+
 /* One GEMM call: out[t * ots + i * ois] (+)= sum_k A(i, k) B(t, k) for i < M, t < N, with
  * B(t, k) = b[t * bts + k * bks]. B is packed once into 16-lane tiles xp; the work is cut into
  * (block of 112 rows) x (run of 32-token tiles) tasks, as many runs as it takes to give every
@@ -633,9 +626,8 @@ AVX512 static void gemm_task(const gemm_call *g, int64_t task, float *buf) {
     float *acc = buf ? buf + g->block * ldw : NULL;
     const int64_t bi = task / runs, i0 = bi * g->block, n = LC_MIN(g->block, M - i0);
     const int64_t p0 = (task % runs) * g->per_run, p1 = LC_MIN(g->n_pairs, p0 + g->per_run);
-    if (!buf) { /* out of memory for the block: poison it so the failure cannot pass unseen */
-        for (int64_t t = 0; t < N; t++)
-            for (int64_t i = 0; i < n; i++) out[t * ots + (i0 + i) * ois] = __builtin_nanf("");
+    if (!buf) { /* out of memory for the block */
+        gemm_poison(out, ots, ois, i0, n, N);
         return;
     }
     if (p0 >= p1) return;
@@ -769,18 +761,23 @@ AVX512 static void dt_tile_any(float *out, int64_t ots, int accumulate, const fl
 }
 
 /* Block `bi` (rows DT_BLOCK bi.. of A) times all N tokens (xp: rows ldx apart): the rows as f32
- * (in place or converted into buf), then tiles of DT_ROWS rows times groups of up to DT_TOKENS tokens, the N
- * tokens cut into groups whose sizes differ by at most one. */
+ * (in place or converted into buf), then tiles of DT_ROWS rows times groups of up to DT_TOKENS
+ * tokens, the N tokens cut into groups whose sizes differ by at most one. */
 AVX512 static void dt_block(float *out, int64_t ots, int accumulate, const gemm_a *A, const float *xp, int64_t ldx,
                             int64_t M, int64_t N, int64_t K, int64_t bi, float *buf, int64_t ldw) {
     const int64_t i0 = bi * DT_BLOCK, n = LC_MIN(DT_BLOCK, M - i0), ng = (N + DT_TOKENS - 1) / DT_TOKENS;
+    if (!buf) { /* out of memory for the block */
+        gemm_poison(out, ots, 1, i0, n, N);
+        return;
+    }
     int64_t lda;
     const float *rows = gemm_rows_a(buf, ldw, &lda, A, i0, n, K);
     for (int64_t r = 0; r < n; r += DT_ROWS) {
         const int nr = (int)LC_MIN(DT_ROWS, n - r);
         for (int64_t g = 0; g < ng; g++) {
             const int64_t t0 = N * g / ng, t1 = N * (g + 1) / ng;
-            dt_tile_any(out + t0 * ots + i0 + r, ots, accumulate, rows + r * lda, lda, xp + t0 * ldx, ldx, K, nr, (int)(t1 - t0));
+            dt_tile_any(out + t0 * ots + i0 + r, ots, accumulate, rows + r * lda, lda, xp + t0 * ldx, ldx, K, nr,
+                        (int)(t1 - t0));
         }
     }
 }
@@ -795,29 +792,25 @@ AVX512 static void gemm_dt(float *out, int64_t ots, int accumulate, const gemm_a
     int64_t ldp = ldx;
     if ((ldx * (int64_t)sizeof(float)) % 4096 == 0) {
         float *c = scratch(&tl_scratch.xp, (size_t)(N * ldw));
-        if (c)
-            for (int64_t t = 0; t < N; t++) memcpy(c + t * ldw, x + t * ldx, (size_t)K * sizeof *c);
+        if (!c) {
+            gemm_poison(out, ots, 1, 0, M, N);
+            return;
+        }
+        for (int64_t t = 0; t < N; t++) memcpy(c + t * ldw, x + t * ldx, (size_t)K * sizeof *c);
         xp = c;
         ldp = ldw;
     }
-    int fail = !xp;
-    if (!par && xp) {
+    if (!par) {
         float *buf = scratch(&tl_scratch.w, buf_n);
-        for (int64_t bi = 0; bi < nb && buf; bi++) dt_block(out, ots, accumulate, A, xp, ldp, M, N, K, bi, buf, ldw);
-        fail = !buf;
-    } else if (xp) {
-#pragma omp parallel reduction(| : fail)
-        {
-            float *buf = scratch(&tl_scratch.w, buf_n);
-#pragma omp for schedule(dynamic, 1)
-            for (int64_t bi = 0; bi < nb; bi++)
-                if (buf) dt_block(out, ots, accumulate, A, xp, ldp, M, N, K, bi, buf, ldw);
-                else fail = 1;
-        }
+        for (int64_t bi = 0; bi < nb; bi++) dt_block(out, ots, accumulate, A, xp, ldp, M, N, K, bi, buf, ldw);
+        return;
     }
-    if (fail) /* out of memory for a buffer: poison everything so the failure cannot pass unseen */
-        for (int64_t t = 0; t < N; t++)
-            for (int64_t i = 0; i < M; i++) out[t * ots + i] = __builtin_nanf("");
+#pragma omp parallel
+    {
+        float *buf = scratch(&tl_scratch.w, buf_n);
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t bi = 0; bi < nb; bi++) dt_block(out, ots, accumulate, A, xp, ldp, M, N, K, bi, buf, ldw);
+    }
 }
 
 AVX512 static void gemm_core(float *out, int64_t ots, int64_t ois, int accumulate, const gemm_a *A, const float *b, int64_t bts,
@@ -841,8 +834,7 @@ AVX512 static void gemm_core(float *out, int64_t ots, int64_t ois, int accumulat
                    .M = M, .N = N, .K = K, .block = block};
     g.xp = scratch(&tl_scratch.xp, (size_t)(n_tiles * K * 16));
     if (!g.xp) {
-        for (int64_t t = 0; t < N; t++)
-            for (int64_t i = 0; i < M; i++) out[t * ots + i * ois] = __builtin_nanf("");
+        gemm_poison(out, ots, ois, 0, M, N);
         return;
     }
     g.n_pairs = (n_tiles + 1) / 2;

@@ -204,7 +204,8 @@ int lc_row_plan_make(lc_row_plan *p, const lc_matmul_job *jobs, int64_t n) {
     if (!p->item_job) return 0;
     p->item_row = p->item_job + p->n_items;
     for (int64_t j = 0, k = 0; j < n; j++)
-        for (int64_t r = 0; r < jobs[j].w->rows; r += slice_rows(jobs[j].w), k++) p->item_job[k] = j, p->item_row[k] = r;
+        for (int64_t r = 0, per = slice_rows(jobs[j].w); r < jobs[j].w->rows; r += per, k++)
+            p->item_job[k] = j, p->item_row[k] = r;
     return 1;
 }
 
