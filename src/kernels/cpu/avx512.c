@@ -760,6 +760,65 @@ AVX512 static void dt_tile_any(float *out, int64_t ots, int accumulate, const fl
     }
 }
 
+/* The same for BF16 rows read as stored, with no conversion pass (converting each block to f32
+ * first, from DRAM, stalled the FMAs: ~45% on top of an expert's multiply-adds in prefill). 32
+ * weights are one load; taken as 16 dwords, w << 16 is the even k as f32, and the load with the
+ * even halves masked to zero is the odd k. So x comes with each 32 k split the same way (gemm_dt:
+ * the 16 even k, then the 16 odd). Per output the 16 lanes are 16 FMA chains over k = 2l + 32j
+ * then 2l + 1 + 32j, j ascending; past K the weights load as zero and x is zero. */
+AVX512 static INLINE void dt_tile_bf16(float *out, int64_t ots, int accumulate, const uint16_t *W, int64_t ldw,
+                                       const float *x, int64_t ldx, int64_t K, int nr, const int TG) {
+    const uint16_t *wr[DT_ROWS];
+#pragma GCC unroll 6
+    for (int r = 0; r < DT_ROWS; r++) wr[r] = W + LC_MIN(r, nr - 1) * ldw;
+    __m512 a[DT_TOKENS][DT_ROWS];
+#pragma GCC unroll 6
+    for (int t = 0; t < TG; t++)
+#pragma GCC unroll 6
+        for (int r = 0; r < DT_ROWS; r++) a[t][r] = _mm512_setzero_ps();
+    for (int64_t k = 0; k < K; k += 32) {
+        const __mmask32 mk = K - k >= 32 ? (__mmask32)0xffffffffu : (__mmask32)((1u << (K - k)) - 1);
+        __m512 w[DT_ROWS];
+#pragma GCC unroll 6
+        for (int r = 0; r < DT_ROWS; r++)
+            w[r] = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_maskz_loadu_epi16(mk, wr[r] + k), 16));
+#pragma GCC unroll 6
+        for (int t = 0; t < TG; t++) {
+            const __m512 xv = _mm512_load_ps(x + t * ldx + k);
+#pragma GCC unroll 6
+            for (int r = 0; r < DT_ROWS; r++) a[t][r] = _mm512_fmadd_ps(w[r], xv, a[t][r]);
+        }
+#pragma GCC unroll 6
+        for (int r = 0; r < DT_ROWS; r++)
+            w[r] = _mm512_castsi512_ps(_mm512_maskz_loadu_epi16(mk & 0xaaaaaaaau, wr[r] + k)); /* odd halves only */
+#pragma GCC unroll 6
+        for (int t = 0; t < TG; t++) {
+            const __m512 xv = _mm512_load_ps(x + t * ldx + k + 16);
+#pragma GCC unroll 6
+            for (int r = 0; r < DT_ROWS; r++) a[t][r] = _mm512_fmadd_ps(w[r], xv, a[t][r]);
+        }
+    }
+    const __mmask8 mr = (__mmask8)((1u << nr) - 1);
+#pragma GCC unroll 6
+    for (int t = 0; t < TG; t++) {
+        __m128 y = sum4x16(a[t]);
+        if (accumulate) y = _mm_add_ps(_mm_maskz_loadu_ps(mr, out + t * ots), y);
+        _mm_mask_storeu_ps(out + t * ots, mr, y);
+    }
+}
+
+#define DT_CASE_BF16(G)                                                          \
+    case G: dt_tile_bf16(out, ots, accumulate, W, ldw, x, ldx, K, nr, G); break;
+AVX512 static void dt_tile_bf16_any(float *out, int64_t ots, int accumulate, const uint16_t *W, int64_t ldw, const float *x,
+                                    int64_t ldx, int64_t K, int nr, int TG) {
+    switch (TG) {
+        DT_CASE_BF16(1) DT_CASE_BF16(2) DT_CASE_BF16(3) DT_CASE_BF16(4) DT_CASE_BF16(5) DT_CASE_BF16(6)
+    default: break;
+    }
+}
+
+static int dt_bf16(const gemm_a *A) { return A->w && A->w->dtype == LC_DT_BF16; }
+
 /* Block `bi` (rows DT_BLOCK bi.. of A) times all N tokens (xp: rows ldx apart): the rows as f32
  * (in place or converted into buf), then tiles of DT_ROWS rows times groups of up to DT_TOKENS
  * tokens, the N tokens cut into groups whose sizes differ by at most one. */
@@ -768,6 +827,22 @@ AVX512 static void dt_block(float *out, int64_t ots, int accumulate, const gemm_
     const int64_t i0 = bi * DT_BLOCK, n = LC_MIN(DT_BLOCK, M - i0), ng = (N + DT_TOKENS - 1) / DT_TOKENS;
     if (!buf) { /* out of memory for the block */
         gemm_poison(out, ots, 1, i0, n, N);
+        return;
+    }
+    if (dt_bf16(A)) { /* stored rows as they are; xp split into even and odd k per 32 */
+        const uint16_t *rows = (const uint16_t *)(const void *)A->w->data + (A->r0 + i0) * K;
+        const int64_t nn = LC_MAX(0, LC_MIN(DT_BLOCK, M - (i0 + n))); /* the next block's rows, fetched meanwhile */
+        const char *pf = (const char *)(rows + n * K);
+        const int64_t pf_n = nn * K * 2, parts = (n + DT_ROWS - 1) / DT_ROWS * ng;
+        for (int64_t r = 0; r < n; r += DT_ROWS) {
+            for (int64_t g = 0; g < ng; g++) {
+                const int64_t t0 = N * g / ng, t1 = N * (g + 1) / ng, part = r / DT_ROWS * ng + g;
+                for (int64_t b = pf_n * part / parts & ~(int64_t)63; b < pf_n * (part + 1) / parts; b += 64)
+                    _mm_prefetch(pf + b, _MM_HINT_T1);
+                dt_tile_bf16_any(out + t0 * ots + i0 + r, ots, accumulate, rows + r * K, K, xp + t0 * ldx, ldx, K,
+                                 (int)LC_MIN(DT_ROWS, n - r), (int)(t1 - t0));
+            }
+        }
         return;
     }
     int64_t lda;
@@ -790,7 +865,28 @@ AVX512 static void gemm_dt(float *out, int64_t ots, int accumulate, const gemm_a
      * would all fall into one L1 set) */
     const float *xp = x;
     int64_t ldp = ldx;
-    if ((ldx * (int64_t)sizeof(float)) % 4096 == 0) {
+    if (dt_bf16(A)) { /* BF16 rows: x with each 32 k split into the even k, then the odd (dt_tile_bf16) */
+        const int64_t kp = (K + 31) / 32 * 32;
+        const char *w0 = (const char *)A->w->data + A->r0 * K * 2; /* the first block, fetched meanwhile */
+        for (int64_t b = 0; b < LC_MIN(DT_BLOCK, M) * K * 2; b += 64) _mm_prefetch(w0 + b, _MM_HINT_T1);
+        ldp = kp + 16; /* rows 64 bytes past a multiple of 4 KiB */
+        float *c = scratch(&tl_scratch.xp, (size_t)(N * ldp));
+        if (!c) {
+            gemm_poison(out, ots, 1, 0, M, N);
+            return;
+        }
+        int idx_e[16], idx_o[16];
+        for (int l = 0; l < 16; l++) idx_e[l] = 2 * l, idx_o[l] = 2 * l + 1;
+        const __m512i ie = _mm512_loadu_si512(idx_e), io = _mm512_loadu_si512(idx_o);
+        for (int64_t t = 0; t < N; t++)
+            for (int64_t k = 0; k < kp; k += 32) {
+                const __m512 lo = _mm512_maskz_loadu_ps(first_lanes(K - k), x + t * ldx + k);
+                const __m512 hi = _mm512_maskz_loadu_ps(first_lanes(LC_MAX(0, K - k - 16)), x + t * ldx + k + 16);
+                _mm512_store_ps(c + t * ldp + k, _mm512_permutex2var_ps(lo, ie, hi));
+                _mm512_store_ps(c + t * ldp + k + 16, _mm512_permutex2var_ps(lo, io, hi));
+            }
+        xp = c;
+    } else if ((ldx * (int64_t)sizeof(float)) % 4096 == 0) {
         float *c = scratch(&tl_scratch.xp, (size_t)(N * ldw));
         if (!c) {
             gemm_poison(out, ots, 1, 0, M, N);
