@@ -504,18 +504,28 @@ static float *scratch(scratch_buf *b, size_t n) {
     return b->p;
 }
 
-/* r[j][l] <- r[l][j]: swap the off-diagonal 8 x 8 blocks, then 4 x 4 inside them, 2 x 2, 1 x 1. */
+/* r[j][l] <- r[l][j]: swap the off-diagonal 8 x 8 blocks, then 4 x 4 inside them, 2 x 2, 1 x 1.
+ * Stage s pairs rows a and a + g (g = 8 >> s, a without g): row a keeps its lanes without g and
+ * takes b's from below (t16_idx[s][0]), row b takes a's lanes with g and keeps its own ([s][1]).
+ * Fully unrolled, so the 16 rows stay in registers. */
+static const int32_t t16_idx[4][2][16] __attribute__((aligned(64))) = {
+    {{0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23},
+     {8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31}},
+    {{0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27},
+     {4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31}},
+    {{0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29},
+     {2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31}},
+    {{0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30},
+     {1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31}}};
 AVX512 static INLINE void transpose16(__m512 r[16]) {
-    for (int g = 8; g >= 1; g /= 2) {
-        int lo[16], hi[16];
-        for (int l = 0; l < 16; l++) {
-            lo[l] = (l & g) ? 16 + l - g : l; /* row a keeps its lanes without g, takes b's from below */
-            hi[l] = (l & g) ? 16 + l : l + g; /* row b takes a's lanes with g, keeps its own */
-        }
-        const __m512i ilo = _mm512_loadu_si512(lo), ihi = _mm512_loadu_si512(hi);
+#pragma GCC unroll 4
+    for (int s = 0; s < 4; s++) {
+        const int g = 8 >> s;
+        const __m512i ilo = _mm512_load_si512(t16_idx[s][0]), ihi = _mm512_load_si512(t16_idx[s][1]);
+#pragma GCC unroll 16
         for (int a = 0; a < 16; a++) {
             if (a & g) continue;
-            __m512 x = r[a], y = r[a + g];
+            const __m512 x = r[a], y = r[a + g];
             r[a] = _mm512_permutex2var_ps(x, ilo, y);
             r[a + g] = _mm512_permutex2var_ps(x, ihi, y);
         }
