@@ -121,7 +121,7 @@ static void matmul_all_dtypes(void) {
     /* rows, cols, tokens: T >= LC_GEMM_MIN_T takes the GEMM path — on avx512 with k in the lanes
      * for few tokens short of whole 16-token tiles (9, 17, 23, 40, 89: 4-row tiles, 32-row
      * blocks, token groups of up to 6, k tails; 1024 columns: x rows 4 KiB apart, copied), with
-     * tokens in the lanes otherwise (48, 100: 14-row tiles, 112-row blocks, 16/32-token tiles,
+     * tokens in the lanes otherwise (48 but in BF16, 100: 14-row tiles, 112-row blocks, 16/32-token tiles,
      * 256-column chunks); no size divides them */
     const int64_t shapes[][3] = {{1, 1, 1},      {13, 37, 3},    {7, 129, 1},   {33, 16, 5},    {64, 80, 2},
                                  {29, 37, 9},    {127, 300, 17}, {15, 513, 40}, {35, 1024, 23}, {67, 130, 89},
