@@ -257,11 +257,15 @@ void lc_rmsnorm(float *out, const float *x, const float *w, int64_t n, float eps
 }
 
 void lc_softmax(float *x, int64_t n) {
-    float mx = -INFINITY;
-    for (int64_t i = 0; i < n; i++) mx = x[i] > mx ? x[i] : mx;
+    float m[8] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY}, mx = -INFINITY;
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) /* eight running maxima: the compiler makes it one vector max per step */
+        for (int k = 0; k < 8; k++) m[k] = x[i + k] > m[k] ? x[i + k] : m[k];
+    for (; i < n; i++) mx = x[i] > mx ? x[i] : mx;
+    for (int k = 0; k < 8; k++) mx = m[k] > mx ? m[k] : mx;
     double sum = lc_k.expsum(x, x, mx, n);
     float inv = (float)(1.0 / sum);
-    for (int64_t i = 0; i < n; i++) x[i] *= inv;
+    for (i = 0; i < n; i++) x[i] *= inv;
 }
 
 /* One position's cosines then sines from the inverse frequencies inv[dr / 2]. */
