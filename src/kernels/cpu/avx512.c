@@ -716,6 +716,18 @@ AVX512 static INLINE __m128 sum4x16(const __m512 v[4]) {
     return _mm512_castps512_ps128(q);
 }
 
+/* A tile's sums: out[t][0..nr) (+)= the 16 lanes of a[t][r] added, t < TG. */
+AVX512 static INLINE void dt_tile_store(float *out, int64_t ots, int accumulate, __m512 a[DT_TOKENS][DT_ROWS], int nr,
+                                        const int TG) {
+    const __mmask8 mr = (__mmask8)((1u << nr) - 1);
+#pragma GCC unroll 6
+    for (int t = 0; t < TG; t++) {
+        __m128 y = sum4x16(a[t]);
+        if (accumulate) y = _mm_add_ps(_mm_maskz_loadu_ps(mr, out + t * ots), y);
+        _mm_mask_storeu_ps(out + t * ots, mr, y);
+    }
+}
+
 /* out[t][0..nr) (+)= W rows (f32, ldw apart) . x_t (rows ldx apart), t < TG, nr <= DT_ROWS. */
 AVX512 static INLINE void dt_tile(float *out, int64_t ots, int accumulate, const float *W, int64_t ldw, const float *x,
                                   int64_t ldx, int64_t K, int nr, const int TG) {
@@ -751,23 +763,7 @@ AVX512 static INLINE void dt_tile(float *out, int64_t ots, int accumulate, const
             for (int r = 0; r < DT_ROWS; r++) a[t][r] = _mm512_fmadd_ps(w[r], xv, a[t][r]);
         }
     }
-    const __mmask8 mr = (__mmask8)((1u << nr) - 1);
-#pragma GCC unroll 6
-    for (int t = 0; t < TG; t++) {
-        __m128 y = sum4x16(a[t]);
-        if (accumulate) y = _mm_add_ps(_mm_maskz_loadu_ps(mr, out + t * ots), y);
-        _mm_mask_storeu_ps(out + t * ots, mr, y);
-    }
-}
-
-#define DT_CASE(G)                                                          \
-    case G: dt_tile(out, ots, accumulate, W, ldw, x, ldx, K, nr, G); break;
-AVX512 static void dt_tile_any(float *out, int64_t ots, int accumulate, const float *W, int64_t ldw, const float *x,
-                               int64_t ldx, int64_t K, int nr, int TG) {
-    switch (TG) {
-        DT_CASE(1) DT_CASE(2) DT_CASE(3) DT_CASE(4) DT_CASE(5) DT_CASE(6)
-    default: break;
-    }
+    dt_tile_store(out, ots, accumulate, a, nr, TG);
 }
 
 /* The same for BF16 rows read as stored, with no conversion pass (converting each block to f32
@@ -808,21 +804,19 @@ AVX512 static INLINE void dt_tile_bf16(float *out, int64_t ots, int accumulate, 
             for (int r = 0; r < DT_ROWS; r++) a[t][r] = _mm512_fmadd_ps(w[r], xv, a[t][r]);
         }
     }
-    const __mmask8 mr = (__mmask8)((1u << nr) - 1);
-#pragma GCC unroll 6
-    for (int t = 0; t < TG; t++) {
-        __m128 y = sum4x16(a[t]);
-        if (accumulate) y = _mm_add_ps(_mm_maskz_loadu_ps(mr, out + t * ots), y);
-        _mm_mask_storeu_ps(out + t * ots, mr, y);
-    }
+    dt_tile_store(out, ots, accumulate, a, nr, TG);
 }
 
-#define DT_CASE_BF16(G)                                                          \
-    case G: dt_tile_bf16(out, ots, accumulate, W, ldw, x, ldx, K, nr, G); break;
-AVX512 static void dt_tile_bf16_any(float *out, int64_t ots, int accumulate, const uint16_t *W, int64_t ldw, const float *x,
-                                    int64_t ldx, int64_t K, int nr, int TG) {
+/* One tile of TG tokens: W rows f32 (dt_tile) or BF16 as stored (dt_tile_bf16, x split). */
+#define DT_CASE(G)                                                                             \
+    case G:                                                                                    \
+        if (bf16) dt_tile_bf16(out, ots, accumulate, (const uint16_t *)W, ldw, x, ldx, K, nr, G); \
+        else dt_tile(out, ots, accumulate, (const float *)W, ldw, x, ldx, K, nr, G);             \
+        break;
+AVX512 static void dt_tile_any(float *out, int64_t ots, int accumulate, const void *W, int bf16, int64_t ldw, const float *x,
+                               int64_t ldx, int64_t K, int nr, int TG) {
     switch (TG) {
-        DT_CASE_BF16(1) DT_CASE_BF16(2) DT_CASE_BF16(3) DT_CASE_BF16(4) DT_CASE_BF16(5) DT_CASE_BF16(6)
+        DT_CASE(1) DT_CASE(2) DT_CASE(3) DT_CASE(4) DT_CASE(5) DT_CASE(6)
     default: break;
     }
 }
@@ -849,8 +843,8 @@ AVX512 static void dt_block(float *out, int64_t ots, int accumulate, const gemm_
                 const int64_t t0 = N * g / ng, t1 = N * (g + 1) / ng, part = r / DT_ROWS * ng + g;
                 for (int64_t b = pf_n * part / parts & ~(int64_t)63; b < pf_n * (part + 1) / parts; b += 64)
                     _mm_prefetch(pf + b, _MM_HINT_T1);
-                dt_tile_bf16_any(out + t0 * ots + i0 + r, ots, accumulate, rows + r * K, K, xp + t0 * ldx, ldx, K,
-                                 (int)LC_MIN(DT_ROWS, n - r), (int)(t1 - t0));
+                dt_tile_any(out + t0 * ots + i0 + r, ots, accumulate, rows + r * K, 1, K, xp + t0 * ldx, ldx, K,
+                            (int)LC_MIN(DT_ROWS, n - r), (int)(t1 - t0));
             }
         }
         return;
@@ -861,40 +855,46 @@ AVX512 static void dt_block(float *out, int64_t ots, int accumulate, const gemm_
         const int nr = (int)LC_MIN(DT_ROWS, n - r);
         for (int64_t g = 0; g < ng; g++) {
             const int64_t t0 = N * g / ng, t1 = N * (g + 1) / ng;
-            dt_tile_any(out + t0 * ots + i0 + r, ots, accumulate, rows + r * lda, lda, xp + t0 * ldx, ldx, K, nr,
+            dt_tile_any(out + t0 * ots + i0 + r, ots, accumulate, rows + r * lda, 0, lda, xp + t0 * ldx, ldx, K, nr,
                         (int)(t1 - t0));
         }
     }
+}
+
+/* x [N, K] (rows ldx apart) -> c (rows ldc apart, K rounded up to 32, zero-filled) with each
+ * 32 k as the 16 even k, then the 16 odd: the order dt_tile_bf16 reads BF16 weights in. */
+AVX512 static void dt_split_x(float *c, int64_t ldc, const float *x, int64_t ldx, int64_t N, int64_t K) {
+    int idx_e[16], idx_o[16];
+    for (int l = 0; l < 16; l++) idx_e[l] = 2 * l, idx_o[l] = 2 * l + 1;
+    const __m512i ie = _mm512_loadu_si512(idx_e), io = _mm512_loadu_si512(idx_o);
+    for (int64_t t = 0; t < N; t++)
+        for (int64_t k = 0; k < K; k += 32) {
+            const __m512 lo = _mm512_maskz_loadu_ps(first_lanes(K - k), x + t * ldx + k);
+            const __m512 hi = _mm512_maskz_loadu_ps(first_lanes(LC_MAX(0, K - k - 16)), x + t * ldx + k + 16);
+            _mm512_store_ps(c + t * ldc + k, _mm512_permutex2var_ps(lo, ie, hi));
+            _mm512_store_ps(c + t * ldc + k + 16, _mm512_permutex2var_ps(lo, io, hi));
+        }
 }
 
 AVX512 static void gemm_dt(float *out, int64_t ots, int accumulate, const gemm_a *A, const float *x, int64_t ldx, int64_t M,
                            int64_t N, int64_t K, int par) {
     const int64_t nb = (M + DT_BLOCK - 1) / DT_BLOCK, ldw = K + 16;
     const size_t buf_n = (size_t)(DT_BLOCK * ldw);
-    /* x rows as they are when not a multiple of 4 KiB apart, else copied padded (rows 4 KiB apart
-     * would all fall into one L1 set) */
+    /* x: for BF16 rows split per 32 k (dt_split_x); else its rows as they are when not a multiple
+     * of 4 KiB apart, or copied padded (rows 4 KiB apart would all fall into one L1 set) */
     const float *xp = x;
     int64_t ldp = ldx;
-    if (dt_bf16(A)) { /* BF16 rows: x with each 32 k split into the even k, then the odd (dt_tile_bf16) */
+    if (dt_bf16(A)) {
         const int64_t kp = (K + 31) / 32 * 32;
         const char *w0 = (const char *)A->w->data + A->r0 * K * 2; /* the first block, fetched meanwhile */
         for (int64_t b = 0; b < LC_MIN(DT_BLOCK, M) * K * 2; b += 64) _mm_prefetch(w0 + b, _MM_HINT_T1);
-        ldp = kp + 16; /* rows 64 bytes past a multiple of 4 KiB */
+        ldp = kp + 16; /* 64 bytes past a multiple of 128: never a multiple of 4 KiB */
         float *c = scratch(&tl_scratch.xp, (size_t)(N * ldp));
         if (!c) {
             gemm_poison(out, ots, 1, 0, M, N);
             return;
         }
-        int idx_e[16], idx_o[16];
-        for (int l = 0; l < 16; l++) idx_e[l] = 2 * l, idx_o[l] = 2 * l + 1;
-        const __m512i ie = _mm512_loadu_si512(idx_e), io = _mm512_loadu_si512(idx_o);
-        for (int64_t t = 0; t < N; t++)
-            for (int64_t k = 0; k < kp; k += 32) {
-                const __m512 lo = _mm512_maskz_loadu_ps(first_lanes(K - k), x + t * ldx + k);
-                const __m512 hi = _mm512_maskz_loadu_ps(first_lanes(LC_MAX(0, K - k - 16)), x + t * ldx + k + 16);
-                _mm512_store_ps(c + t * ldp + k, _mm512_permutex2var_ps(lo, ie, hi));
-                _mm512_store_ps(c + t * ldp + k + 16, _mm512_permutex2var_ps(lo, io, hi));
-            }
+        dt_split_x(c, ldp, x, ldx, N, K);
         xp = c;
     } else if ((ldx * (int64_t)sizeof(float)) % 4096 == 0) {
         float *c = scratch(&tl_scratch.xp, (size_t)(N * ldw));
