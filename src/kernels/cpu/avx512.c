@@ -716,6 +716,22 @@ AVX512 static INLINE __m128 sum4x16(const __m512 v[4]) {
     return _mm512_castps512_ps128(q);
 }
 
+/* A tile's partial sums: zeroed, then a[t][r] += w[r] * x_t[0..16) (the lanes mk of x), t < TG. */
+AVX512 static INLINE void dt_tile_zero(__m512 a[DT_TOKENS][DT_ROWS], const int TG) {
+#pragma GCC unroll 6
+    for (int t = 0; t < TG; t++)
+#pragma GCC unroll 6
+        for (int r = 0; r < DT_ROWS; r++) a[t][r] = _mm512_setzero_ps();
+}
+AVX512 static INLINE void dt_tile_fma(__m512 a[DT_TOKENS][DT_ROWS], const __m512 w[DT_ROWS], const float *x, int64_t ldx,
+                                      __mmask16 mk, const int TG) {
+#pragma GCC unroll 6
+    for (int t = 0; t < TG; t++) {
+        const __m512 xv = mk == 0xffff ? _mm512_loadu_ps(x + t * ldx) : _mm512_maskz_loadu_ps(mk, x + t * ldx);
+#pragma GCC unroll 6
+        for (int r = 0; r < DT_ROWS; r++) a[t][r] = _mm512_fmadd_ps(w[r], xv, a[t][r]);
+    }
+}
 /* A tile's sums: out[t][0..nr) (+)= the 16 lanes of a[t][r] added, t < TG. */
 AVX512 static INLINE void dt_tile_store(float *out, int64_t ots, int accumulate, __m512 a[DT_TOKENS][DT_ROWS], int nr,
                                         const int TG) {
@@ -735,33 +751,20 @@ AVX512 static INLINE void dt_tile(float *out, int64_t ots, int accumulate, const
 #pragma GCC unroll 6
     for (int r = 0; r < DT_ROWS; r++) wr[r] = W + LC_MIN(r, nr - 1) * ldw;
     __m512 a[DT_TOKENS][DT_ROWS];
-#pragma GCC unroll 6
-    for (int t = 0; t < TG; t++)
-#pragma GCC unroll 6
-        for (int r = 0; r < DT_ROWS; r++) a[t][r] = _mm512_setzero_ps();
+    dt_tile_zero(a, TG);
     int64_t k = 0;
     for (; k + 16 <= K; k += 16) {
         __m512 w[DT_ROWS];
 #pragma GCC unroll 6
         for (int r = 0; r < DT_ROWS; r++) w[r] = _mm512_loadu_ps(wr[r] + k);
-#pragma GCC unroll 6
-        for (int t = 0; t < TG; t++) {
-            const __m512 xv = _mm512_loadu_ps(x + t * ldx + k);
-#pragma GCC unroll 6
-            for (int r = 0; r < DT_ROWS; r++) a[t][r] = _mm512_fmadd_ps(w[r], xv, a[t][r]);
-        }
+        dt_tile_fma(a, w, x + k, ldx, 0xffff, TG);
     }
     if (k < K) {
         const __mmask16 mk = first_lanes(K - k);
         __m512 w[DT_ROWS];
 #pragma GCC unroll 6
         for (int r = 0; r < DT_ROWS; r++) w[r] = _mm512_maskz_loadu_ps(mk, wr[r] + k);
-#pragma GCC unroll 6
-        for (int t = 0; t < TG; t++) {
-            const __m512 xv = _mm512_maskz_loadu_ps(mk, x + t * ldx + k);
-#pragma GCC unroll 6
-            for (int r = 0; r < DT_ROWS; r++) a[t][r] = _mm512_fmadd_ps(w[r], xv, a[t][r]);
-        }
+        dt_tile_fma(a, w, x + k, ldx, mk, TG);
     }
     dt_tile_store(out, ots, accumulate, a, nr, TG);
 }
@@ -778,31 +781,18 @@ AVX512 static INLINE void dt_tile_bf16(float *out, int64_t ots, int accumulate, 
 #pragma GCC unroll 6
     for (int r = 0; r < DT_ROWS; r++) wr[r] = W + LC_MIN(r, nr - 1) * ldw;
     __m512 a[DT_TOKENS][DT_ROWS];
-#pragma GCC unroll 6
-    for (int t = 0; t < TG; t++)
-#pragma GCC unroll 6
-        for (int r = 0; r < DT_ROWS; r++) a[t][r] = _mm512_setzero_ps();
+    dt_tile_zero(a, TG);
     for (int64_t k = 0; k < K; k += 32) {
         const __mmask32 mk = K - k >= 32 ? (__mmask32)0xffffffffu : (__mmask32)((1u << (K - k)) - 1);
         __m512 w[DT_ROWS];
 #pragma GCC unroll 6
         for (int r = 0; r < DT_ROWS; r++)
             w[r] = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_maskz_loadu_epi16(mk, wr[r] + k), 16));
-#pragma GCC unroll 6
-        for (int t = 0; t < TG; t++) {
-            const __m512 xv = _mm512_load_ps(x + t * ldx + k);
-#pragma GCC unroll 6
-            for (int r = 0; r < DT_ROWS; r++) a[t][r] = _mm512_fmadd_ps(w[r], xv, a[t][r]);
-        }
+        dt_tile_fma(a, w, x + k, ldx, 0xffff, TG);
 #pragma GCC unroll 6
         for (int r = 0; r < DT_ROWS; r++)
             w[r] = _mm512_castsi512_ps(_mm512_maskz_loadu_epi16(mk & 0xaaaaaaaau, wr[r] + k)); /* odd halves only */
-#pragma GCC unroll 6
-        for (int t = 0; t < TG; t++) {
-            const __m512 xv = _mm512_load_ps(x + t * ldx + k + 16);
-#pragma GCC unroll 6
-            for (int r = 0; r < DT_ROWS; r++) a[t][r] = _mm512_fmadd_ps(w[r], xv, a[t][r]);
-        }
+        dt_tile_fma(a, w, x + k + 16, ldx, 0xffff, TG);
     }
     dt_tile_store(out, ots, accumulate, a, nr, TG);
 }
