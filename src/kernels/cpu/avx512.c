@@ -813,42 +813,35 @@ AVX512 static void dt_tile_any(float *out, int64_t ots, int accumulate, const vo
 
 static int dt_bf16(const gemm_a *A) { return A->w && A->w->dtype == LC_DT_BF16; }
 
-/* Block `bi` (rows DT_BLOCK bi.. of A) times all N tokens (xp: rows ldx apart): the rows as f32
+/* Bytes [b0, b1) from p fetched towards L2 (b0 rounded down to a cache line). */
+static INLINE void prefetch_span(const char *p, int64_t b0, int64_t b1) {
+    for (int64_t b = b0 & ~(int64_t)63; b < b1; b += 64) _mm_prefetch(p + b, _MM_HINT_T1);
+}
+
+/* Block `bi` (rows DT_BLOCK bi.. of A) times all N tokens (xp: rows ldx apart): the rows as
+ * stored (BF16: the next block's bytes are fetched meanwhile, a part before each tile) or as f32
  * (in place or converted into buf), then tiles of DT_ROWS rows times groups of up to DT_TOKENS
  * tokens, the N tokens cut into groups whose sizes differ by at most one. */
 AVX512 static void dt_block(float *out, int64_t ots, int accumulate, const gemm_a *A, const float *xp, int64_t ldx,
                             int64_t M, int64_t N, int64_t K, int64_t bi, float *buf, int64_t ldw) {
     const int64_t i0 = bi * DT_BLOCK, n = LC_MIN(DT_BLOCK, M - i0), ng = (N + DT_TOKENS - 1) / DT_TOKENS;
-    if (!buf) { /* out of memory for the block */
+    const int bf16 = dt_bf16(A);
+    if (!bf16 && !buf) { /* out of memory for the block */
         gemm_poison(out, ots, 1, i0, n, N);
         return;
     }
-    if (dt_bf16(A)) { /* stored rows as they are; xp split into even and odd k per 32 */
-        const uint16_t *rows = (const uint16_t *)(const void *)A->w->data + (A->r0 + i0) * K;
-        const int64_t nn = LC_MAX(0, LC_MIN(DT_BLOCK, M - (i0 + n))); /* the next block's rows, fetched meanwhile */
-        const char *pf = (const char *)(rows + n * K);
-        const int64_t pf_n = nn * K * 2, parts = (n + DT_ROWS - 1) / DT_ROWS * ng;
-        for (int64_t r = 0; r < n; r += DT_ROWS) {
-            for (int64_t g = 0; g < ng; g++) {
-                const int64_t t0 = N * g / ng, t1 = N * (g + 1) / ng, part = r / DT_ROWS * ng + g;
-                for (int64_t b = pf_n * part / parts & ~(int64_t)63; b < pf_n * (part + 1) / parts; b += 64)
-                    _mm_prefetch(pf + b, _MM_HINT_T1);
-                dt_tile_any(out + t0 * ots + i0 + r, ots, accumulate, rows + r * K, 1, K, xp + t0 * ldx, ldx, K,
-                            (int)LC_MIN(DT_ROWS, n - r), (int)(t1 - t0));
-            }
-        }
-        return;
-    }
-    int64_t lda;
-    const float *rows = gemm_rows_a(buf, ldw, &lda, A, i0, n, K);
-    for (int64_t r = 0; r < n; r += DT_ROWS) {
-        const int nr = (int)LC_MIN(DT_ROWS, n - r);
+    int64_t lda = K;
+    const char *rows = bf16 ? (const char *)A->w->data + (A->r0 + i0) * K * 2
+                            : (const char *)gemm_rows_a(buf, ldw, &lda, A, i0, n, K);
+    const int64_t row_bytes = lda * (bf16 ? 2 : 4), parts = (n + DT_ROWS - 1) / DT_ROWS * ng;
+    const int64_t pf_n = bf16 ? LC_MAX(0, LC_MIN(DT_BLOCK, M - (i0 + n))) * row_bytes : 0;
+    for (int64_t r = 0; r < n; r += DT_ROWS)
         for (int64_t g = 0; g < ng; g++) {
-            const int64_t t0 = N * g / ng, t1 = N * (g + 1) / ng;
-            dt_tile_any(out + t0 * ots + i0 + r, ots, accumulate, rows + r * lda, 0, lda, xp + t0 * ldx, ldx, K, nr,
-                        (int)(t1 - t0));
+            const int64_t t0 = N * g / ng, t1 = N * (g + 1) / ng, part = r / DT_ROWS * ng + g;
+            prefetch_span(rows + n * row_bytes, pf_n * part / parts, pf_n * (part + 1) / parts);
+            dt_tile_any(out + t0 * ots + i0 + r, ots, accumulate, rows + r * row_bytes, bf16, lda, xp + t0 * ldx, ldx, K,
+                        (int)LC_MIN(DT_ROWS, n - r), (int)(t1 - t0));
         }
-    }
 }
 
 /* x [N, K] (rows ldx apart) -> c (rows ldc apart, K rounded up to 32, zero-filled) with each
@@ -868,33 +861,27 @@ AVX512 static void dt_split_x(float *c, int64_t ldc, const float *x, int64_t ldx
 
 AVX512 static void gemm_dt(float *out, int64_t ots, int accumulate, const gemm_a *A, const float *x, int64_t ldx, int64_t M,
                            int64_t N, int64_t K, int par) {
+    const int bf16 = dt_bf16(A);
     const int64_t nb = (M + DT_BLOCK - 1) / DT_BLOCK, ldw = K + 16;
-    const size_t buf_n = (size_t)(DT_BLOCK * ldw);
-    /* x: for BF16 rows split per 32 k (dt_split_x); else its rows as they are when not a multiple
-     * of 4 KiB apart, or copied padded (rows 4 KiB apart would all fall into one L1 set) */
+    const size_t buf_n = bf16 ? 0 : (size_t)(DT_BLOCK * ldw); /* BF16 rows are read as stored */
+    if (bf16) /* the first block's bytes, fetched while x is copied */
+        prefetch_span((const char *)A->w->data + A->r0 * K * 2, 0, LC_MIN(DT_BLOCK, M) * K * 2);
+    /* x: for BF16 rows split per 32 k (dt_split_x; rows 64 bytes past a multiple of 128 apart);
+     * else its rows as they are when not a multiple of 4 KiB apart, or copied padded (rows 4 KiB
+     * apart would all fall into one L1 set) */
     const float *xp = x;
     int64_t ldp = ldx;
-    if (dt_bf16(A)) {
-        const int64_t kp = (K + 31) / 32 * 32;
-        const char *w0 = (const char *)A->w->data + A->r0 * K * 2; /* the first block, fetched meanwhile */
-        for (int64_t b = 0; b < LC_MIN(DT_BLOCK, M) * K * 2; b += 64) _mm_prefetch(w0 + b, _MM_HINT_T1);
-        ldp = kp + 16; /* 64 bytes past a multiple of 128: never a multiple of 4 KiB */
+    if (bf16 || (ldx * (int64_t)sizeof(float)) % 4096 == 0) {
+        ldp = bf16 ? (K + 31) / 32 * 32 + 16 : ldw;
         float *c = scratch(&tl_scratch.xp, (size_t)(N * ldp));
         if (!c) {
             gemm_poison(out, ots, 1, 0, M, N);
             return;
         }
-        dt_split_x(c, ldp, x, ldx, N, K);
+        if (bf16) dt_split_x(c, ldp, x, ldx, N, K);
+        else
+            for (int64_t t = 0; t < N; t++) memcpy(c + t * ldw, x + t * ldx, (size_t)K * sizeof *c);
         xp = c;
-    } else if ((ldx * (int64_t)sizeof(float)) % 4096 == 0) {
-        float *c = scratch(&tl_scratch.xp, (size_t)(N * ldw));
-        if (!c) {
-            gemm_poison(out, ots, 1, 0, M, N);
-            return;
-        }
-        for (int64_t t = 0; t < N; t++) memcpy(c + t * ldw, x + t * ldx, (size_t)K * sizeof *c);
-        xp = c;
-        ldp = ldw;
     }
     if (!par) {
         float *buf = scratch(&tl_scratch.w, buf_n);
