@@ -414,6 +414,27 @@ static void test_norm_softmax(void) {
     double sum = 0;
     for (int i = 0; i < 5; i++) sum += s[i];
     CHECK(fabs(sum - 1) < 1e-6 && s[3] == 0 && s[1] > s[0], "softmax is stable and sums to 1");
+    /* scaled in the pass: the same bits as scaling first, on every level and length (tails) */
+    char orig[16];
+    snprintf(orig, sizeof orig, "%s", lc_k.name);
+    const char *levels[] = {"scalar", "avx2", "avx512"};
+    for (int l = 0; l < 3; l++) {
+        if (lc_kernels_select(levels[l]) != LC_OK) continue;
+        for (int n = 1; n <= 77; n += 19) {
+            float a[80], b[80];
+            lc_rng r;
+            lc_rng_seed(&r, (uint64_t)n);
+            for (int i = 0; i < n; i++) a[i] = b[i] = lc_rng_normal(&r) * 9.0f;
+            a[n / 2] = -INFINITY; /* a masked score */
+            b[n / 2] = -INFINITY;
+            const float scale = 0.1020620726f; /* 1 / sqrt(96) */
+            for (int i = 0; i < n; i++) a[i] *= scale;
+            lc_softmax(a, n);
+            lc_softmax_scaled(b, n, scale);
+            CHECK(memcmp(a, b, (size_t)n * sizeof *a) == 0, "%s: softmax_scaled(%d) differs from scaling first", levels[l], n);
+        }
+    }
+    lc_kernels_select(orig);
 }
 
 /* Gradients of a weight product (lc_matmul_backward, which the avx512 level runs on its
@@ -558,16 +579,17 @@ static void test_exp_swiglu_levels(void) {
     const char *levels[] = {"scalar", "avx2", "avx512"};
     for (int l = 0; l < 3; l++) {
         if (lc_kernels_select(levels[l]) != LC_OK) continue;
-        double sum = lc_k.expsum(y, x, 0.5f, N), ref_sum = 0, worst = 0;
+        const float scale = l == 1 ? 1.0f : 0.75f; /* scale 1 on one level: exp(x - shift) exactly */
+        double sum = lc_k.expsum(y, x, scale, 0.5f, N), ref_sum = 0, worst = 0;
         for (int i = 0; i < N; i++) {
-            double ref = exp((double)(x[i] - 0.5f)); /* the argument as the kernels form it */
+            double ref = exp((double)(x[i] * scale - 0.5f)); /* the argument as the kernels form it */
             ref_sum += (double)y[i];
             worst = fmax(worst, fabs(y[i] - ref) / ref);
         }
         CHECK(worst < 4 * 6e-8, "%s: exp worst relative error %.3g", levels[l], worst);
         CHECK(sum == ref_sum || fabs(sum - ref_sum) <= 1e-12 * ref_sum, "%s: exp sum %.17g vs %.17g", levels[l], sum, ref_sum);
         float sp[5] = {-INFINITY, -200.0f, NAN, 0.0f, 89.0f}, sq[5];
-        lc_k.expsum(sq, sp, 0.0f, 5);
+        lc_k.expsum(sq, sp, 1.0f, 0.0f, 5);
         CHECK(sq[0] == 0 && sq[1] == 0 && isnan(sq[2]) && sq[3] == 1.0f && sq[4] > 1e38f, "%s: exp specials %g %g %g %g %g",
               levels[l], sq[0], sq[1], sq[2], sq[3], sq[4]);
         for (int64_t n = N - 17; n <= N; n += 17) {

@@ -87,10 +87,11 @@ typedef struct {
     void (*adamw)(float *p, float *g, float *m, float *v, int64_t n, const lc_adamw_coef *c);
     double (*sumsq)(const float *x, int64_t n); /* sum of x^2, in double */
     double (*dot3)(const float *a, const float *b, const float *c, int64_t n); /* sum of a b c, in double */
-    /* Elementwise exp family (float, within a few ulp of expf): y[i] = exp(x[i] - shift),
-     * returning the sum of the y[i] in double (y may equal x); SwiGLU out = silu(g) * u and its
+    /* Elementwise exp family (float, within a few ulp of expf): y[i] = exp(x[i] * scale - shift)
+     * (the product rounded to float first: scale 1 is exp(x[i] - shift) exactly), returning the
+     * sum of the y[i] in double (y may equal x); SwiGLU out = silu(g) * u and its
      * backward dg = da u silu'(g), du = da silu(g) (dg may equal g, du may equal u or da). */
-    double (*expsum)(float *y, const float *x, float shift, int64_t n);
+    double (*expsum)(float *y, const float *x, float scale, float shift, int64_t n);
     void (*swiglu)(float *out, const float *g, const float *u, int64_t n);
     void (*swiglu_backward)(float *dg, float *du, const float *da, const float *g, const float *u, int64_t n);
 } lc_kernels;
@@ -160,6 +161,9 @@ int lc_mat_dtype_supported(lc_dtype t);
 void lc_rmsnorm(float *out, const float *x, const float *w, int64_t n, float eps);
 /* In place: x[n] <- softmax(x) (max-subtracted, f32). */
 void lc_softmax(float *x, int64_t n);
+/* In place: x[n] <- softmax(x * scale), scale > 0: the same bits as scaling x first, in one pass
+ * fewer (attention's scores). */
+void lc_softmax_scaled(float *x, int64_t n, float scale);
 static inline float lc_silu(float x) { return x / (1.0f + __builtin_expf(-x)); }
 /* RoPE on dr dims at position pos: pair (x[2i], x[2i+1]) rotated by pos * theta^(-2i/dr),
  * written de-interleaved: out[i] = x0 cos - x1 sin, out[i + dr/2] = x1 cos + x0 sin. In place. */

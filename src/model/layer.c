@@ -26,6 +26,19 @@ static void prof_end(lc_prof_part p, double t0) {
 /* One layer, in place on h [T, H]:
  *   h += attn0(norm(h));  x = norm(h);  m = moe(x)   <- shortcut branch starts here
  *   h += mlp0(x);  h += attn1(norm(h));  h += mlp1(norm(h)) + m   <- and is added here */
+/* h += y (+ m): rows shared by the threads when a prompt's (an elementwise pass is memory-bound,
+ * one thread leaves half the bandwidth unused). */
+static void residual_add(float *h, const float *y, const float *m, int64_t T, int64_t H) {
+    LC_FOR(T * H > 65536 && !lc_in_parallel(), t, T, {
+        float *ht = h + t * H;
+        const float *yt = y + t * H, *mt = m ? m + t * H : NULL;
+        if (mt)
+            for (int64_t i = 0; i < H; i++) ht[i] = (ht[i] + yt[i]) + mt[i];
+        else
+            for (int64_t i = 0; i < H; i++) ht[i] += yt[i];
+    });
+}
+
 lc_status scmoe_layer_forward(float *h,            /* [T, H] residual stream */
                               int32_t *topk_idx,   /* [T, K] out: chosen experts */
                               int64_t *n_ffn,      /* out: FFN-expert slots used */
@@ -64,7 +77,7 @@ lc_status scmoe_layer_forward(float *h,            /* [T, H] residual stream */
         s = mla_forward(y, xa, ms, n_seq, &w->self_attn[sub], c, acts ? &acts->attn[sub] : NULL);
         prof_end(LC_PROF_ATTENTION, t0);
         if (s) break;
-        for (int64_t i = 0; i < T * H; i++) h[i] += y[i];
+        residual_add(h, y, NULL, T, H);
         if (acts) memcpy(sub ? acts->h3 : acts->h1, h, row_bytes);
         float *xf = acts ? (sub ? acts->x4 : acts->x) : xn;
         rmsnorm_rows(xf, h, w->post_attention_layernorm[sub], T, H, eps);
@@ -78,8 +91,7 @@ lc_status scmoe_layer_forward(float *h,            /* [T, H] residual stream */
             t0 = prof_begin();
             if (!s) s = ffn_forward(y, xf, &w->mlps[0], T, acts ? acts->ffn_keep[0] : NULL);
             prof_end(LC_PROF_DENSE_FFN, t0);
-            if (!s)
-                for (int64_t i = 0; i < T * H; i++) h[i] += y[i];
+            if (!s) residual_add(h, y, NULL, T, H);
             if (acts) {
                 memcpy(acts->h2, h, row_bytes);
                 memcpy(acts->topk_idx, topk_idx, (size_t)(T * K) * sizeof *topk_idx);
@@ -88,8 +100,7 @@ lc_status scmoe_layer_forward(float *h,            /* [T, H] residual stream */
             t0 = prof_begin();
             s = ffn_forward(y, xf, &w->mlps[1], T, acts ? acts->ffn_keep[1] : NULL);
             prof_end(LC_PROF_DENSE_FFN, t0);
-            if (!s)
-                for (int64_t i = 0; i < T * H; i++) h[i] = (h[i] + y[i]) + m[i];
+            if (!s) residual_add(h, y, m, T, H); /* ScMoE: the MoE branch joins here */
         }
     }
     free(xn);

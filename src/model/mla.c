@@ -35,8 +35,7 @@ static void attend_expanded_head(float *ctx, const float *q, const float *kv, co
         for (int64_t t = 0; t < nt; t++) {
             float *row = sc + t * P;
             const int64_t n = p0 + t0 + t + 1; /* causal: only u <= p0 + t */
-            for (int64_t u = 0; u < n; u++) row[u] *= scale;
-            lc_softmax(row, n);
+            lc_softmax_scaled(row, n, scale);
             memset(row + n, 0, (size_t)(Pb - n) * sizeof *row);
             if (p_keep) {
                 memcpy(p_keep + (t0 + t) * T, row, (size_t)Pb * sizeof *row);
@@ -292,7 +291,9 @@ lc_status mla_forward(float *out, const float *x, const mla_seq *seqs, int64_t n
         lc_matmul_many(a, 2);
         rmsnorm_rows(qn, qa, w->q_a_layernorm, T, qr, MLA_NORM_EPS);
         lc_matmul(q, qn, &w->q_b_proj, T);
-        for (int64_t i = 0; i < T * nh * dq; i++) q[i] *= sq;
+        LC_FOR(T * nh * dq > 65536 && !lc_in_parallel(), t, T, {
+            for (int64_t i = t * nh * dq; i < (t + 1) * nh * dq; i++) q[i] *= sq;
+        });
     }
     /* then each sequence: rope at its positions, its cache rows */
     int64_t *t0s = s ? NULL : lc_malloc((size_t)(2 * n_seq) * sizeof *t0s, "MLA sequences");

@@ -10,26 +10,28 @@ lc_status router_forward(int32_t *topk_idx, float *topk_w, const float *x, const
                          const lc_config *c, int64_t T) {
     const int64_t E = c->n_routed_experts + c->zero_expert_num, K = c->moe_topk;
     float *s = lc_malloc((size_t)(T * E) * sizeof *s, "router scores");
-    unsigned char *taken = lc_malloc((size_t)E, "router selection");
+    unsigned char *taken = lc_malloc((size_t)(T * E), "router selection");
     if (!s || !taken) {
         free(s);
         free(taken);
         return LC_ERR_NOMEM;
     }
     lc_matmul(s, x, &w->router_classifier, T);
-    for (int64_t t = 0; t < T; t++) {
+    /* tokens independent: the threads share a prompt's */
+    LC_FOR(T * E * K > 65536 && !lc_in_parallel(), t, T, {
         float *st = s + t * E;
         int32_t *idx = topk_idx + t * K;
         float *wt = topk_w + t * K;
+        unsigned char *tk = taken + t * E;
         lc_softmax(st, E);
         /* Top-K of s + bias by repeated selection; ties go to the lower id; a NaN never wins
          * over a number, and each id is taken once. */
-        memset(taken, 0, (size_t)E);
+        memset(tk, 0, (size_t)E);
         for (int64_t k = 0; k < K; k++) {
             int64_t best = -1;
             float best_v = 0;
             for (int64_t e = 0; e < E; e++) {
-                if (taken[e]) continue;
+                if (tk[e]) continue;
                 float v = st[e] + w->e_score_correction_bias[e];
                 if (best < 0 || v > best_v || (isnan(best_v) && !isnan(v))) {
                     best = e;
@@ -37,7 +39,7 @@ lc_status router_forward(int32_t *topk_idx, float *topk_w, const float *x, const
                 }
             }
             idx[k] = (int32_t)best;
-            taken[best] = 1;
+            tk[best] = 1;
         }
         /* ascending ids (insertion sort, K is small) */
         for (int64_t i = 1; i < K; i++)
@@ -47,7 +49,7 @@ lc_status router_forward(int32_t *topk_idx, float *topk_w, const float *x, const
                 idx[j - 1] = tmp;
             }
         for (int64_t k = 0; k < K; k++) wt[k] = st[idx[k]] * (float)c->routed_scaling_factor;
-    }
+    });
     free(s);
     free(taken);
     return LC_OK;
@@ -146,7 +148,8 @@ lc_status moe_forward(float *out, const float *x, const int32_t *topk_idx, const
     float *xe = lc_malloc((size_t)(used * H + 1) * sizeof *xe, "MoE gathered tokens");
     float *ye = keep ? keep->y : lc_malloc((size_t)(used * H + 1) * sizeof *ye, "MoE expert output");
     if (!xe || !ye) s = LC_ERR_NOMEM;
-    for (int64_t j = 0; j < used && !s; j++) memcpy(xe + j * H, x + (b.slot[j] / K) * H, (size_t)H * sizeof *xe);
+    LC_FOR(used * H > 65536 && !lc_in_parallel(), j, s ? 0 : used,
+           memcpy(xe + j * H, x + (b.slot[j] / K) * H, (size_t)H * sizeof *xe););
     /* FFN experts, each on the tokens routed to it; an expert no token chose is never read.
      * (No `if` clause: kernels inside even an inactive region would start nested teams.) */
     int fail = 0;

@@ -186,7 +186,7 @@ double lc_cross_entropy(float *logits, const int32_t *targets, int64_t n, int64_
             float mx = row[0];
             for (int64_t v = 1; v < V; v++) mx = row[v] > mx ? row[v] : mx;
             const float target = row[targets[t]];
-            const double se = lc_k.expsum(y, row, mx, V); /* y = exp(row - mx) */
+            const double se = lc_k.expsum(y, row, 1.0f, mx, V); /* y = exp(row - mx) */
             row_loss[t] = log(se) + mx - target;
             if (k == 0) continue;
             const float f = (float)(1.0 / se) * g;
@@ -308,7 +308,7 @@ static double z_loss(float *dh, const float *h, int64_t T, int64_t H, float k, d
             e[i] = fabsf(r[i]);
             mx = e[i] > mx ? e[i] : mx;
         }
-        const double se = lc_k.expsum(e, e, mx, H); /* e = exp(|h| - max) */
+        const double se = lc_k.expsum(e, e, 1.0f, mx, H); /* e = exp(|h| - max) */
         const double lse = mx + log(se);
         total += lse * lse;
         *max_abs = fmax(*max_abs, mx);

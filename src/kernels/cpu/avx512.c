@@ -298,12 +298,12 @@ AVX512 static INLINE __m512 exp16(__m512 x) {
 }
 
 
-AVX512 static double expsum_avx512(float *y, const float *x, float shift, int64_t n) {
-    const __m512 sh = _mm512_set1_ps(shift);
+AVX512 static double expsum_avx512(float *y, const float *x, float scale, float shift, int64_t n) {
+    const __m512 sh = _mm512_set1_ps(shift), sc = _mm512_set1_ps(scale);
     __m512d s0 = _mm512_setzero_pd(), s1 = s0;
     for (int64_t i = 0; i < n; i += 16) {
         const __mmask16 mk = first_lanes(n - i);
-        __m512 e = _mm512_maskz_mov_ps(mk, exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(mk, x + i), sh)));
+        __m512 e = _mm512_maskz_mov_ps(mk, exp16(_mm512_sub_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(mk, x + i), sc), sh)));
         _mm512_mask_storeu_ps(y + i, mk, e);
         s0 = _mm512_add_pd(s0, _mm512_cvtps_pd(_mm512_castps512_ps256(e)));
         s1 = _mm512_add_pd(s1, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(e), 1))));

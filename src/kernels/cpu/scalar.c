@@ -256,15 +256,19 @@ void lc_rmsnorm(float *out, const float *x, const float *w, int64_t n, float eps
     for (int64_t i = 0; i < n; i++) out[i] = w[i] * (x[i] * r);
 }
 
-void lc_softmax(float *x, int64_t n) {
+void lc_softmax(float *x, int64_t n) { lc_softmax_scaled(x, n, 1.0f); }
+
+void lc_softmax_scaled(float *x, int64_t n, float scale) {
     float m[8] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY}, mx = -INFINITY;
     int64_t i = 0;
     for (; i + 8 <= n; i += 8) /* eight running maxima: the compiler makes it one vector max per step */
         for (int k = 0; k < 8; k++) m[k] = x[i + k] > m[k] ? x[i + k] : m[k];
     for (; i < n; i++) mx = x[i] > mx ? x[i] : mx;
     for (int k = 0; k < 8; k++) mx = m[k] > mx ? m[k] : mx;
-    double sum = lc_k.expsum(x, x, mx, n);
-    float inv = (float)(1.0 / sum);
+    /* rounding is monotonic, so the max of the scaled scores is the scaled max */
+    double sum = lc_k.expsum(x, x, scale, mx * scale, n);
+    const float inv = (float)(1.0 / sum);
+#pragma omp simd
     for (i = 0; i < n; i++) x[i] *= inv;
 }
 
@@ -447,10 +451,10 @@ static void sgemm_scalar(float *out, int64_t ots, int64_t ois, int accumulate, c
         }
 }
 
-static double expsum_scalar(float *y, const float *x, float shift, int64_t n) {
+static double expsum_scalar(float *y, const float *x, float scale, float shift, int64_t n) {
     double sum = 0;
     for (int64_t i = 0; i < n; i++) {
-        y[i] = expf(x[i] - shift);
+        y[i] = expf(x[i] * scale - shift);
         sum += y[i];
     }
     return sum;
