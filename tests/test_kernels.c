@@ -437,6 +437,80 @@ static void test_norm_softmax(void) {
     lc_kernels_select(orig);
 }
 
+/* Causal attention of one head on every level against a double-precision reference: odd head
+ * dims (tails of the 16-lane vectors and 64-dim context tiles), no rope part, prompts after a
+ * cached prefix (p0 > 0), lengths that are not whole 8-, 6- or 64-query tiles; probabilities
+ * kept, with exact zeros past each query's last key. */
+static void test_attention_levels(void) {
+    char orig[16];
+    snprintf(orig, sizeof orig, "%s", lc_k.name);
+    const int64_t shapes[][5] = {{1, 0, 64, 32, 64}, {5, 3, 7, 5, 9}, {70, 0, 64, 32, 64}, {77, 13, 17, 0, 70}, {130, 2, 33, 16, 130}};
+    const char *levels[] = {"scalar", "avx2", "avx512"};
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+        const int64_t T = shapes[si][0], p0 = shapes[si][1], dn = shapes[si][2], dr = shapes[si][3], dv = shapes[si][4];
+        const int64_t P = p0 + T, ldq = dn + dr + 3, ldk = dn + dv + 5, ldkr = dr + 1, ldc = dv + 2;
+        const float scale = 1.0f / sqrtf((float)(dn + dr));
+        float *q = malloc((size_t)(T * ldq) * sizeof *q), *k = malloc((size_t)(P * ldk) * sizeof *k);
+        float *kr = malloc((size_t)(P * ldkr) * sizeof *kr), *ctx = malloc((size_t)(T * ldc) * sizeof *ctx);
+        float *pk = malloc((size_t)(T * P) * sizeof *pk);
+        double *ref = malloc((size_t)(T * dv) * sizeof *ref), *pref = malloc((size_t)(T * P) * sizeof *pref);
+        lc_rng r;
+        lc_rng_seed(&r, 40 + si);
+        for (int64_t i = 0; i < T * ldq; i++) q[i] = lc_rng_normal(&r);
+        for (int64_t i = 0; i < P * ldk; i++) k[i] = lc_rng_normal(&r);
+        for (int64_t i = 0; i < P * ldkr; i++) kr[i] = lc_rng_normal(&r);
+        double big = 0;
+        for (int64_t t = 0; t < T; t++) {
+            const int64_t n = p0 + t + 1;
+            double mx = -INFINITY, sum = 0;
+            for (int64_t u = 0; u < n; u++) {
+                double d = 0;
+                for (int64_t i = 0; i < dn; i++) d += (double)q[t * ldq + i] * k[u * ldk + i];
+                for (int64_t i = 0; i < dr; i++) d += (double)q[t * ldq + dn + i] * kr[u * ldkr + i];
+                pref[t * P + u] = d * scale;
+                mx = fmax(mx, d * scale);
+            }
+            for (int64_t u = 0; u < n; u++) sum += pref[t * P + u] = exp(pref[t * P + u] - mx);
+            for (int64_t u = 0; u < P; u++) pref[t * P + u] = u < n ? pref[t * P + u] / sum : 0;
+            for (int64_t d = 0; d < dv; d++) {
+                double c = 0;
+                for (int64_t u = 0; u < n; u++) c += pref[t * P + u] * k[u * ldk + dn + d];
+                ref[t * dv + d] = c;
+                big = fmax(big, fabs(c));
+            }
+        }
+        for (int l = 0; l < 3; l++) {
+            if (lc_kernels_select(levels[l]) != LC_OK) continue;
+            for (int keep = 0; keep < 2; keep++) {
+                for (int64_t i = 0; i < T * P; i++) pk[i] = NAN;
+                CHECK(lc_k.attention(ctx, ldc, q, ldq, k, ldk, kr, ldkr, k + dn, ldk, T, p0, dn, dr, dv, scale, keep ? pk : NULL, P) == 0,
+                      "%s: attention failed", levels[l]);
+                double worst = 0, worst_p = 0;
+                int zeros = 1;
+                for (int64_t t = 0; t < T; t++) {
+                    for (int64_t d = 0; d < dv; d++) worst = fmax(worst, fabs(ctx[t * ldc + d] - ref[t * dv + d]));
+                    for (int64_t u = 0; keep && u < P; u++) {
+                        worst_p = fmax(worst_p, fabs(pk[t * P + u] - pref[t * P + u]));
+                        if (u > p0 + t && pk[t * P + u] != 0) zeros = 0;
+                    }
+                }
+                CHECK(worst <= 1e-5 * big, "%s: attention T %lld p0 %lld dims %lld/%lld/%lld: ctx off by %.3g of %.3g", levels[l],
+                      (long long)T, (long long)p0, (long long)dn, (long long)dr, (long long)dv, worst, big);
+                CHECK(worst_p <= 1e-6 && zeros, "%s: attention T %lld: probabilities off by %.3g (zeros past the causal limit: %d)",
+                      levels[l], (long long)T, worst_p, zeros);
+            }
+        }
+        free(q);
+        free(k);
+        free(kr);
+        free(ctx);
+        free(pk);
+        free(ref);
+        free(pref);
+    }
+    lc_kernels_select(orig);
+}
+
 /* Gradients of a weight product (lc_matmul_backward, which the avx512 level runs on its
  * strided GEMM) on every level against a double-precision reference, adding into non-zero
  * dx/dW; and the strided GEMM itself in every operand orientation, = and +=. Odd shapes: tails
@@ -710,4 +784,5 @@ void suite_kernels(void) {
     RUN(test_matmul_many);
     RUN(test_rope);
     RUN(test_norm_softmax);
+    RUN(test_attention_levels);
 }

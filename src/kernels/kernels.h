@@ -81,6 +81,15 @@ typedef struct {
      * ois = 1 or ots = 1. Each output is one fixed-order sum (thread-count free). */
     void (*sgemm)(float *out, int64_t ots, int64_t ois, int accumulate, const float *a, int64_t ars, int64_t aks,
                   const float *b, int64_t bts, int64_t bks, int64_t M, int64_t N, int64_t K);
+    /* Causal attention of one head over a prompt (prefill, f32). Query t < T (q + t * ldq: dn
+     * dims, then dr more that meet the keys' second part) sees keys u <= p0 + t; key u is
+     * k + u * ldk (dn dims) next to kr + u * ldkr (dr dims), value u is v + u * ldv (dv dims):
+     * ctx + t * ldc = sum_u softmax_u(scale * q_t . key_u) value_u. p (NULL, or T rows ldp
+     * apart) receives the probabilities, zero from u = p0 + t + 1 to p0 + T. Results do not
+     * depend on the thread count. Returns 0, or -1 when out of memory (ctx then NaN). */
+    int (*attention)(float *ctx, int64_t ldc, const float *q, int64_t ldq, const float *k, int64_t ldk, const float *kr,
+                     int64_t ldkr, const float *v, int64_t ldv, int64_t T, int64_t p0, int64_t dn, int64_t dr, int64_t dv,
+                     float scale, float *p, int64_t ldp);
     /* AdamW on n elements, g <- g * gscale first: p *= decay; m += (g - m)(1 - beta1);
      * v = v beta2 + (1 - beta2) g g; p -= step_size m / (sqrt(v) / bc2_sqrt + eps); then g = 0
      * (consumed, ready for the next step). Every level gives the same bits. */

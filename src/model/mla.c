@@ -13,40 +13,6 @@ void rmsnorm_rows(float *out, const float *x, const float *w, int64_t T, int64_t
     LC_FOR(T * n > 16384 && !lc_in_parallel(), t, T, lc_rmsnorm(out + t * n, x + t * n, w, n, eps););
 }
 
-/* Expanded attention of one head of one sequence: scores = Q_h K_h^T (K_h = the head's
- * expanded no-rope key next to the shared roped key), causal softmax, ctx_h = P V_h, on blocks
- * of at most ATTN_ROWS queries, each against only the keys it may see (positions below
- * p0 + the block's end: causal blocking halves the work of a long prompt). kv [P, nh, dn+dv]
- * holds the sequence's expanded cache rows; sc is scratch [ATTN_ROWS, P]; p_keep (training,
- * p0 = 0) receives the probabilities [T, T]. */
-#define ATTN_ROWS 64
-static void attend_expanded_head(float *ctx, const float *q, const float *kv, const float *cache_rope, float *sc,
-                                 float *p_keep, int64_t h, int64_t T, int64_t p0, const lc_config *c) {
-    const int64_t nh = c->num_attention_heads, dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim;
-    const int64_t dv = c->v_head_dim, P = p0 + T, dkv = dn + dv, dq = dn + dr;
-    const float scale = 1.0f / sqrtf((float)dq);
-    for (int64_t t0 = 0; t0 < T; t0 += ATTN_ROWS) {
-        const int64_t nt = LC_MIN(ATTN_ROWS, T - t0), Pb = p0 + t0 + nt; /* keys this block sees */
-        const float *qh = q + (t0 * nh + h) * dq;
-        /* sc[t, u] = q_nope . k_nope(u) + q_rope . k_rope(u). Each product runs with its vector
-         * lanes along the output's contiguous index (here u), so results store without transposes. */
-        lc_k.sgemm(sc, 1, P, 0, qh, nh * dq, 1, kv + h * dkv, nh * dkv, 1, nt, Pb, dn);
-        lc_k.sgemm(sc, 1, P, 1, qh + dn, nh * dq, 1, cache_rope, dr, 1, nt, Pb, dr);
-        for (int64_t t = 0; t < nt; t++) {
-            float *row = sc + t * P;
-            const int64_t n = p0 + t0 + t + 1; /* causal: only u <= p0 + t */
-            lc_softmax_scaled(row, n, scale);
-            memset(row + n, 0, (size_t)(Pb - n) * sizeof *row);
-            if (p_keep) {
-                memcpy(p_keep + (t0 + t) * T, row, (size_t)Pb * sizeof *row);
-                memset(p_keep + (t0 + t) * T + Pb, 0, (size_t)(T - Pb) * sizeof *row);
-            }
-        }
-        /* ctx[t, d] = sum_u p[t, u] v(u)[d] (lanes along d) */
-        lc_k.sgemm(ctx + (t0 * nh + h) * dv, 1, nh * dv, 0, sc, P, 1, kv + h * dkv + dn, 1, nh * dkv, nt, dv, Pb);
-    }
-}
-
 /* Expanded attention for the sequences `idx` of seqs (every (sequence, head) pair is one task
  * of one parallel region): kv = kv_b_proj @ latent over each one's cache rows, then the heads.
  * q and ctx are the batch's rows; t0s[i] the first row of sequence i. acts (training): keeps
@@ -55,11 +21,10 @@ static lc_status attend_expanded(float *ctx, const float *q, const mla_seq *seqs
                                  int64_t n_idx, const lc_mla_weights *w, const lc_config *c, mla_acts *acts) {
     const int64_t nh = c->num_attention_heads, dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim;
     const int64_t dv = c->v_head_dim, kvr = c->kv_lora_rank, dkv = dn + dv, dq = dn + dr;
-    int64_t rows = 0, P_max = 0; /* cache rows to expand, in all and per sequence */
+    int64_t rows = 0; /* cache rows to expand */
     for (int64_t j = 0; j < n_idx; j++) {
         const mla_seq *sq_ = &seqs[idx[j]];
         rows += sq_->p0 + sq_->T;
-        P_max = LC_MAX(P_max, sq_->p0 + sq_->T);
     }
     float *kv = acts ? acts->kv : lc_malloc((size_t)(rows * nh * dkv) * sizeof *kv, "MLA expanded K/V");
     int64_t *kv0 = lc_malloc((size_t)(2 * n_idx + 1) * sizeof *kv0, "MLA sequences"), *p_off = kv0 ? kv0 + n_idx : NULL;
@@ -72,21 +37,17 @@ static lc_status attend_expanded(float *ctx, const float *q, const mla_seq *seqs
         r += sq_->p0 + sq_->T;
         po += nh * sq_->T * sq_->T;
     }
+    const float scale = 1.0f / sqrtf((float)dq);
     int fail = 0;
-#pragma omp parallel if (!s && n_idx * nh > 1)
-    {
-        float *sc = s ? NULL : malloc((size_t)(LC_MIN(P_max, ATTN_ROWS) * P_max) * sizeof *sc);
-        if (!s && !sc) fail = 1;
-#pragma omp for schedule(dynamic, 1)
-        for (int64_t task = 0; task < (s ? 0 : n_idx * nh); task++) {
-            const int64_t j = task / nh, h = task % nh;
-            const mla_seq *sq_ = &seqs[idx[j]];
-            if (!sc) continue;
-            const int64_t t0 = t0s[idx[j]];
-            attend_expanded_head(ctx + t0 * nh * dv, q + t0 * nh * dq, kv + kv0[j] * nh * dkv, sq_->rope, sc,
-                                 acts ? acts->p + p_off[j] + h * sq_->T * sq_->T : NULL, h, sq_->T, sq_->p0, c);
-        }
-        free(sc);
+#pragma omp parallel for schedule(dynamic, 1) if (!s && n_idx * nh > 1) reduction(| : fail)
+    for (int64_t task = 0; task < (s ? 0 : n_idx * nh); task++) { /* one head of one sequence */
+        const int64_t j = task / nh, h = task % nh;
+        const mla_seq *sq_ = &seqs[idx[j]];
+        const int64_t t0 = t0s[idx[j]];
+        const float *kvh = kv + kv0[j] * nh * dkv + h * dkv; /* the head's expanded keys, values dn on */
+        fail |= lc_k.attention(ctx + t0 * nh * dv + h * dv, nh * dv, q + t0 * nh * dq + h * dq, nh * dq, kvh, nh * dkv,
+                               sq_->rope, dr, kvh + dn, nh * dkv, sq_->T, sq_->p0, dn, dr, dv, scale,
+                               acts ? acts->p + p_off[j] + h * sq_->T * sq_->T : NULL, sq_->T) != 0;
     }
     if (!s && fail) s = lc_error(LC_ERR_NOMEM, "out of memory for attention scores");
     if (!acts) free(kv);

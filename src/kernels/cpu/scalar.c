@@ -473,6 +473,44 @@ static void swiglu_backward_scalar(float *dg, float *du, const float *da, const 
     }
 }
 
+/* The attention of one head as products: on blocks of ATTN_ROWS queries, each against only
+ * the keys it may see (positions below p0 + the block's end: causal blocking halves the work of
+ * a long prompt), scores = Q K^T as two products (no-rope dims, then rope dims), the scaled
+ * causal softmax per row, ctx = P V; each product runs with its vector lanes along the
+ * output's contiguous index, so results store without transposes. */
+#define ATTN_ROWS 64
+static int attention_products(float *ctx, int64_t ldc, const float *q, int64_t ldq, const float *k, int64_t ldk,
+                              const float *kr, int64_t ldkr, const float *v, int64_t ldv, int64_t T, int64_t p0, int64_t dn,
+                              int64_t dr, int64_t dv, float scale, float *p, int64_t ldp) {
+    const int64_t P = p0 + T;
+    float *sc = malloc((size_t)(LC_MIN(T, ATTN_ROWS) * P) * sizeof *sc);
+    if (!sc) {
+        for (int64_t t = 0; t < T; t++)
+            for (int64_t d = 0; d < dv; d++) ctx[t * ldc + d] = NAN;
+        return -1;
+    }
+    for (int64_t t0 = 0; t0 < T; t0 += ATTN_ROWS) {
+        const int64_t nt = LC_MIN(ATTN_ROWS, T - t0), Pb = p0 + t0 + nt; /* keys this block sees */
+        const float *qb = q + t0 * ldq;
+        lc_k.sgemm(sc, 1, P, 0, qb, ldq, 1, k, ldk, 1, nt, Pb, dn);
+        if (dr) lc_k.sgemm(sc, 1, P, 1, qb + dn, ldq, 1, kr, ldkr, 1, nt, Pb, dr);
+        for (int64_t t = 0; t < nt; t++) {
+            float *row = sc + t * P;
+            const int64_t n = p0 + t0 + t + 1; /* causal: only u <= p0 + t */
+            lc_softmax_scaled(row, n, scale);
+            memset(row + n, 0, (size_t)(Pb - n) * sizeof *row);
+            if (p) {
+                memcpy(p + (t0 + t) * ldp, row, (size_t)Pb * sizeof *row);
+                memset(p + (t0 + t) * ldp + Pb, 0, (size_t)(P - Pb) * sizeof *row);
+            }
+        }
+        /* ctx[t, d] = sum_u p[t, u] v(u)[d] (lanes along d) */
+        lc_k.sgemm(ctx + t0 * ldc, 1, ldc, 0, sc, P, 1, v, 1, ldv, nt, dv, Pb);
+    }
+    free(sc);
+    return 0;
+}
+
 static lc_kernels k_scalar = {
     .name = "scalar",
     .row = {[LC_DT_F32] = row_f32, [LC_DT_BF16] = row_bf16, [LC_DT_F16] = row_f16, [LC_DT_F8_E4M3] = row_fp8,
@@ -483,6 +521,7 @@ static lc_kernels k_scalar = {
     .dots = dots_scalar,
     .axpy = axpy_scalar,
     .sgemm = sgemm_scalar,
+    .attention = attention_products,
     .adamw = adamw_scalar,
     .sumsq = sumsq_scalar,
     .dot3 = dot3_scalar,
