@@ -173,6 +173,10 @@ void lc_softmax(float *x, int64_t n);
 /* In place: x[n] <- softmax(x * scale), scale > 0: the same bits as scaling x first, in one pass
  * fewer (attention's scores). */
 void lc_softmax_scaled(float *x, int64_t n, float scale);
+/* One query's row of attention scores (the first n keys visible) -> its probabilities:
+ * softmax(row * scale) over n, zeros from n to pb; also copied to keep (NULL: not kept) with
+ * zeros up to P (lc_k.attention's p). Shared by the levels' attention kernels. */
+void lc_attention_probs(float *row, int64_t n, int64_t pb, float scale, float *keep, int64_t P);
 static inline float lc_silu(float x) { return x / (1.0f + __builtin_expf(-x)); }
 /* RoPE on dr dims at position pos: pair (x[2i], x[2i+1]) rotated by pos * theta^(-2i/dr),
  * written de-interleaved: out[i] = x0 cos - x1 sin, out[i + dr/2] = x1 cos + x0 sin. In place. */

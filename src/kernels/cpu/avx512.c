@@ -1061,12 +1061,7 @@ AVX512 static int attention_avx512(float *ctx, int64_t ldc, const float *q, int6
         for (int64_t t = 0; t < nt; t++) {
             float *row = sc + t * lds;
             const int64_t n = p0 + t0 + t + 1; /* causal: only u <= p0 + t */
-            lc_softmax_scaled(row, n, scale);
-            memset(row + n, 0, (size_t)(Pb - n) * sizeof *row);
-            if (p) {
-                memcpy(p + (t0 + t) * ldp, row, (size_t)Pb * sizeof *row);
-                memset(p + (t0 + t) * ldp + Pb, 0, (size_t)(P - Pb) * sizeof *row);
-            }
+            lc_attention_probs(row, n, Pb, scale, p ? p + (t0 + t) * ldp : NULL, P);
         }
         for (int64_t r0 = 0; r0 < nt; r0 += ATT_CR) {
             const int nr = (int)LC_MIN(ATT_CR, nt - r0);
@@ -1108,125 +1103,5 @@ void lc_kernels_fill_avx512(lc_kernels *k) {
 }
 #else
 int lc_cpu_has_avx512(void) { return 0; }
-/* ---- causal attention of one head (prefill) ----
- * As products (attention_products in scalar.c) the small score and context products spent as
- * long packing their operands and storing tiles as multiplying (~40% of the FMA peak). Here the
- * keys are transposed once per call into tiles of 16 keys [dk][16] (kt) and the values copied
- * into contiguous rows (vp: cache rows of one head lie 4 KiB apart, which L1 cannot hold side
- * by side); then per block of ATT_Q queries: scores of ATT_SR queries x 48 keys per register
- * tile (3 loads, 8 broadcasts, 24 FMAs per dim) up to the last key the tile's queries see, the
- * scaled softmax per row, and the context of ATT_CR queries x 64 value dims per register tile
- * (4 loads, 6 broadcasts, 24 FMAs per key). Each output is one FMA chain in a fixed order. */
-#define ATT_Q 64
-#define ATT_SR 8
-#define ATT_CR 6
-
-/* s[r][0..48) = q_r . keys of three kt tiles (dk dims), r < nr (rows past nr repeat the last). */
-AVX512 static void att_scores_tile(float *s, int64_t lds, const float *q, int64_t ldq, const float *kt, int64_t dk, int nr) {
-    const float *qr[ATT_SR];
-    for (int r = 0; r < ATT_SR; r++) qr[r] = q + LC_MIN(r, nr - 1) * ldq;
-    __m512 a[ATT_SR][3];
-#pragma GCC unroll 8
-    for (int r = 0; r < ATT_SR; r++) a[r][0] = a[r][1] = a[r][2] = _mm512_setzero_ps();
-    const float *k0 = kt, *k1 = kt + dk * 16, *k2 = kt + 2 * dk * 16;
-    for (int64_t d = 0; d < dk; d++) {
-        const __m512 x0 = _mm512_load_ps(k0 + d * 16), x1 = _mm512_load_ps(k1 + d * 16), x2 = _mm512_load_ps(k2 + d * 16);
-#pragma GCC unroll 8
-        for (int r = 0; r < ATT_SR; r++) {
-            const __m512 qv = _mm512_set1_ps(qr[r][d]);
-            a[r][0] = _mm512_fmadd_ps(qv, x0, a[r][0]);
-            a[r][1] = _mm512_fmadd_ps(qv, x1, a[r][1]);
-            a[r][2] = _mm512_fmadd_ps(qv, x2, a[r][2]);
-        }
-    }
-    for (int r = 0; r < nr; r++)
-        for (int v = 0; v < 3; v++) _mm512_storeu_ps(s + r * lds + 16 * v, a[r][v]);
-}
-
-/* ctx_r[0..64) (masked to dv - c0) = sum_{u < nu} p_r[u] vp[u][c0..c0 + 64), r < nr. */
-AVX512 static void att_ctx_tile(float *ctx, int64_t ldc, const float *p, int64_t ldp, const float *vp, int64_t ldv, int64_t nu,
-                                int64_t dv_left, int nr) {
-    const float *pr[ATT_CR];
-    for (int r = 0; r < ATT_CR; r++) pr[r] = p + LC_MIN(r, nr - 1) * ldp;
-    __m512 a[ATT_CR][4];
-#pragma GCC unroll 6
-    for (int r = 0; r < ATT_CR; r++) a[r][0] = a[r][1] = a[r][2] = a[r][3] = _mm512_setzero_ps();
-    for (int64_t u = 0; u < nu; u++) {
-        const float *v = vp + u * ldv;
-        const __m512 v0 = _mm512_load_ps(v), v1 = _mm512_load_ps(v + 16), v2 = _mm512_load_ps(v + 32), v3 = _mm512_load_ps(v + 48);
-#pragma GCC unroll 6
-        for (int r = 0; r < ATT_CR; r++) {
-            const __m512 pv = _mm512_set1_ps(pr[r][u]);
-            a[r][0] = _mm512_fmadd_ps(pv, v0, a[r][0]);
-            a[r][1] = _mm512_fmadd_ps(pv, v1, a[r][1]);
-            a[r][2] = _mm512_fmadd_ps(pv, v2, a[r][2]);
-            a[r][3] = _mm512_fmadd_ps(pv, v3, a[r][3]);
-        }
-    }
-    for (int r = 0; r < nr; r++)
-        for (int v = 0; v < 4 && 16 * v < dv_left; v++) _mm512_mask_storeu_ps(ctx + r * ldc + 16 * v, first_lanes(dv_left - 16 * v), a[r][v]);
-}
-
-/* Keys [n, dims] (rows ld apart) -> dims doff.. of the 16-key tiles kt [tile][dk][16]. */
-AVX512 static void att_pack_keys(float *kt, int64_t dk, int64_t doff, const float *k, int64_t ld, int64_t n, int64_t dims) {
-    for (int64_t j = 0; j * 16 < n; j++) {
-        const int64_t nk = LC_MIN(16, n - 16 * j);
-        for (int64_t d0 = 0; d0 < dims; d0 += 16) {
-            const __mmask16 md = first_lanes(dims - d0);
-            __m512 r[16];
-            for (int i = 0; i < 16; i++) r[i] = i < nk ? _mm512_maskz_loadu_ps(md, k + (16 * j + i) * ld + d0) : _mm512_setzero_ps();
-            transpose16(r);
-            for (int64_t dd = 0; dd < LC_MIN(16, dims - d0); dd++) _mm512_store_ps(kt + (j * dk + doff + d0 + dd) * 16, r[dd]);
-        }
-    }
-}
-
-AVX512 static int attention_avx512(float *ctx, int64_t ldc, const float *q, int64_t ldq, const float *k, int64_t ldk, const float *kr,
-                                   int64_t ldkr, const float *v, int64_t ldv, int64_t T, int64_t p0, int64_t dn, int64_t dr,
-                                   int64_t dv, float scale, float *p, int64_t ldp) {
-    const int64_t P = p0 + T, dk = dn + dr, n_tiles = (P + 47) / 48 * 3, lds = n_tiles * 16, dvp = (dv + 63) / 64 * 64;
-    float *kt = scratch(&tl_scratch.kt, (size_t)(n_tiles * dk * 16));
-    float *vp = scratch(&tl_scratch.vp, (size_t)(P * dvp));
-    float *sc = scratch(&tl_scratch.sc, (size_t)(ATT_Q * lds));
-    if (!kt || !vp || !sc) {
-        for (int64_t t = 0; t < T; t++)
-            for (int64_t d = 0; d < dv; d++) ctx[t * ldc + d] = __builtin_nanf("");
-        return -1;
-    }
-    memset(kt + (P + 15) / 16 * dk * 16, 0, (size_t)((n_tiles - (P + 15) / 16) * dk * 16) * sizeof *kt); /* whole triples */
-    att_pack_keys(kt, dk, 0, k, ldk, P, dn);
-    att_pack_keys(kt, dk, dn, kr, ldkr, P, dr);
-    for (int64_t u = 0; u < P; u++) {
-        memcpy(vp + u * dvp, v + u * ldv, (size_t)dv * sizeof *vp);
-        memset(vp + u * dvp + dv, 0, (size_t)(dvp - dv) * sizeof *vp);
-    }
-    for (int64_t t0 = 0; t0 < T; t0 += ATT_Q) {
-        const int64_t nt = LC_MIN(ATT_Q, T - t0), Pb = p0 + t0 + nt; /* keys this block sees */
-        for (int64_t r0 = 0; r0 < nt; r0 += ATT_SR) { /* scores up to the last key these rows see */
-            const int nr = (int)LC_MIN(ATT_SR, nt - r0);
-            const int64_t nu = p0 + t0 + r0 + nr;
-            for (int64_t j = 0; j < nu; j += 48)
-                att_scores_tile(sc + r0 * lds + j, lds, q + (t0 + r0) * ldq, ldq, kt + j * dk, dk, nr);
-        }
-        for (int64_t t = 0; t < nt; t++) {
-            float *row = sc + t * lds;
-            const int64_t n = p0 + t0 + t + 1; /* causal: only u <= p0 + t */
-            lc_softmax_scaled(row, n, scale);
-            memset(row + n, 0, (size_t)(Pb - n) * sizeof *row);
-            if (p) {
-                memcpy(p + (t0 + t) * ldp, row, (size_t)Pb * sizeof *row);
-                memset(p + (t0 + t) * ldp + Pb, 0, (size_t)(P - Pb) * sizeof *row);
-            }
-        }
-        for (int64_t r0 = 0; r0 < nt; r0 += ATT_CR) {
-            const int nr = (int)LC_MIN(ATT_CR, nt - r0);
-            const int64_t nu = p0 + t0 + r0 + nr;
-            for (int64_t c0 = 0; c0 < dv; c0 += 64)
-                att_ctx_tile(ctx + (t0 + r0) * ldc + c0, ldc, sc + r0 * lds, lds, vp + c0, dvp, nu, dv - c0, nr);
-        }
-    }
-    return 0;
-}
-
 void lc_kernels_fill_avx512(lc_kernels *k) { (void)k; }
 #endif

@@ -473,6 +473,15 @@ static void swiglu_backward_scalar(float *dg, float *du, const float *da, const 
     }
 }
 
+void lc_attention_probs(float *row, int64_t n, int64_t pb, float scale, float *keep, int64_t P) {
+    lc_softmax_scaled(row, n, scale);
+    memset(row + n, 0, (size_t)(pb - n) * sizeof *row);
+    if (keep) {
+        memcpy(keep, row, (size_t)pb * sizeof *row);
+        memset(keep + pb, 0, (size_t)(P - pb) * sizeof *row);
+    }
+}
+
 /* The attention of one head as products: on blocks of ATTN_ROWS queries, each against only
  * the keys it may see (positions below p0 + the block's end: causal blocking halves the work of
  * a long prompt), scores = Q K^T as two products (no-rope dims, then rope dims), the scaled
@@ -497,12 +506,7 @@ static int attention_products(float *ctx, int64_t ldc, const float *q, int64_t l
         for (int64_t t = 0; t < nt; t++) {
             float *row = sc + t * P;
             const int64_t n = p0 + t0 + t + 1; /* causal: only u <= p0 + t */
-            lc_softmax_scaled(row, n, scale);
-            memset(row + n, 0, (size_t)(Pb - n) * sizeof *row);
-            if (p) {
-                memcpy(p + (t0 + t) * ldp, row, (size_t)Pb * sizeof *row);
-                memset(p + (t0 + t) * ldp + Pb, 0, (size_t)(P - Pb) * sizeof *row);
-            }
+            lc_attention_probs(row, n, Pb, scale, p ? p + (t0 + t) * ldp : NULL, P);
         }
         /* ctx[t, d] = sum_u p[t, u] v(u)[d] (lanes along d) */
         lc_k.sgemm(ctx + t0 * ldc, 1, ldc, 0, sc, P, 1, v, 1, ldv, nt, dv, Pb);
