@@ -272,7 +272,7 @@ int cmd_bench(int argc, char **argv) {
     enum { MAX_PASSES = 64 };
     struct pass_fig {
         double t, slots, bw, per_token, split[LC_PROF_COUNT]; /* per_token: bytes (decode), FLOPs (prefill) */
-        double peak, peak_after; /* prefill: the FMA peak around this pass, and just after it */
+        double peak; /* prefill: the FMA peak around this pass */
     } dec_p[MAX_PASSES] = {{0}}, pre_p[MAX_PASSES] = {{0}};
     double dec_ratio_of[MAX_PASSES] = {0}, pre_ratio_of[MAX_PASSES] = {0};
     const int passes = LC_MIN(repeat, MAX_PASSES);
@@ -281,6 +281,7 @@ int cmd_bench(int argc, char **argv) {
         lc_forward_out fo = {.logits = logits, .logits_last_only = 1};
         s = lc_forward(se, tok, n_prefill, &fo);
     }
+    double peak_before = peak; /* the FMA peak measured last before the coming prefill pass */
     for (int pass = 0; pass < passes && !s; pass++) {
         struct pass_fig *d = &dec_p[pass], *p = &pre_p[pass];
         *d = (struct pass_fig){.bw = pass ? lc_measure_read_bandwidth((size_t)(bw_gib * (1 << 30))) : bw};
@@ -303,8 +304,8 @@ int cmd_bench(int argc, char **argv) {
          * lower a measurement of it (one came out at 264 against 415-446 GFLOP/s, and the pass's
          * ratio at 108%): the higher of the measurements just before and just after the pass */
         const double after = lc_measure_fma_peak();
-        p->peak = LC_MAX(pass ? pre_p[pass - 1].peak_after : peak, after);
-        p->peak_after = after;
+        p->peak = LC_MAX(peak_before, after);
+        peak_before = after;
         pre_ratio_of[pass] = p->peak > 0 && p->t > 0 ? n_prefill / p->t * p->per_token / (p->peak * 1e9) : 0;
     }
     const int di = median_index(dec_ratio_of, passes), pi = median_index(pre_ratio_of, passes);

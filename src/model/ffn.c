@@ -42,9 +42,9 @@ lc_status ffn_rows(const lc_matmul_job *gu, int64_t n_gu, float *act, const floa
     } else { /* one thread, GEMM-sized products, or no memory for the plans: step by step */
         lc_matmul_many(gu, n_gu);
         /* SwiGLU in chunks of 16 KiB, the threads sharing them (a prompt's 1M elements) */
-        const int64_t n_chunks = (n_act + 4095) / 4096;
-        LC_FOR(n_act > 65536 && !lc_in_parallel(), i, n_chunks,
-               lc_k.swiglu(act + i * 4096, g + i * 4096, u + i * 4096, LC_MIN(4096, n_act - i * 4096)););
+        const int64_t ch = 4096;
+        LC_FOR(n_act > 65536 && !lc_in_parallel(), i, (n_act + ch - 1) / ch,
+               lc_k.swiglu(act + i * ch, g + i * ch, u + i * ch, LC_MIN(ch, n_act - i * ch)););
         lc_matmul_many(down, n_down);
     }
     lc_row_plan_free(&d.gu);

@@ -23,22 +23,18 @@ static void prof_end(lc_prof_part p, double t0) {
     if (g_prof) g_prof_sec[p] += lc_time_sec() - t0;
 }
 
-/* One layer, in place on h [T, H]:
- *   h += attn0(norm(h));  x = norm(h);  m = moe(x)   <- shortcut branch starts here
- *   h += mlp0(x);  h += attn1(norm(h));  h += mlp1(norm(h)) + m   <- and is added here */
-/* h += y (+ m): rows shared by the threads when a prompt's (an elementwise pass is memory-bound,
- * one thread leaves half the bandwidth unused). */
+/* h += y, then += m when given: rows shared by the threads when a prompt's (an elementwise pass
+ * is memory-bound, one thread leaves half the bandwidth unused); lc_axpy with a = 1 adds exactly. */
 static void residual_add(float *h, const float *y, const float *m, int64_t T, int64_t H) {
     LC_FOR(T * H > 65536 && !lc_in_parallel(), t, T, {
-        float *ht = h + t * H;
-        const float *yt = y + t * H, *mt = m ? m + t * H : NULL;
-        if (mt)
-            for (int64_t i = 0; i < H; i++) ht[i] = (ht[i] + yt[i]) + mt[i];
-        else
-            for (int64_t i = 0; i < H; i++) ht[i] += yt[i];
+        lc_axpy(h + t * H, 1.0f, y + t * H, H);
+        if (m) lc_axpy(h + t * H, 1.0f, m + t * H, H);
     });
 }
 
+/* One layer, in place on h [T, H]:
+ *   h += attn0(norm(h));  x = norm(h);  m = moe(x)   <- shortcut branch starts here
+ *   h += mlp0(x);  h += attn1(norm(h));  h += mlp1(norm(h)) + m   <- and is added here */
 lc_status scmoe_layer_forward(float *h,            /* [T, H] residual stream */
                               int32_t *topk_idx,   /* [T, K] out: chosen experts */
                               int64_t *n_ffn,      /* out: FFN-expert slots used */

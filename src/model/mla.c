@@ -253,7 +253,8 @@ lc_status mla_forward(float *out, const float *x, const mla_seq *seqs, int64_t n
         rmsnorm_rows(qn, qa, w->q_a_layernorm, T, qr, MLA_NORM_EPS);
         lc_matmul(q, qn, &w->q_b_proj, T);
         LC_FOR(T * nh * dq > 65536 && !lc_in_parallel(), t, T, {
-            for (int64_t i = t * nh * dq; i < (t + 1) * nh * dq; i++) q[i] *= sq;
+            float *qt = q + t * nh * dq;
+            for (int64_t i = 0; i < nh * dq; i++) qt[i] *= sq;
         });
     }
     /* then each sequence: rope at its positions, its cache rows */

@@ -495,7 +495,7 @@ static float *scratch(scratch_buf *b, size_t n) {
             }
         pthread_mutex_unlock(&g_scratch_mu);
         if (!b->slot) {
-            lc_error(LC_ERR_NOMEM, "GEMM: more than %d threads at once", MAX_SCRATCH / 5);
+            lc_error(LC_ERR_NOMEM, "GEMM/attention scratch: more than %d threads at once", MAX_SCRATCH / 5);
             return NULL;
         }
     }
