@@ -294,6 +294,48 @@ static void test_batch_invariance(void) {
     lc_kernels_select(orig);
 }
 
+/* The fused gate/up GEMM (where a level has one): bit for bit the two products and then
+ * SwiGLU, every dtype, shapes taking either GEMM kernel on avx512 (k in the lanes: 9-96 tokens
+ * short of whole tiles, every BF16 product to 96; tokens in the lanes: 48 F32, 100, 130), odd
+ * sizes, several row blocks, one thread and shared. */
+static void test_gemm_swiglu(void) {
+    char orig[16];
+    snprintf(orig, sizeof orig, "%s", lc_k.name);
+    const char *levels[] = {"scalar", "avx2", "avx512"};
+    const lc_dtype dts[] = {LC_DT_F32, LC_DT_BF16, LC_DT_F16, LC_DT_F8_E4M3, LC_DT_Q8_0, LC_DT_Q4_0};
+    const int64_t shapes[][3] = {{29, 37, 9},    {127, 300, 17}, {15, 513, 40},  {35, 1024, 23},
+                                 {67, 130, 89},  {130, 300, 48}, {118, 260, 100}, {250, 70, 130}};
+    for (int l = 0; l < 3; l++) {
+        if (lc_kernels_select(levels[l]) != LC_OK || !lc_k.gemm_swiglu) continue;
+        for (size_t d = 0; d < sizeof dts / sizeof dts[0]; d++)
+            for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+                const int64_t R = shapes[s][0], C = shapes[s][1], T = shapes[s][2];
+                test_mat wg, wu;
+                make_mat(&wg, dts[d], R, C, 5, 8, 300 + s);
+                make_mat(&wu, dts[d], R, C, 5, 8, 400 + s);
+                float *x = malloc(sizeof(float) * T * C), *g = malloc(sizeof(float) * T * R);
+                float *u = malloc(sizeof(float) * T * R), *out = malloc(sizeof(float) * T * R);
+                lc_rng r;
+                lc_rng_seed(&r, 13 + s);
+                for (int64_t i = 0; i < T * C; i++) x[i] = lc_rng_normal(&r);
+                lc_matmul(g, x, &wg.m, T);
+                lc_matmul(u, x, &wu.m, T);
+                lc_k.swiglu(g, g, u, T * R);
+                lc_k.gemm_swiglu(out, R, x, C, &wg.m, &wu.m, T);
+                CHECK(!memcmp(out, g, sizeof(float) * T * R), "%s %s [%lld x %lld] T=%lld: fused gate/up differs from the products",
+                      levels[l], lc_dtype_name(dts[d]), (long long)R, (long long)C, (long long)T);
+                free(x);
+                free(g);
+                free(u);
+                free(out);
+                free_mat(&wg);
+                free_mat(&wu);
+            }
+        printf("    level %s: fused gate/up GEMM = products + SwiGLU, bit for bit, 6 dtypes x 8 shapes\n", levels[l]);
+    }
+    lc_kernels_select(orig);
+}
+
 /* lc_matmul_many: jobs of every dtype, odd shapes, 1..LC_GEMM_MIN_T-1 tokens (one shared
  * region) and one GEMM-sized job, on every level — each output bit-identical to lc_matmul. */
 static void test_matmul_many(void) {
@@ -777,6 +819,7 @@ void suite_kernels(void) {
     RUN(test_backward_all_levels);
     RUN(test_adamw_sumsq_levels);
     RUN(test_exp_swiglu_levels);
+    RUN(test_gemm_swiglu);
     RUN(test_gemm_scratch_threads);
     RUN(test_quant_roundtrip);
     RUN(test_dots_equal_dot);

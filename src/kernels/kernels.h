@@ -75,6 +75,11 @@ typedef struct {
      * same contract as matmul, results independent of T and of the thread count. */
     void (*gemm)(float *out, int64_t ld_out, const float *x, int64_t ld_x, const lc_mat *w, int64_t r0, int64_t n_rows,
                  int64_t T);
+    /* Gate and up of a SwiGLU FFN in one GEMM (NULL: gemm twice, then swiglu): out[t, i] =
+     * silu(Wg[i] . x[t]) * (Wu[i] . x[t]), Wg and Wu of one dtype and shape, T >= LC_GEMM_MIN_T;
+     * the same bits as the two gemm products followed by swiglu. */
+    void (*gemm_swiglu)(float *out, int64_t ld_out, const float *x, int64_t ld_x, const lc_mat *wg, const lc_mat *wu,
+                        int64_t T);
     /* f32 GEMM with strided operands (NULL: OpenBLAS, else loops): out[t * ots + i * ois] = (or
      * +=, accumulate) sum_k A(i, k) B(t, k), i < M, t < N, k < K, where A(i, k) = a[i * ars + k * aks]
      * and B(t, k) = b[t * bts + k * bks]; fastest with bts = 1 or bks = 1, aks = 1 or ars = 1, and

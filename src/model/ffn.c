@@ -55,6 +55,16 @@ lc_status ffn_rows(const lc_matmul_job *gu, int64_t n_gu, float *act, const floa
 
 lc_status ffn_forward(float *out, const float *x, const lc_ffn_weights *w, int64_t T, float *keep) {
     const int64_t F = w->gate_proj.rows;
+    const lc_mat *wg = &w->gate_proj, *wu = &w->up_proj;
+    if (!keep && T >= LC_GEMM_MIN_T && lc_k.gemm_swiglu && wg->dtype == wu->dtype && wg->rows == wu->rows &&
+        wg->cols == wu->cols) { /* gate, up and SwiGLU as one GEMM (same bits): no gate/up buffers */
+        float *a = lc_malloc((size_t)(T * F) * sizeof *a, "FFN act");
+        if (!a) return LC_ERR_NOMEM;
+        lc_k.gemm_swiglu(a, F, x, wg->cols, wg, wu, T);
+        lc_matmul(out, a, &w->down_proj, T);
+        free(a);
+        return LC_OK;
+    }
     float *g = keep ? keep : lc_malloc((size_t)(T * F) * sizeof *g, "FFN gate");
     float *u = keep ? keep + T * F : lc_malloc((size_t)(T * F) * sizeof *u, "FFN up");
     float *a = lc_malloc((size_t)(T * F) * sizeof *a, "FFN act");

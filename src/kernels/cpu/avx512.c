@@ -311,13 +311,15 @@ AVX512 static double expsum_avx512(float *y, const float *x, float scale, float 
     return _mm512_reduce_add_pd(_mm512_add_pd(s0, s1));
 }
 
+/* silu(g) * u for 16 lanes: swiglu_avx512's step, also the fused GEMM's (the same bits) */
+AVX512 static INLINE __m512 swiglu16(__m512 g, __m512 u) {
+    const __m512 silu = _mm512_div_ps(g, _mm512_add_ps(_mm512_set1_ps(1.0f), exp16(_mm512_sub_ps(_mm512_setzero_ps(), g))));
+    return _mm512_mul_ps(silu, u);
+}
 AVX512 static void swiglu_avx512(float *out, const float *g, const float *u, int64_t n) {
-    const __m512 one = _mm512_set1_ps(1.0f);
     for (int64_t i = 0; i < n; i += 16) {
         const __mmask16 mk = first_lanes(n - i);
-        const __m512 gi = _mm512_maskz_loadu_ps(mk, g + i), ui = _mm512_maskz_loadu_ps(mk, u + i);
-        const __m512 silu = _mm512_div_ps(gi, _mm512_add_ps(one, exp16(_mm512_sub_ps(_mm512_setzero_ps(), gi))));
-        _mm512_mask_storeu_ps(out + i, mk, _mm512_mul_ps(silu, ui));
+        _mm512_mask_storeu_ps(out + i, mk, swiglu16(_mm512_maskz_loadu_ps(mk, g + i), _mm512_maskz_loadu_ps(mk, u + i)));
     }
 }
 
@@ -593,6 +595,7 @@ typedef struct {
     int64_t ots, ois;
     int accumulate;
     const gemm_a *A;
+    const gemm_a *A2;         /* NULL, or the up projection: out = silu(A B) * (A2 B) (no accumulate) */
     const float *b;
     int64_t bts, bks, M, N, K;
     float *xp;                /* [n_tiles][K][16] */
@@ -633,8 +636,8 @@ AVX512 static void gemm_pack_tile(const gemm_call *g, int64_t tile) {
 AVX512 static void gemm_task(const gemm_call *g, int64_t task, float *buf) {
     float *out = g->out;
     const int64_t ots = g->ots, ois = g->ois, M = g->M, N = g->N, K = g->K, ldw = g->ldw, runs = g->runs;
-    const int accumulate = g->accumulate;
-    float *acc = buf ? buf + g->block * ldw : NULL;
+    const int accumulate = g->accumulate, two = g->A2 != NULL;
+    float *acc = buf ? buf + (1 + two) * g->block * ldw : NULL, *acc2 = acc ? acc + g->block * 32 : NULL;
     const int64_t bi = task / runs, i0 = bi * g->block, n = LC_MIN(g->block, M - i0);
     const int64_t p0 = (task % runs) * g->per_run, p1 = LC_MIN(g->n_pairs, p0 + g->per_run);
     if (!buf) { /* out of memory for the block */
@@ -642,8 +645,9 @@ AVX512 static void gemm_task(const gemm_call *g, int64_t task, float *buf) {
         return;
     }
     if (p0 >= p1) return;
-    int64_t lda;
+    int64_t lda, lda2 = 0;
     const float *rows = gemm_rows_a(buf, ldw, &lda, g->A, i0, n, K);
+    const float *rows2 = two ? gemm_rows_a(buf + g->block * ldw, ldw, &lda2, g->A2, i0, n, K) : NULL;
     for (int64_t pair = p0; pair < p1; pair++) { /* 32 tokens, or the last 16 */
         const int64_t t0 = pair * 32;
         const int nt = (int)LC_MIN(32, N - t0), NV = nt > 16 ? 2 : 1;
@@ -656,9 +660,16 @@ AVX512 static void gemm_task(const gemm_call *g, int64_t task, float *buf) {
             for (int t = 0; t < nt; t++)
                 for (int64_t ib = 0; ib < n; ib += 16) _mm_prefetch((const char *)(out + (t0 + t) * ots + i0 + ib), _MM_HINT_T0);
         for (int64_t k0 = 0; k0 < K; k0 += GEMM_KC)
-            for (int64_t rg = 0; rg < n; rg += GEMM_ROWS)
+            for (int64_t rg = 0; rg < n; rg += GEMM_ROWS) {
                 gemm_tile_any(acc + rg * 32, rows + rg * lda + k0, lda, xa + k0 * 16, xb + k0 * 16,
                               LC_MIN(GEMM_KC, K - k0), (int)LC_MIN(GEMM_ROWS, n - rg), NV, k0 == 0);
+                if (two)
+                    gemm_tile_any(acc2 + rg * 32, rows2 + rg * lda2 + k0, lda2, xa + k0 * 16, xb + k0 * 16,
+                                  LC_MIN(GEMM_KC, K - k0), (int)LC_MIN(GEMM_ROWS, n - rg), NV, k0 == 0);
+            }
+        if (two) /* SwiGLU on the finished sums, before they are stored */
+            for (int64_t j = 0; j < n * 32; j += 16)
+                _mm512_store_ps(acc + j, swiglu16(_mm512_load_ps(acc + j), _mm512_load_ps(acc2 + j)));
         if (ots == 1) /* output rows run along the tokens: one (masked) vector per row */
             for (int64_t i = 0; i < n; i++) {
                 float *o = out + (i0 + i) * ois + t0;
@@ -826,25 +837,42 @@ static INLINE void prefetch_span(const char *p, int64_t b0, int64_t b1) {
  * inside: a group's x (6 rows of K floats) stays in L1 while the block's rows (L2) pass by —
  * rows outside re-read every group's x from L2 per tile, 3x the bytes (experts +4 points of
  * the FMA peak). */
-AVX512 static void dt_block(float *out, int64_t ots, int accumulate, const gemm_a *A, const float *xp, int64_t ldx,
-                            int64_t M, int64_t N, int64_t K, int64_t bi, float *buf, int64_t ldw) {
+AVX512 static void dt_block(float *out, int64_t ots, int accumulate, const gemm_a *A, const gemm_a *A2, const float *xp,
+                            int64_t ldx, int64_t M, int64_t N, int64_t K, int64_t bi, float *buf, int64_t ldw) {
     const int64_t i0 = bi * DT_BLOCK, n = LC_MIN(DT_BLOCK, M - i0), ng = (N + DT_TOKENS - 1) / DT_TOKENS;
     const int bf16 = dt_bf16(A);
     if (!bf16 && !buf) { /* out of memory for the block */
         gemm_poison(out, ots, 1, i0, n, N);
         return;
     }
-    int64_t lda = K;
+    int64_t lda = K, lda2 = K;
     const char *rows = bf16 ? (const char *)A->w->data + (A->r0 + i0) * K * 2
                             : (const char *)gemm_rows_a(buf, ldw, &lda, A, i0, n, K);
-    const int64_t row_bytes = lda * (bf16 ? 2 : 4), parts = (n + DT_ROWS - 1) / DT_ROWS * ng;
-    const int64_t pf_n = bf16 ? LC_MAX(0, LC_MIN(DT_BLOCK, M - (i0 + n))) * row_bytes : 0;
+    const char *rows2 = !A2 ? NULL
+                        : bf16 ? (const char *)A2->w->data + (A2->r0 + i0) * K * 2
+                               : (const char *)gemm_rows_a(buf + DT_BLOCK * ldw, ldw, &lda2, A2, i0, n, K);
+    const int64_t esz = bf16 ? 2 : 4, parts = (n + DT_ROWS - 1) / DT_ROWS * ng;
+    const int64_t pf_n = bf16 ? LC_MAX(0, LC_MIN(DT_BLOCK, M - (i0 + n))) * lda * esz : 0;
     for (int64_t g = 0; g < ng; g++)
         for (int64_t r = 0; r < n; r += DT_ROWS) {
             const int64_t t0 = N * g / ng, t1 = N * (g + 1) / ng, part = g * ((n + DT_ROWS - 1) / DT_ROWS) + r / DT_ROWS;
-            prefetch_span(rows + n * row_bytes, pf_n * part / parts, pf_n * (part + 1) / parts);
-            dt_tile_any(out + t0 * ots + i0 + r, ots, accumulate, rows + r * row_bytes, bf16, lda, xp + t0 * ldx, ldx, K,
-                        (int)LC_MIN(DT_ROWS, n - r), (int)(t1 - t0));
+            const int nr = (int)LC_MIN(DT_ROWS, n - r), TG = (int)(t1 - t0);
+            prefetch_span(rows + n * lda * esz, pf_n * part / parts, pf_n * (part + 1) / parts);
+            if (!A2) {
+                dt_tile_any(out + t0 * ots + i0 + r, ots, accumulate, rows + r * lda * esz, bf16, lda, xp + t0 * ldx, ldx,
+                            K, nr, TG);
+                continue;
+            }
+            /* gate and up tiles side by side, then SwiGLU of their sums */
+            prefetch_span(rows2 + n * lda2 * esz, pf_n * part / parts, pf_n * (part + 1) / parts);
+            float sg[DT_TOKENS * DT_ROWS] __attribute__((aligned(64))), su[DT_TOKENS * DT_ROWS] __attribute__((aligned(64)));
+            dt_tile_any(sg, DT_ROWS, 0, rows + r * lda * esz, bf16, lda, xp + t0 * ldx, ldx, K, nr, TG);
+            dt_tile_any(su, DT_ROWS, 0, rows2 + r * lda2 * esz, bf16, lda2, xp + t0 * ldx, ldx, K, nr, TG);
+            for (int j = 0; j < TG * DT_ROWS; j += 16) {
+                const __mmask16 mk = first_lanes(TG * DT_ROWS - j);
+                _mm512_mask_store_ps(sg + j, mk, swiglu16(_mm512_maskz_load_ps(mk, sg + j), _mm512_maskz_load_ps(mk, su + j)));
+            }
+            for (int t = 0; t < TG; t++) memcpy(out + (t0 + t) * ots + i0 + r, sg + t * DT_ROWS, (size_t)nr * sizeof *out);
         }
 }
 
@@ -863,13 +891,14 @@ AVX512 static void dt_split_x(float *c, int64_t ldc, const float *x, int64_t ldx
         }
 }
 
-AVX512 static void gemm_dt(float *out, int64_t ots, int accumulate, const gemm_a *A, const float *x, int64_t ldx, int64_t M,
-                           int64_t N, int64_t K, int par) {
+AVX512 static void gemm_dt(float *out, int64_t ots, int accumulate, const gemm_a *A, const gemm_a *A2, const float *x,
+                           int64_t ldx, int64_t M, int64_t N, int64_t K, int par) {
     const int bf16 = dt_bf16(A);
     const int64_t nb = (M + DT_BLOCK - 1) / DT_BLOCK, ldw = K + 16;
-    const size_t buf_n = bf16 ? 0 : (size_t)(DT_BLOCK * ldw); /* BF16 rows are read as stored */
+    const size_t buf_n = bf16 ? 0 : (size_t)((1 + (A2 != NULL)) * DT_BLOCK * ldw); /* BF16 rows are read as stored */
     if (bf16) /* the first block's bytes, fetched while x is copied */
-        prefetch_span((const char *)A->w->data + A->r0 * K * 2, 0, LC_MIN(DT_BLOCK, M) * K * 2);
+        for (const gemm_a *a = A; a; a = a == A ? A2 : NULL)
+            prefetch_span((const char *)a->w->data + a->r0 * K * 2, 0, LC_MIN(DT_BLOCK, M) * K * 2);
     /* x: for BF16 rows split per 32 k (dt_split_x; rows 64 bytes past a multiple of 128 apart);
      * else its rows as they are when not a multiple of 4 KiB apart, or copied padded (rows 4 KiB
      * apart would all fall into one L1 set) */
@@ -889,19 +918,19 @@ AVX512 static void gemm_dt(float *out, int64_t ots, int accumulate, const gemm_a
     }
     if (!par) {
         float *buf = scratch(&tl_scratch.w, buf_n);
-        for (int64_t bi = 0; bi < nb; bi++) dt_block(out, ots, accumulate, A, xp, ldp, M, N, K, bi, buf, ldw);
+        for (int64_t bi = 0; bi < nb; bi++) dt_block(out, ots, accumulate, A, A2, xp, ldp, M, N, K, bi, buf, ldw);
         return;
     }
 #pragma omp parallel
     {
         float *buf = scratch(&tl_scratch.w, buf_n);
 #pragma omp for schedule(dynamic, 1)
-        for (int64_t bi = 0; bi < nb; bi++) dt_block(out, ots, accumulate, A, xp, ldp, M, N, K, bi, buf, ldw);
+        for (int64_t bi = 0; bi < nb; bi++) dt_block(out, ots, accumulate, A, A2, xp, ldp, M, N, K, bi, buf, ldw);
     }
 }
 
-AVX512 static void gemm_core(float *out, int64_t ots, int64_t ois, int accumulate, const gemm_a *A, const float *b, int64_t bts,
-                             int64_t bks, int64_t M, int64_t N, int64_t K) {
+AVX512 static void gemm_core(float *out, int64_t ots, int64_t ois, int accumulate, const gemm_a *A, const gemm_a *A2,
+                             const float *b, int64_t bts, int64_t bks, int64_t M, int64_t N, int64_t K) {
     /* threads from about 3 us of work on (a region costs 1-3 us); inside one: this thread only */
     const int par = M * K * N > (1 << 18) && !lc_in_parallel();
     /* few tokens: k in the lanes — for BF16 weights always (read as stored, no conversion pass:
@@ -909,7 +938,7 @@ AVX512 static void gemm_core(float *out, int64_t ots, int64_t ois, int accumulat
      * others when not close to whole 16-token tiles (at 43 tokens 78-81% against 57-71%, at 64
      * 80% against 86%) */
     if (ois == 1 && bks == 1 && N <= DT_MAX_N && (dt_bf16(A) || 16 * N < 15 * ((N + 15) / 16 * 16))) {
-        gemm_dt(out, ots, accumulate, A, b, bts, M, N, K, par);
+        gemm_dt(out, ots, accumulate, A, A2, b, bts, M, N, K, par);
         return;
     }
     /* Blocks of 224 rows when the threads share a product of up to 5 such blocks, else of 112
@@ -919,7 +948,7 @@ AVX512 static void gemm_core(float *out, int64_t ots, int64_t ois, int accumulat
      * were 5-20% slower). */
     const int64_t block = par && M <= 5 * GEMM_BLOCK ? GEMM_BLOCK : GEMM_BLOCK / 2;
     const int64_t n_tiles = (N + 15) / 16, nb = (M + block - 1) / block;
-    gemm_call g = {.out = out, .ots = ots, .ois = ois, .accumulate = accumulate, .A = A, .b = b, .bts = bts, .bks = bks,
+    gemm_call g = {.out = out, .ots = ots, .ois = ois, .accumulate = accumulate, .A = A, .A2 = A2, .b = b, .bts = bts, .bks = bks,
                    .M = M, .N = N, .K = K, .block = block};
     g.xp = scratch(&tl_scratch.xp, (size_t)(n_tiles * K * 16));
     if (!g.xp) {
@@ -930,7 +959,7 @@ AVX512 static void gemm_core(float *out, int64_t ots, int64_t ois, int accumulat
     g.runs = par ? LC_MIN(g.n_pairs, (4 * lc_max_threads() + nb - 1) / nb) : 1;
     g.per_run = (g.n_pairs + g.runs - 1) / g.runs;
     g.ldw = K + 16;
-    const size_t buf_n = (size_t)(block * g.ldw + block * 32);
+    const size_t buf_n = (size_t)((1 + (A2 != NULL)) * (block * g.ldw + block * 32));
     if (!par) { /* no OpenMP region at all: even an inactive one costs a microsecond */
         for (int64_t tile = 0; tile < n_tiles; tile++) gemm_pack_tile(&g, tile);
         float *buf = scratch(&tl_scratch.w, buf_n);
@@ -951,14 +980,22 @@ AVX512 static void gemm_core(float *out, int64_t ots, int64_t ois, int accumulat
 AVX512 static void gemm_avx512(float *out, int64_t ld_out, const float *x, int64_t ld_x, const lc_mat *w, int64_t r0,
                                int64_t n_rows, int64_t T) {
     const gemm_a A = {.w = w, .r0 = r0};
-    gemm_core(out, ld_out, 1, 0, &A, x, ld_x, 1, n_rows, T, w->cols);
+    gemm_core(out, ld_out, 1, 0, &A, NULL, x, ld_x, 1, n_rows, T, w->cols);
+}
+
+/* out[t, i] = silu(x[t] . Wg[i]) * (x[t] . Wu[i]): both products in one pass over x, SwiGLU on
+ * the sums before they are stored; the same bits as gemm_avx512 twice, then swiglu_avx512. */
+AVX512 static void gemm_swiglu_avx512(float *out, int64_t ld_out, const float *x, int64_t ld_x, const lc_mat *wg,
+                                      const lc_mat *wu, int64_t T) {
+    const gemm_a A = {.w = wg}, A2 = {.w = wu};
+    gemm_core(out, ld_out, 1, 0, &A, &A2, x, ld_x, 1, wg->rows, T, wg->cols);
 }
 
 /* f32 products with strided operands (training backward: dout W and dout^T x). */
 AVX512 static void sgemm_avx512(float *out, int64_t ots, int64_t ois, int accumulate, const float *a, int64_t ars,
                                 int64_t aks, const float *b, int64_t bts, int64_t bks, int64_t M, int64_t N, int64_t K) {
     const gemm_a A = {.a = a, .ars = ars, .aks = aks};
-    gemm_core(out, ots, ois, accumulate, &A, b, bts, bks, M, N, K);
+    gemm_core(out, ots, ois, accumulate, &A, NULL, b, bts, bks, M, N, K);
 }
 
 /* ---- causal attention of one head (prefill) ----
@@ -1095,6 +1132,7 @@ void lc_kernels_fill_avx512(lc_kernels *k) {
     k->row[LC_DT_Q8_0] = row_q8_0_avx512;
     k->row[LC_DT_Q4_0] = row_q4_0_avx512;
     k->gemm = gemm_avx512;
+    k->gemm_swiglu = gemm_swiglu_avx512;
     k->sgemm = sgemm_avx512;
     k->attention = attention_avx512;
     k->adamw = adamw_avx512;
