@@ -684,10 +684,14 @@ AVX512 static void gemm_task(const gemm_call *g, int64_t task, float *buf) {
             for (int64_t ib = 0; ib < n; ib += 16) {
                 const __mmask16 mk = first_lanes(n - ib);
                 for (int v = 0; v < NV; v++) {
+                    const int tn = (int)LC_MIN(16, nt - 16 * v);
                     __m512 r[16];
+#pragma GCC unroll 16
                     for (int j = 0; j < 16; j++) r[j] = _mm512_load_ps(acc + (ib + j) * 32 + 16 * v);
                     transpose16(r);
-                    for (int t = 0; t < LC_MIN(16, nt - 16 * v); t++) {
+#pragma GCC unroll 16
+                    for (int t = 0; t < 16; t++) { /* constant indices: r stays in registers */
+                        if (t >= tn) break;
                         float *o = out + (t0 + 16 * v + t) * ots + i0 + ib;
                         __m512 y = accumulate ? _mm512_add_ps(_mm512_maskz_loadu_ps(mk, o), r[t]) : r[t];
                         _mm512_mask_storeu_ps(o, mk, y);
