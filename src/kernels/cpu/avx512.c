@@ -311,15 +311,13 @@ AVX512 static double expsum_avx512(float *y, const float *x, float scale, float 
     return _mm512_reduce_add_pd(_mm512_add_pd(s0, s1));
 }
 
-/* silu(g) * u for 16 lanes: swiglu_avx512's step, also the fused GEMM's (the same bits) */
-AVX512 static INLINE __m512 swiglu16(__m512 g, __m512 u) {
-    const __m512 silu = _mm512_div_ps(g, _mm512_add_ps(_mm512_set1_ps(1.0f), exp16(_mm512_sub_ps(_mm512_setzero_ps(), g))));
-    return _mm512_mul_ps(silu, u);
-}
 AVX512 static void swiglu_avx512(float *out, const float *g, const float *u, int64_t n) {
+    const __m512 one = _mm512_set1_ps(1.0f);
     for (int64_t i = 0; i < n; i += 16) {
         const __mmask16 mk = first_lanes(n - i);
-        _mm512_mask_storeu_ps(out + i, mk, swiglu16(_mm512_maskz_loadu_ps(mk, g + i), _mm512_maskz_loadu_ps(mk, u + i)));
+        const __m512 gi = _mm512_maskz_loadu_ps(mk, g + i), ui = _mm512_maskz_loadu_ps(mk, u + i);
+        const __m512 silu = _mm512_div_ps(gi, _mm512_add_ps(one, exp16(_mm512_sub_ps(_mm512_setzero_ps(), gi))));
+        _mm512_mask_storeu_ps(out + i, mk, _mm512_mul_ps(silu, ui));
     }
 }
 
@@ -667,9 +665,7 @@ AVX512 static void gemm_task(const gemm_call *g, int64_t task, float *buf) {
                     gemm_tile_any(acc2 + rg * 32, rows2 + rg * lda2 + k0, lda2, xa + k0 * 16, xb + k0 * 16,
                                   LC_MIN(GEMM_KC, K - k0), (int)LC_MIN(GEMM_ROWS, n - rg), NV, k0 == 0);
             }
-        if (two) /* SwiGLU on the finished sums, before they are stored */
-            for (int64_t j = 0; j < n * 32; j += 16)
-                _mm512_store_ps(acc + j, swiglu16(_mm512_load_ps(acc + j), _mm512_load_ps(acc2 + j)));
+        if (two) swiglu_avx512(acc, acc, acc2, n * 32); /* on the finished sums, before they are stored */
         if (ots == 1) /* output rows run along the tokens: one (masked) vector per row */
             for (int64_t i = 0; i < n; i++) {
                 float *o = out + (i0 + i) * ois + t0;
@@ -872,10 +868,7 @@ AVX512 static void dt_block(float *out, int64_t ots, int accumulate, const gemm_
             float sg[DT_TOKENS * DT_ROWS] __attribute__((aligned(64))), su[DT_TOKENS * DT_ROWS] __attribute__((aligned(64)));
             dt_tile_any(sg, DT_ROWS, 0, rows + r * lda * esz, bf16, lda, xp + t0 * ldx, ldx, K, nr, TG);
             dt_tile_any(su, DT_ROWS, 0, rows2 + r * lda2 * esz, bf16, lda2, xp + t0 * ldx, ldx, K, nr, TG);
-            for (int j = 0; j < TG * DT_ROWS; j += 16) {
-                const __mmask16 mk = first_lanes(TG * DT_ROWS - j);
-                _mm512_mask_store_ps(sg + j, mk, swiglu16(_mm512_maskz_load_ps(mk, sg + j), _mm512_maskz_load_ps(mk, su + j)));
-            }
+            swiglu_avx512(sg, sg, su, TG * DT_ROWS);
             for (int t = 0; t < TG; t++) memcpy(out + (t0 + t) * ots + i0 + r, sg + t * DT_ROWS, (size_t)nr * sizeof *out);
         }
 }
@@ -900,9 +893,9 @@ AVX512 static void gemm_dt(float *out, int64_t ots, int accumulate, const gemm_a
     const int bf16 = dt_bf16(A);
     const int64_t nb = (M + DT_BLOCK - 1) / DT_BLOCK, ldw = K + 16;
     const size_t buf_n = bf16 ? 0 : (size_t)((1 + (A2 != NULL)) * DT_BLOCK * ldw); /* BF16 rows are read as stored */
-    if (bf16) /* the first block's bytes, fetched while x is copied */
-        for (const gemm_a *a = A; a; a = a == A ? A2 : NULL)
-            prefetch_span((const char *)a->w->data + a->r0 * K * 2, 0, LC_MIN(DT_BLOCK, M) * K * 2);
+    const gemm_a *mats[2] = {A, A2};
+    for (int i = 0; bf16 && i < 2 && mats[i]; i++) /* the first block's bytes, fetched while x is copied */
+        prefetch_span((const char *)mats[i]->w->data + mats[i]->r0 * K * 2, 0, LC_MIN(DT_BLOCK, M) * K * 2);
     /* x: for BF16 rows split per 32 k (dt_split_x; rows 64 bytes past a multiple of 128 apart);
      * else its rows as they are when not a multiple of 4 KiB apart, or copied padded (rows 4 KiB
      * apart would all fall into one L1 set) */
