@@ -449,7 +449,7 @@ AVX512 static void gemm_tile_any(float *C, const float *W, int64_t ldw, const fl
  * would fault their pages in every time). Grows to the largest size asked. Every buffer is also
  * listed in g_scratch, so it stays reachable (leak checkers) while its thread lives; when the
  * thread exits, a key destructor frees its buffers and gives their slots back. */
-#define MAX_SCRATCH 1280
+#define MAX_SCRATCH 1536 /* 256 threads of 6 buffers */
 static float *g_scratch[MAX_SCRATCH];
 static unsigned char g_slot_used[MAX_SCRATCH];
 static pthread_mutex_t g_scratch_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -462,15 +462,16 @@ typedef struct {
 } scratch_buf;
 typedef struct {
     scratch_buf xp, w;
+    scratch_buf up;         /* gemm_dt: the up projection's sums */
     scratch_buf kt, vp, sc; /* attention: packed keys, values, scores */
 } thread_scratch;
 static _Thread_local thread_scratch tl_scratch;
 
 static void scratch_release(void *arg) {
     thread_scratch *t = arg;
-    scratch_buf *bufs[5] = {&t->xp, &t->w, &t->kt, &t->vp, &t->sc};
+    scratch_buf *bufs[6] = {&t->xp, &t->w, &t->up, &t->kt, &t->vp, &t->sc};
     pthread_mutex_lock(&g_scratch_mu);
-    for (int i = 0; i < 5; i++) {
+    for (int i = 0; i < 6; i++) {
         if (bufs[i]->slot) {
             g_scratch[bufs[i]->slot - 1] = NULL;
             g_slot_used[bufs[i]->slot - 1] = 0;
@@ -495,7 +496,7 @@ static float *scratch(scratch_buf *b, size_t n) {
             }
         pthread_mutex_unlock(&g_scratch_mu);
         if (!b->slot) {
-            lc_error(LC_ERR_NOMEM, "GEMM/attention scratch: more than %d threads at once", MAX_SCRATCH / 5);
+            lc_error(LC_ERR_NOMEM, "GEMM/attention scratch: more than %d threads at once", MAX_SCRATCH / 6);
             return NULL;
         }
     }
@@ -831,45 +832,31 @@ static INLINE void prefetch_span(const char *p, int64_t b0, int64_t b1) {
 }
 
 /* Block `bi` (rows DT_BLOCK bi.. of A) times all N tokens (xp: rows ldx apart): the rows as
- * stored (BF16: the next block's bytes are fetched meanwhile, a part before each tile) or as f32
+ * stored (BF16: the pf_n bytes from pf, the next block's, are fetched meanwhile, a part before
+ * each tile) or as f32
  * (in place or converted into buf), then tiles of DT_ROWS rows times groups of up to DT_TOKENS
  * tokens, the N tokens cut into groups whose sizes differ by at most one. Groups outside, rows
  * inside: a group's x (6 rows of K floats) stays in L1 while the block's rows (L2) pass by —
  * rows outside re-read every group's x from L2 per tile, 3x the bytes (experts +4 points of
  * the FMA peak). */
-AVX512 static void dt_block(float *out, int64_t ots, int accumulate, const gemm_a *A, const gemm_a *A2, const float *xp,
-                            int64_t ldx, int64_t M, int64_t N, int64_t K, int64_t bi, float *buf, int64_t ldw) {
+AVX512 static void dt_block(float *out, int64_t ots, int accumulate, const gemm_a *A, const float *xp, int64_t ldx, int64_t M,
+                            int64_t N, int64_t K, int64_t bi, float *buf, int64_t ldw, const char *pf, int64_t pf_n) {
     const int64_t i0 = bi * DT_BLOCK, n = LC_MIN(DT_BLOCK, M - i0), ng = (N + DT_TOKENS - 1) / DT_TOKENS;
     const int bf16 = dt_bf16(A);
     if (!bf16 && !buf) { /* out of memory for the block */
         gemm_poison(out, ots, 1, i0, n, N);
         return;
     }
-    int64_t lda = K, lda2 = K;
+    int64_t lda = K;
     const char *rows = bf16 ? (const char *)A->w->data + (A->r0 + i0) * K * 2
                             : (const char *)gemm_rows_a(buf, ldw, &lda, A, i0, n, K);
-    const char *rows2 = !A2 ? NULL
-                        : bf16 ? (const char *)A2->w->data + (A2->r0 + i0) * K * 2
-                               : (const char *)gemm_rows_a(buf + DT_BLOCK * ldw, ldw, &lda2, A2, i0, n, K);
     const int64_t esz = bf16 ? 2 : 4, parts = (n + DT_ROWS - 1) / DT_ROWS * ng;
-    const int64_t pf_n = bf16 ? LC_MAX(0, LC_MIN(DT_BLOCK, M - (i0 + n))) * lda * esz : 0;
     for (int64_t g = 0; g < ng; g++)
         for (int64_t r = 0; r < n; r += DT_ROWS) {
             const int64_t t0 = N * g / ng, t1 = N * (g + 1) / ng, part = g * ((n + DT_ROWS - 1) / DT_ROWS) + r / DT_ROWS;
-            const int nr = (int)LC_MIN(DT_ROWS, n - r), TG = (int)(t1 - t0);
-            prefetch_span(rows + n * lda * esz, pf_n * part / parts, pf_n * (part + 1) / parts);
-            if (!A2) {
-                dt_tile_any(out + t0 * ots + i0 + r, ots, accumulate, rows + r * lda * esz, bf16, lda, xp + t0 * ldx, ldx,
-                            K, nr, TG);
-                continue;
-            }
-            /* gate and up tiles side by side, then SwiGLU of their sums */
-            prefetch_span(rows2 + n * lda2 * esz, pf_n * part / parts, pf_n * (part + 1) / parts);
-            float sg[DT_TOKENS * DT_ROWS] __attribute__((aligned(64))), su[DT_TOKENS * DT_ROWS] __attribute__((aligned(64)));
-            dt_tile_any(sg, DT_ROWS, 0, rows + r * lda * esz, bf16, lda, xp + t0 * ldx, ldx, K, nr, TG);
-            dt_tile_any(su, DT_ROWS, 0, rows2 + r * lda2 * esz, bf16, lda2, xp + t0 * ldx, ldx, K, nr, TG);
-            swiglu_avx512(sg, sg, su, TG * DT_ROWS);
-            for (int t = 0; t < TG; t++) memcpy(out + (t0 + t) * ots + i0 + r, sg + t * DT_ROWS, (size_t)nr * sizeof *out);
+            prefetch_span(pf, pf_n * part / parts, pf_n * (part + 1) / parts);
+            dt_tile_any(out + t0 * ots + i0 + r, ots, accumulate, rows + r * lda * esz, bf16, lda, xp + t0 * ldx, ldx, K,
+                        (int)LC_MIN(DT_ROWS, n - r), (int)(t1 - t0));
         }
 }
 
@@ -888,19 +875,27 @@ AVX512 static void dt_split_x(float *c, int64_t ldc, const float *x, int64_t ldx
         }
 }
 
+/* out (+)= A x, or with A2 out = silu(A x) * (A2 x): the two products one after the other (the
+ * up sums into this thread's scratch), then SwiGLU along each token's row. One matrix streams
+ * at a time: both tile by tile was 5-15 points of the FMA peak slower at 12-48 tokens with the
+ * weights coming from DRAM (a MoE prefill's experts), the same at 96 and more when hot. */
 AVX512 static void gemm_dt(float *out, int64_t ots, int accumulate, const gemm_a *A, const gemm_a *A2, const float *x,
                            int64_t ldx, int64_t M, int64_t N, int64_t K, int par) {
     const int bf16 = dt_bf16(A);
     const int64_t nb = (M + DT_BLOCK - 1) / DT_BLOCK, ldw = K + 16;
-    const size_t buf_n = bf16 ? 0 : (size_t)((1 + (A2 != NULL)) * DT_BLOCK * ldw); /* BF16 rows are read as stored */
-    const gemm_a *mats[2] = {A, A2};
-    for (int i = 0; bf16 && i < 2 && mats[i]; i++) /* the first block's bytes, fetched while x is copied */
-        prefetch_span((const char *)mats[i]->w->data + mats[i]->r0 * K * 2, 0, LC_MIN(DT_BLOCK, M) * K * 2);
+    const size_t buf_n = bf16 ? 0 : (size_t)(DT_BLOCK * ldw); /* BF16 rows are read as stored */
+    if (bf16) /* the first block's bytes, fetched while x is copied */
+        prefetch_span((const char *)A->w->data + A->r0 * K * 2, 0, LC_MIN(DT_BLOCK, M) * K * 2);
     /* x: for BF16 rows split per 32 k (dt_split_x; rows 64 bytes past a multiple of 128 apart);
      * else its rows as they are when not a multiple of 4 KiB apart, or copied padded (rows 4 KiB
      * apart would all fall into one L1 set) */
     const float *xp = x;
     int64_t ldp = ldx;
+    float *u = A2 ? scratch(&tl_scratch.up, (size_t)(N * M)) : NULL;
+    if (A2 && !u) {
+        gemm_poison(out, ots, 1, 0, M, N);
+        return;
+    }
     if (bf16 || (ldx * (int64_t)sizeof(float)) % 4096 == 0) {
         ldp = bf16 ? (K + 31) / 32 * 32 + 16 : ldw;
         float *c = scratch(&tl_scratch.xp, (size_t)(N * ldp));
@@ -913,17 +908,34 @@ AVX512 static void gemm_dt(float *out, int64_t ots, int accumulate, const gemm_a
             for (int64_t t = 0; t < N; t++) memcpy(c + t * ldw, x + t * ldx, (size_t)K * sizeof *c);
         xp = c;
     }
+    const gemm_a *mats[2] = {A, A2};
+    float *outs[2] = {out, u};
+    const int64_t lds[2] = {ots, M}, n_mats = A2 ? 2 : 1;
+    /* BF16: block j of the n_mats * nb (matrix m = j / nb) is fetched during block j - 1 */
+#define DT_NEXT(j) (bf16 && (j) < n_mats * nb ? (const char *)mats[(j) / nb]->w->data + (mats[(j) / nb]->r0 + (j) % nb * DT_BLOCK) * K * 2 : NULL), \
+                   (bf16 && (j) < n_mats * nb ? LC_MIN(DT_BLOCK, M - (j) % nb * DT_BLOCK) * K * 2 : 0)
     if (!par) {
         float *buf = scratch(&tl_scratch.w, buf_n);
-        for (int64_t bi = 0; bi < nb; bi++) dt_block(out, ots, accumulate, A, A2, xp, ldp, M, N, K, bi, buf, ldw);
+        for (int64_t m = 0; m < n_mats; m++)
+            for (int64_t bi = 0; bi < nb; bi++)
+                dt_block(outs[m], lds[m], accumulate, mats[m], xp, ldp, M, N, K, bi, buf, ldw, DT_NEXT(m * nb + bi + 1));
+        for (int64_t t = 0; t < (A2 ? N : 0); t++) swiglu_avx512(out + t * ots, out + t * ots, u + t * M, M);
         return;
     }
 #pragma omp parallel
     {
         float *buf = scratch(&tl_scratch.w, buf_n);
+        for (int64_t m = 0; m < n_mats; m++) {
 #pragma omp for schedule(dynamic, 1)
-        for (int64_t bi = 0; bi < nb; bi++) dt_block(out, ots, accumulate, A, A2, xp, ldp, M, N, K, bi, buf, ldw);
+            for (int64_t bi = 0; bi < nb; bi++)
+                dt_block(outs[m], lds[m], accumulate, mats[m], xp, ldp, M, N, K, bi, buf, ldw, DT_NEXT(m * nb + bi + 1));
+        }
+        if (A2) {
+#pragma omp for schedule(static)
+            for (int64_t t = 0; t < N; t++) swiglu_avx512(out + t * ots, out + t * ots, u + t * M, M);
+        }
     }
+#undef DT_NEXT
 }
 
 AVX512 static void gemm_core(float *out, int64_t ots, int64_t ois, int accumulate, const gemm_a *A, const gemm_a *A2,
