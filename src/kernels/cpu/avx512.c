@@ -602,7 +602,17 @@ typedef struct {
     int64_t n_pairs, runs, per_run;
     int64_t ldw;              /* row stride of copied A blocks: padded, rows exactly 4 KiB apart
                                  would all fall into the same L1 cache set */
+    uint64_t id;              /* this call's number: a thread's next task on the same block reuses
+                                 the rows it converted (gemm_task) */
 } gemm_call;
+
+/* The block a thread's buffer holds: call number and block index (0 = none). */
+static _Thread_local struct {
+    uint64_t id;
+    int64_t bi, lda, lda2;
+    const float *rows, *rows2;
+} tl_block;
+static _Atomic uint64_t g_gemm_calls;
 
 /* B -> tile `tile` of 16 lanes: xp[tile][k][16], zero beyond N. */
 AVX512 static void gemm_pack_tile(const gemm_call *g, int64_t tile) {
@@ -644,9 +654,17 @@ AVX512 static void gemm_task(const gemm_call *g, int64_t task, float *buf) {
         return;
     }
     if (p0 >= p1) return;
-    int64_t lda, lda2 = 0;
-    const float *rows = gemm_rows_a(buf, ldw, &lda, g->A, i0, n, K);
-    const float *rows2 = two ? gemm_rows_a(buf + g->block * ldw, ldw, &lda2, g->A2, i0, n, K) : NULL;
+    /* the block's rows as f32: converted, or still in buf from this thread's previous task (the
+     * runs of a block are consecutive tasks: with few blocks, each thread converts a block once
+     * instead of once per run) */
+    if (tl_block.id != g->id || tl_block.bi != bi) {
+        tl_block.rows = gemm_rows_a(buf, ldw, &tl_block.lda, g->A, i0, n, K);
+        tl_block.rows2 = two ? gemm_rows_a(buf + g->block * ldw, ldw, &tl_block.lda2, g->A2, i0, n, K) : NULL;
+        tl_block.id = g->id;
+        tl_block.bi = bi;
+    }
+    const int64_t lda = tl_block.lda, lda2 = tl_block.lda2;
+    const float *rows = tl_block.rows, *rows2 = tl_block.rows2;
     for (int64_t pair = p0; pair < p1; pair++) { /* 32 tokens, or the last 16 */
         const int64_t t0 = pair * 32;
         const int nt = (int)LC_MIN(32, N - t0), NV = nt > 16 ? 2 : 1;
@@ -959,6 +977,7 @@ AVX512 static void gemm_core(float *out, int64_t ots, int64_t ois, int accumulat
     const int64_t n_tiles = (N + 15) / 16, nb = (M + block - 1) / block;
     gemm_call g = {.out = out, .ots = ots, .ois = ois, .accumulate = accumulate, .A = A, .A2 = A2, .b = b, .bts = bts, .bks = bks,
                    .M = M, .N = N, .K = K, .block = block};
+    g.id = ++g_gemm_calls;
     g.xp = scratch(&tl_scratch.xp, (size_t)(n_tiles * K * 16));
     if (!g.xp) {
         gemm_poison(out, ots, ois, 0, M, N);
