@@ -852,16 +852,21 @@ static INLINE void prefetch_span(const char *p, int64_t b0, int64_t b1) {
     for (int64_t b = b0 & ~(int64_t)63; b < b1; b += 64) _mm_prefetch(p + b, _MM_HINT_T0);
 }
 
+/* Bytes of weights to fetch ahead: p, n (NULL, 0: none). */
+typedef struct {
+    const char *p;
+    int64_t n;
+} byte_span;
+
 /* Block `bi` (rows DT_BLOCK bi.. of A) times all N tokens (xp: rows ldx apart): the rows as
- * stored (BF16: the pf_n bytes from pf, the next block's, are fetched meanwhile, a part before
- * each tile) or as f32
- * (in place or converted into buf), then tiles of DT_ROWS rows times groups of up to DT_TOKENS
- * tokens, the N tokens cut into groups whose sizes differ by at most one. Groups outside, rows
+ * stored (BF16: the span `next`, the block after this one, is fetched meanwhile, a part before
+ * each tile) or as f32 (in place or converted into buf), then tiles of DT_ROWS rows times
+ * groups of up to DT_TOKENS tokens, the N tokens cut into groups whose sizes differ by at most one. Groups outside, rows
  * inside: a group's x (6 rows of K floats) stays in L1 while the block's rows (L2) pass by —
  * rows outside re-read every group's x from L2 per tile, 3x the bytes (experts +4 points of
  * the FMA peak). */
 AVX512 static void dt_block(float *out, int64_t ots, int accumulate, const gemm_a *A, const float *xp, int64_t ldx, int64_t M,
-                            int64_t N, int64_t K, int64_t bi, float *buf, int64_t ldw, const char *pf, int64_t pf_n) {
+                            int64_t N, int64_t K, int64_t bi, float *buf, int64_t ldw, byte_span next) {
     const int64_t i0 = bi * DT_BLOCK, n = LC_MIN(DT_BLOCK, M - i0), ng = (N + DT_TOKENS - 1) / DT_TOKENS;
     const int bf16 = dt_bf16(A);
     if (!bf16 && !buf) { /* out of memory for the block */
@@ -875,7 +880,7 @@ AVX512 static void dt_block(float *out, int64_t ots, int accumulate, const gemm_
     for (int64_t g = 0; g < ng; g++)
         for (int64_t r = 0; r < n; r += DT_ROWS) {
             const int64_t t0 = N * g / ng, t1 = N * (g + 1) / ng, part = g * ((n + DT_ROWS - 1) / DT_ROWS) + r / DT_ROWS;
-            prefetch_span(pf, pf_n * part / parts, pf_n * (part + 1) / parts);
+            prefetch_span(next.p, next.n * part / parts, next.n * (part + 1) / parts);
             dt_tile_any(out + t0 * ots + i0 + r, ots, accumulate, rows + r * lda * esz, bf16, lda, xp + t0 * ldx, ldx, K,
                         (int)LC_MIN(DT_ROWS, n - r), (int)(t1 - t0));
         }
@@ -896,27 +901,40 @@ AVX512 static void dt_split_x(float *c, int64_t ldc, const float *x, int64_t ldx
         }
 }
 
+/* BF16: block j of the n_mats * nb blocks of one or two products (matrix j / nb), the span to
+ * fetch ahead of it; none past the last one, nor for rows that are converted first. */
+static byte_span dt_block_bytes(const gemm_a *const mats[2], int64_t n_mats, int64_t nb, int64_t M, int64_t K, int bf16,
+                                int64_t j) {
+    if (!bf16 || j >= n_mats * nb) return (byte_span){NULL, 0};
+    const gemm_a *A = mats[j / nb];
+    const int64_t i0 = j % nb * DT_BLOCK;
+    return (byte_span){(const char *)A->w->data + (A->r0 + i0) * K * 2, LC_MIN(DT_BLOCK, M - i0) * K * 2};
+}
+
 /* out (+)= A x, or with A2 out = silu(A x) * (A2 x): the two products one after the other (the
- * up sums into this thread's scratch), then SwiGLU along each token's row. One matrix streams
- * at a time: both tile by tile was 5-15 points of the FMA peak slower at 12-48 tokens with the
- * weights coming from DRAM (a MoE prefill's experts), the same at 96 and more when hot. */
+ * up sums into this thread's scratch; the up matrix's first block fetched during the gate's
+ * last), then SwiGLU along each token's row. One matrix streaming at a time: the two tile by
+ * tile were 5-15 points of the FMA peak slower at 12-48 tokens with the weights coming from
+ * DRAM, as a MoE prefill's experts' do. (With tokens in the lanes, gemm_task, the side-by-side
+ * tiles are the faster and stay.) */
 AVX512 static void gemm_dt(float *out, int64_t ots, int accumulate, const gemm_a *A, const gemm_a *A2, const float *x,
                            int64_t ldx, int64_t M, int64_t N, int64_t K, int par) {
     const int bf16 = dt_bf16(A);
-    const int64_t nb = (M + DT_BLOCK - 1) / DT_BLOCK, ldw = K + 16;
+    const int64_t nb = (M + DT_BLOCK - 1) / DT_BLOCK, ldw = K + 16, n_mats = A2 ? 2 : 1;
     const size_t buf_n = bf16 ? 0 : (size_t)(DT_BLOCK * ldw); /* BF16 rows are read as stored */
-    if (bf16) /* the first block's bytes, fetched while x is copied */
-        prefetch_span((const char *)A->w->data + A->r0 * K * 2, 0, LC_MIN(DT_BLOCK, M) * K * 2);
-    /* x: for BF16 rows split per 32 k (dt_split_x; rows 64 bytes past a multiple of 128 apart);
-     * else its rows as they are when not a multiple of 4 KiB apart, or copied padded (rows 4 KiB
-     * apart would all fall into one L1 set) */
-    const float *xp = x;
-    int64_t ldp = ldx;
+    const gemm_a *const mats[2] = {A, A2};
+    const byte_span first = dt_block_bytes(mats, n_mats, nb, M, K, bf16, 0);
+    prefetch_span(first.p, 0, first.n); /* fetched while x is copied */
     float *u = A2 ? scratch(&tl_scratch.up, (size_t)(N * M)) : NULL;
     if (A2 && !u) {
         gemm_poison(out, ots, 1, 0, M, N);
         return;
     }
+    /* x: for BF16 rows split per 32 k (dt_split_x; rows 64 bytes past a multiple of 128 apart);
+     * else its rows as they are when not a multiple of 4 KiB apart, or copied padded (rows 4 KiB
+     * apart would all fall into one L1 set) */
+    const float *xp = x;
+    int64_t ldp = ldx;
     if (bf16 || (ldx * (int64_t)sizeof(float)) % 4096 == 0) {
         ldp = bf16 ? (K + 31) / 32 * 32 + 16 : ldw;
         float *c = scratch(&tl_scratch.xp, (size_t)(N * ldp));
@@ -929,17 +947,15 @@ AVX512 static void gemm_dt(float *out, int64_t ots, int accumulate, const gemm_a
             for (int64_t t = 0; t < N; t++) memcpy(c + t * ldw, x + t * ldx, (size_t)K * sizeof *c);
         xp = c;
     }
-    const gemm_a *mats[2] = {A, A2};
-    float *outs[2] = {out, u};
-    const int64_t lds[2] = {ots, M}, n_mats = A2 ? 2 : 1;
-    /* BF16: block j of the n_mats * nb (matrix m = j / nb) is fetched during block j - 1 */
-#define DT_NEXT(j) (bf16 && (j) < n_mats * nb ? (const char *)mats[(j) / nb]->w->data + (mats[(j) / nb]->r0 + (j) % nb * DT_BLOCK) * K * 2 : NULL), \
-                   (bf16 && (j) < n_mats * nb ? LC_MIN(DT_BLOCK, M - (j) % nb * DT_BLOCK) * K * 2 : 0)
+    float *const outs[2] = {out, u};
+    const int64_t lds[2] = {ots, M};
+    const int accs[2] = {accumulate, 0}; /* A2 comes without accumulate */
     if (!par) {
         float *buf = scratch(&tl_scratch.w, buf_n);
         for (int64_t m = 0; m < n_mats; m++)
             for (int64_t bi = 0; bi < nb; bi++)
-                dt_block(outs[m], lds[m], accumulate, mats[m], xp, ldp, M, N, K, bi, buf, ldw, DT_NEXT(m * nb + bi + 1));
+                dt_block(outs[m], lds[m], accs[m], mats[m], xp, ldp, M, N, K, bi, buf, ldw,
+                         dt_block_bytes(mats, n_mats, nb, M, K, bf16, m * nb + bi + 1));
         for (int64_t t = 0; t < (A2 ? N : 0); t++) swiglu_avx512(out + t * ots, out + t * ots, u + t * M, M);
         return;
     }
@@ -949,14 +965,14 @@ AVX512 static void gemm_dt(float *out, int64_t ots, int accumulate, const gemm_a
         for (int64_t m = 0; m < n_mats; m++) {
 #pragma omp for schedule(dynamic, 1)
             for (int64_t bi = 0; bi < nb; bi++)
-                dt_block(outs[m], lds[m], accumulate, mats[m], xp, ldp, M, N, K, bi, buf, ldw, DT_NEXT(m * nb + bi + 1));
+                dt_block(outs[m], lds[m], accs[m], mats[m], xp, ldp, M, N, K, bi, buf, ldw,
+                         dt_block_bytes(mats, n_mats, nb, M, K, bf16, m * nb + bi + 1));
         }
         if (A2) {
 #pragma omp for schedule(static)
             for (int64_t t = 0; t < N; t++) swiglu_avx512(out + t * ots, out + t * ots, u + t * M, M);
         }
     }
-#undef DT_NEXT
 }
 
 AVX512 static void gemm_core(float *out, int64_t ots, int64_t ois, int accumulate, const gemm_a *A, const gemm_a *A2,
