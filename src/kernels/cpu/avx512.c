@@ -861,10 +861,10 @@ typedef struct {
 /* Block `bi` (rows DT_BLOCK bi.. of A) times all N tokens (xp: rows ldx apart): the rows as
  * stored (BF16: the span `next`, the block after this one, is fetched meanwhile, a part before
  * each tile) or as f32 (in place or converted into buf), then tiles of DT_ROWS rows times
- * groups of up to DT_TOKENS tokens, the N tokens cut into groups whose sizes differ by at most one. Groups outside, rows
- * inside: a group's x (6 rows of K floats) stays in L1 while the block's rows (L2) pass by —
- * rows outside re-read every group's x from L2 per tile, 3x the bytes (experts +4 points of
- * the FMA peak). */
+ * groups of up to DT_TOKENS tokens, the N tokens cut into groups whose sizes differ by at most
+ * one. Groups outside, rows inside: a group's x (6 rows of K floats) stays in L1 while the
+ * block's rows (L2) pass by — rows outside re-read every group's x from L2 per tile, 3x the
+ * bytes (experts +4 points of the FMA peak). */
 AVX512 static void dt_block(float *out, int64_t ots, int accumulate, const gemm_a *A, const float *xp, int64_t ldx, int64_t M,
                             int64_t N, int64_t K, int64_t bi, float *buf, int64_t ldw, byte_span next) {
     const int64_t i0 = bi * DT_BLOCK, n = LC_MIN(DT_BLOCK, M - i0), ng = (N + DT_TOKENS - 1) / DT_TOKENS;
@@ -876,12 +876,12 @@ AVX512 static void dt_block(float *out, int64_t ots, int accumulate, const gemm_
     int64_t lda = K;
     const char *rows = bf16 ? (const char *)A->w->data + (A->r0 + i0) * K * 2
                             : (const char *)gemm_rows_a(buf, ldw, &lda, A, i0, n, K);
-    const int64_t esz = bf16 ? 2 : 4, parts = (n + DT_ROWS - 1) / DT_ROWS * ng;
+    const int64_t row_bytes = lda * (bf16 ? 2 : 4), tiles = (n + DT_ROWS - 1) / DT_ROWS, parts = tiles * ng;
     for (int64_t g = 0; g < ng; g++)
         for (int64_t r = 0; r < n; r += DT_ROWS) {
-            const int64_t t0 = N * g / ng, t1 = N * (g + 1) / ng, part = g * ((n + DT_ROWS - 1) / DT_ROWS) + r / DT_ROWS;
+            const int64_t t0 = N * g / ng, t1 = N * (g + 1) / ng, part = g * tiles + r / DT_ROWS;
             prefetch_span(next.p, next.n * part / parts, next.n * (part + 1) / parts);
-            dt_tile_any(out + t0 * ots + i0 + r, ots, accumulate, rows + r * lda * esz, bf16, lda, xp + t0 * ldx, ldx, K,
+            dt_tile_any(out + t0 * ots + i0 + r, ots, accumulate, rows + r * row_bytes, bf16, lda, xp + t0 * ldx, ldx, K,
                         (int)LC_MIN(DT_ROWS, n - r), (int)(t1 - t0));
         }
 }
@@ -956,23 +956,20 @@ AVX512 static void gemm_dt(float *out, int64_t ots, int accumulate, const gemm_a
             for (int64_t bi = 0; bi < nb; bi++)
                 dt_block(outs[m], lds[m], accs[m], mats[m], xp, ldp, M, N, K, bi, buf, ldw,
                          dt_block_bytes(mats, n_mats, nb, M, K, bf16, m * nb + bi + 1));
-        for (int64_t t = 0; t < (A2 ? N : 0); t++) swiglu_avx512(out + t * ots, out + t * ots, u + t * M, M);
-        return;
-    }
+    } else {
 #pragma omp parallel
-    {
-        float *buf = scratch(&tl_scratch.w, buf_n);
-        for (int64_t m = 0; m < n_mats; m++) {
+        {
+            float *buf = scratch(&tl_scratch.w, buf_n);
+            for (int64_t m = 0; m < n_mats; m++) {
 #pragma omp for schedule(dynamic, 1)
-            for (int64_t bi = 0; bi < nb; bi++)
-                dt_block(outs[m], lds[m], accs[m], mats[m], xp, ldp, M, N, K, bi, buf, ldw,
-                         dt_block_bytes(mats, n_mats, nb, M, K, bf16, m * nb + bi + 1));
-        }
-        if (A2) {
-#pragma omp for schedule(static)
-            for (int64_t t = 0; t < N; t++) swiglu_avx512(out + t * ots, out + t * ots, u + t * M, M);
+                for (int64_t bi = 0; bi < nb; bi++)
+                    dt_block(outs[m], lds[m], accs[m], mats[m], xp, ldp, M, N, K, bi, buf, ldw,
+                             dt_block_bytes(mats, n_mats, nb, M, K, bf16, m * nb + bi + 1));
+            }
         }
     }
+    if (A2) /* SwiGLU of the finished sums, per token row (a region only for a prompt-sized one) */
+        LC_FOR(par && N * M > 65536, t, N, swiglu_avx512(out + t * ots, out + t * ots, u + t * M, M););
 }
 
 AVX512 static void gemm_core(float *out, int64_t ots, int64_t ois, int accumulate, const gemm_a *A, const gemm_a *A2,
