@@ -238,6 +238,21 @@ static void test_moe_invariants(void) {
         }
     CHECK(t_rel_err(out, ref, NT * H) < 1e-6 && used == used_ref, "expert-major MoE: err %.2e, used %lld vs %lld",
           t_rel_err(out, ref, NT * H), (long long)used, (long long)used_ref);
+
+    /* 4. MoE and the dense FFN sharing their phases (decode: 1-3 tokens; a prompt: all 6) give
+     * the bits of moe_forward and ffn_forward one after the other. */
+    float dense[NT * 48], dense_ref[NT * 48];
+    const int64_t sizes[4] = {1, 2, 3, NT};
+    for (int i = 0; i < 4; i++) {
+        const int64_t n = sizes[i];
+        int64_t used2 = -1;
+        CHECK_OK(moe_forward(ref, x, idx, tw, &w, &c, n, &used, NULL));
+        CHECK_OK(ffn_forward(dense_ref, x, &w.mlps[0], n, NULL));
+        CHECK_OK(moe_dense_forward(out, dense, x, idx, tw, &w, &c, n, &used2, NULL, &w.mlps[0]));
+        CHECK(!memcmp(out, ref, (size_t)(n * H) * sizeof *out) && !memcmp(dense, dense_ref, (size_t)(n * H) * sizeof *dense) &&
+                  used2 == used,
+              "MoE + dense FFN together, %lld tokens: the same bits as apart", (long long)n);
+    }
     lc_model_free(m);
 }
 

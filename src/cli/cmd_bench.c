@@ -144,42 +144,55 @@ static int median_index(const double *v, int n) {
 
 /* Zero-computation experts: forces z of the K routed slots of every token onto identity
  * experts (bias +1e4 on z identity experts, -1e4 on the rest: the router still picks the FFN
- * experts by score) and times the MoE part of decoding. Expected: MoE time ~ (K - z) / K. */
+ * experts by score) and times decoding. At decode the MoE branch shares its parallel phases
+ * with the first dense FFN, so the MoE time of a point is measured as the time of the MoE and
+ * dense-FFN steps less that of the last point, z = K (no FFN expert at all: the dense FFNs
+ * alone). Expected: MoE time ~ (K - z) / K. */
 static lc_status sweep_zero_experts(lc_model *m, lc_session *se, float *logits, const int32_t *tok, int n_decode, int json) {
     const lc_config *c = &m->cfg;
-    const int64_t N = c->n_routed_experts, Z = c->zero_expert_num, K = c->moe_topk;
+    const int64_t N = c->n_routed_experts, Z = c->zero_expert_num, K = c->moe_topk, zmax = LC_MIN(K, Z);
     if (Z == 0) return lc_error(LC_ERR_ARG, "bench --zero-sweep: this model has no zero-computation experts");
     float *saved = malloc((size_t)(c->num_layers * Z) * sizeof *saved);
-    if (!saved) return LC_ERR_NOMEM;
+    double *step = malloc((size_t)(2 * (zmax + 1)) * sizeof *step), *slots = step ? step + zmax + 1 : NULL;
+    if (!saved || !step) {
+        free(saved);
+        free(step);
+        return LC_ERR_NOMEM;
+    }
     for (int64_t L = 0; L < c->num_layers; L++)
         memcpy(saved + L * Z, m->layers[L].e_score_correction_bias + N, (size_t)Z * sizeof *saved);
-    double t_base = 0;
     lc_status s = LC_OK;
-    if (json) printf(", \"zero_expert_sweep\": [");
-    else printf("zero-computation experts (decode, %d tokens per point): z of K=%lld slots forced to identity\n", n_decode,
-                (long long)K);
-    for (int64_t z = -1; z <= LC_MIN(K, Z) && !s; z++) { /* z = -1: an untimed pass at z = 0 (warm-up) */
+    for (int64_t z = -1; z <= zmax && !s; z++) { /* z = -1: an untimed pass at z = 0 (warm-up) */
         for (int64_t L = 0; L < c->num_layers; L++) {
             float *b = (float *)(uintptr_t)m->layers[L].e_score_correction_bias + N; /* the model's own arena */
             for (int64_t j = 0; j < Z; j++) b[j] = j < z ? 1e4f : -1e4f; /* z = -1 sets all to -1e4, as z = 0 */
         }
-        double sec, slots, part[LC_PROF_COUNT];
-        s = decode_pass(se, tok, n_decode, 0, logits, &sec, &slots, part);
+        double sec, sl, part[LC_PROF_COUNT];
+        s = decode_pass(se, tok, n_decode, 0, logits, &sec, &sl, part);
         if (z < 0) continue;
-        double moe = part[LC_PROF_EXPERTS] / n_decode, f = (double)z / (double)K;
-        if (z == 0) t_base = moe;
-        double ratio = t_base > 0 ? moe / t_base : 0;
-        if (json)
-            printf("%s{\"zero_fraction\": %.4f, \"ffn_experts_per_token\": %.3f, \"moe_ms_per_token\": %.4f, \"moe_time_ratio\": %.4f}",
-                   z == 0 ? "" : ", ", f, slots, moe * 1e3, ratio);
-        else
-            printf("  f = %.3f: %.2f FFN experts/layer, MoE %.3f ms/token = %.3f of f=0 (ideal %.3f)\n", f, slots, moe * 1e3,
-                   ratio, 1 - f);
+        step[z] = (part[LC_PROF_EXPERTS] + part[LC_PROF_DENSE_FFN]) / n_decode;
+        slots[z] = sl;
     }
-    if (json) printf("]}\n");
+    if (!s) {
+        if (json) printf(", \"zero_expert_sweep\": [");
+        else printf("zero-computation experts (decode, %d tokens per point): z of K=%lld slots forced to identity; MoE time "
+                    "= MoE + dense FFN steps less those at z = K\n", n_decode, (long long)K);
+        const double base = step[0] - step[zmax];
+        for (int64_t z = 0; z <= zmax; z++) {
+            const double moe = step[z] - step[zmax], f = (double)z / (double)K, ratio = base > 0 ? moe / base : 0;
+            if (json)
+                printf("%s{\"zero_fraction\": %.4f, \"ffn_experts_per_token\": %.3f, \"moe_ms_per_token\": %.4f, "
+                       "\"moe_time_ratio\": %.4f}", z == 0 ? "" : ", ", f, slots[z], moe * 1e3, ratio);
+            else
+                printf("  f = %.3f: %.2f FFN experts/layer, MoE %.3f ms/token = %.3f of f=0 (ideal %.3f)\n", f, slots[z],
+                       moe * 1e3, ratio, 1 - f);
+        }
+        if (json) printf("]}\n");
+    }
     for (int64_t L = 0; L < c->num_layers; L++)
         memcpy((float *)(uintptr_t)m->layers[L].e_score_correction_bias + N, saved + L * Z, (size_t)Z * sizeof *saved);
     free(saved);
+    free(step);
     return s;
 }
 

@@ -23,6 +23,14 @@ static void prof_end(lc_prof_part p, double t0) {
     if (g_prof) g_prof_sec[p] += lc_time_sec() - t0;
 }
 
+/* Bytes of an FFN's three weight matrices. */
+static double ffn_bytes(const lc_ffn_weights *f) {
+    const lc_mat *m[3] = {&f->gate_proj, &f->up_proj, &f->down_proj};
+    double b = 0;
+    for (int i = 0; i < 3; i++) b += (double)m[i]->rows * (double)lc_mat_row_bytes(m[i]);
+    return b;
+}
+
 /* h += y, then += m when given: rows shared by the threads when a prompt's (an elementwise pass
  * is memory-bound, one thread leaves half the bandwidth unused); lc_axpy with a = 1 adds exactly. */
 static void residual_add(float *h, const float *y, const float *m, int64_t T, int64_t H) {
@@ -81,12 +89,25 @@ lc_status scmoe_layer_forward(float *h,            /* [T, H] residual stream */
             t0 = prof_begin();
             s = router_forward(topk_idx, tw, xf, w, c, T);
             prof_end(LC_PROF_ROUTER, t0);
-            t0 = prof_begin();
-            if (!s) s = moe_forward(m, xf, topk_idx, tw, w, c, T, n_ffn, acts ? &acts->moe : NULL);
-            prof_end(LC_PROF_EXPERTS, t0);
-            t0 = prof_begin();
-            if (!s) s = ffn_forward(y, xf, &w->mlps[0], T, acts ? acts->ffn_keep[0] : NULL);
-            prof_end(LC_PROF_DENSE_FFN, t0);
+            if (!acts && T < LC_GEMM_MIN_T) { /* decode: the MoE branch and mlp0 share their parallel phases */
+                int64_t used = 0;
+                t0 = prof_begin();
+                if (!s) s = moe_dense_forward(m, y, xf, topk_idx, tw, w, c, T, &used, NULL, &w->mlps[0]);
+                if (n_ffn) *n_ffn = used;
+                if (g_prof) { /* one step for both: its time split by the weight bytes each read */
+                    const double dense = ffn_bytes(&w->mlps[0]), experts = (double)used * ffn_bytes(&w->experts[0]);
+                    const double sec = lc_time_sec() - t0;
+                    g_prof_sec[LC_PROF_DENSE_FFN] += sec * dense / (dense + experts);
+                    g_prof_sec[LC_PROF_EXPERTS] += sec * experts / (dense + experts);
+                }
+            } else {
+                t0 = prof_begin();
+                if (!s) s = moe_forward(m, xf, topk_idx, tw, w, c, T, n_ffn, acts ? &acts->moe : NULL);
+                prof_end(LC_PROF_EXPERTS, t0);
+                t0 = prof_begin();
+                if (!s) s = ffn_forward(y, xf, &w->mlps[0], T, acts ? acts->ffn_keep[0] : NULL);
+                prof_end(LC_PROF_DENSE_FFN, t0);
+            }
             if (!s) residual_add(h, y, NULL, T, H);
             if (acts) {
                 memcpy(acts->h2, h, row_bytes);

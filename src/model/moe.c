@@ -113,26 +113,37 @@ static lc_status expert_forward(const moe_buckets *b, int64_t e, float *ye, cons
 /* Every used expert on its few tokens (each fewer than LC_GEMM_MIN_T: the row kernels), as
  * three steps over all experts at once — gate and up of every expert, SwiGLU, down of every
  * expert, in one parallel region (ffn_rows) — so the threads share the layer's expert rows
- * evenly (one expert per thread would leave one idle whenever the count is odd). The same bits
- * as expert_forward for each. */
+ * evenly (one expert per thread would leave one idle whenever the count is odd). With `dense`
+ * (ScMoE: the dense FFN that reads the same x, T < LC_GEMM_MIN_T tokens) its products go into
+ * the same three steps, ahead of the experts': one region and two barriers for both. The same
+ * bits as expert_forward and ffn_forward for each. */
 static lc_status experts_forward_rows(const moe_buckets *b, float *ye, const float *xe, const lc_layer_weights *w,
-                                      const lc_config *c) {
+                                      const lc_config *c, const lc_ffn_weights *dense, float *dense_out,
+                                      const float *x, int64_t T) {
     const int64_t H = c->hidden_size, Fe = c->expert_ffn_hidden_size, used = b->count[c->n_routed_experts];
-    float *gu = lc_malloc((size_t)(2 * used * Fe + 1) * sizeof *gu, "expert gate/up"), *act = gu ? gu + used * Fe : NULL;
-    lc_matmul_job *jobs = lc_malloc((size_t)(3 * b->n_used + 1) * sizeof *jobs, "expert products");
+    const int64_t Td = dense ? T : 0, Fd = dense ? dense->gate_proj.rows : 0, n_act = Td * Fd + used * Fe;
+    const int64_t nd = dense ? 1 : 0, n_ffn = b->n_used + nd;
+    float *gu = lc_malloc((size_t)(2 * n_act + 1) * sizeof *gu, "expert gate/up"), *act = gu ? gu + n_act : NULL;
+    lc_matmul_job *jobs = lc_malloc((size_t)(3 * n_ffn + 1) * sizeof *jobs, "expert products");
     if (!gu || !jobs) {
         free(gu);
         free(jobs);
         return LC_ERR_NOMEM;
     }
-    lc_matmul_job *down = jobs + 2 * b->n_used;
-    for (int64_t u = 0; u < b->n_used; u++) { /* rows j0.. of the buckets: gate into gu, up into act, SwiGLU into gu */
-        const int64_t e = b->used[u], j0 = b->count[e], n = b->count[e + 1] - j0;
-        jobs[2 * u] = (lc_matmul_job){gu + j0 * Fe, xe + j0 * H, &w->experts[e].gate_proj, n};
-        jobs[2 * u + 1] = (lc_matmul_job){act + j0 * Fe, xe + j0 * H, &w->experts[e].up_proj, n};
-        down[u] = (lc_matmul_job){ye + j0 * H, gu + j0 * Fe, &w->experts[e].down_proj, n};
+    lc_matmul_job *down = jobs + 2 * n_ffn;
+    if (dense) { /* gate into gu, up into act, SwiGLU into gu: its first T * Fd */
+        jobs[0] = (lc_matmul_job){gu, x, &dense->gate_proj, T};
+        jobs[1] = (lc_matmul_job){act, x, &dense->up_proj, T};
+        down[0] = (lc_matmul_job){dense_out, gu, &dense->down_proj, T};
     }
-    lc_status s = ffn_rows(jobs, 2 * b->n_used, gu, gu, act, used * Fe, down, b->n_used);
+    float *ge = gu + Td * Fd, *ae = act + Td * Fd; /* the experts' part: bucket rows j0.. */
+    for (int64_t u = 0; u < b->n_used; u++) {
+        const int64_t e = b->used[u], j0 = b->count[e], n = b->count[e + 1] - j0;
+        jobs[2 * (nd + u)] = (lc_matmul_job){ge + j0 * Fe, xe + j0 * H, &w->experts[e].gate_proj, n};
+        jobs[2 * (nd + u) + 1] = (lc_matmul_job){ae + j0 * Fe, xe + j0 * H, &w->experts[e].up_proj, n};
+        down[nd + u] = (lc_matmul_job){ye + j0 * H, ge + j0 * Fe, &w->experts[e].down_proj, n};
+    }
+    lc_status s = ffn_rows(jobs, 2 * n_ffn, gu, gu, act, n_act, down, n_ffn);
     free(gu);
     free(jobs);
     return s;
@@ -140,6 +151,12 @@ static lc_status experts_forward_rows(const moe_buckets *b, float *ye, const flo
 
 lc_status moe_forward(float *out, const float *x, const int32_t *topk_idx, const float *topk_w, const lc_layer_weights *w,
                       const lc_config *c, int64_t T, int64_t *n_ffn, moe_keep *keep) {
+    return moe_dense_forward(out, NULL, x, topk_idx, topk_w, w, c, T, n_ffn, keep, NULL);
+}
+
+lc_status moe_dense_forward(float *out, float *dense_out, const float *x, const int32_t *topk_idx, const float *topk_w,
+                            const lc_layer_weights *w, const lc_config *c, int64_t T, int64_t *n_ffn, moe_keep *keep,
+                            const lc_ffn_weights *dense) {
     const int64_t H = c->hidden_size, K = c->moe_topk, N = c->n_routed_experts;
     moe_buckets b;
     lc_status s = buckets_make(&b, topk_idx, T, K, N);
@@ -155,8 +172,10 @@ lc_status moe_forward(float *out, const float *x, const int32_t *topk_idx, const
     int fail = 0;
     int64_t most = 0; /* the most tokens any expert got */
     for (int64_t u = 0; u < (s ? 0 : b.n_used); u++) most = LC_MAX(most, b.count[b.used[u] + 1] - b.count[b.used[u]]);
+    const int with_dense = dense && T < LC_GEMM_MIN_T; /* the dense FFN on the row kernels too */
     if (!s && !keep && most < LC_GEMM_MIN_T) { /* decode: every expert's rows in one region per product */
-        s = experts_forward_rows(&b, ye, xe, w, c);
+        s = experts_forward_rows(&b, ye, xe, w, c, with_dense ? dense : NULL, dense_out, x, T);
+        if (with_dense) dense = NULL; /* done */
     } else if (!s && experts_in_parallel(&b)) {
 #pragma omp parallel for schedule(dynamic, 1)
         for (int64_t u = 0; u < b.n_used; u++) fail |= expert_forward(&b, b.used[u], ye, xe, w, c, keep) != LC_OK;
@@ -174,6 +193,7 @@ lc_status moe_forward(float *out, const float *x, const int32_t *topk_idx, const
             lc_axpy(o, topk_w[i], b.pos[i] >= 0 ? ye + b.pos[i] * H : x + t * H, H);
         }
     });
+    if (!s && dense) s = ffn_forward(dense_out, x, dense, T, NULL); /* not shared: on its own */
     if (n_ffn) *n_ffn = used;
     buckets_free(&b);
     free(xe);

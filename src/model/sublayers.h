@@ -93,6 +93,14 @@ lc_status moe_forward(float *out,              /* [T, H] */
                       const int32_t *topk_idx, /* [T, K] */
                       const float *topk_w,     /* [T, K] */
                       const lc_layer_weights *w, const lc_config *c, int64_t T, int64_t *n_ffn, moe_keep *keep);
+/* moe_forward, and dense_out = ffn_forward(x) of the dense FFN `dense` that reads the same x
+ * (ScMoE: the MoE branch and the first dense FFN both start from the first attention's
+ * output). At decode (few tokens, row kernels) the two share their parallel phases — gate/up
+ * of both, SwiGLU, down of both — instead of taking turns; otherwise one after the other. The
+ * same bits as the two calls. dense may be NULL (then this is moe_forward). */
+lc_status moe_dense_forward(float *out, float *dense_out, const float *x, const int32_t *topk_idx, const float *topk_w,
+                            const lc_layer_weights *w, const lc_config *c, int64_t T, int64_t *n_ffn, moe_keep *keep,
+                            const lc_ffn_weights *dense);
 
 /* The load-balancing loss's hook into the router (SPEC §4.2): L_LB = sum_t sum_i coef[t,i] s[t,i]
  * with s the router softmax (coef: each token's row of its sequence's coefficients); its
