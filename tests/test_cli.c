@@ -162,13 +162,12 @@ static void test_cli_bench_json(void) {
         CHECK(cJSON_GetObjectItem(a, "ffn_experts_per_token")->valuedouble >= 1 &&
                   cJSON_GetObjectItem(b, "ffn_experts_per_token")->valuedouble == 0,
               "all identity at f = 1");
-        /* MoE time is measured against f = 1 (the dense FFNs alone): FFN experts cost time, and
-         * fewer of them less (the tiny model gives ~0.25 at f = 2/3) */
-        const cJSON *c2 = cJSON_GetArrayItem(sw, n - 2);
-        CHECK(cJSON_GetObjectItem(a, "moe_ms_per_token")->valuedouble > 0, "MoE time at f = 0 is %g ms",
-              cJSON_GetObjectItem(a, "moe_ms_per_token")->valuedouble);
-        CHECK(n < 3 || cJSON_GetObjectItem(c2, "moe_time_ratio")->valuedouble < 0.9, "MoE time at f = %g is %g of f = 0",
-              cJSON_GetObjectItem(c2, "zero_fraction")->valuedouble, cJSON_GetObjectItem(c2, "moe_time_ratio")->valuedouble);
+        /* times are the benchmark's business (docs/PERFORMANCE.md), not a test's: every point has them */
+        cJSON_ArrayForEach(e, sw) {
+            const cJSON *ms = cJSON_GetObjectItem(e, "moe_ms_per_token"), *ra = cJSON_GetObjectItem(e, "moe_time_ratio");
+            CHECK(cJSON_IsNumber(ms) && isfinite(ms->valuedouble) && cJSON_IsNumber(ra) && isfinite(ra->valuedouble),
+                  "sweep point has its MoE time and ratio");
+        }
     }
     cJSON_Delete(j);
     free(out);
