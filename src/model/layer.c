@@ -95,7 +95,8 @@ lc_status scmoe_layer_forward(float *h,            /* [T, H] residual stream */
                 if (!s) s = moe_dense_forward(m, y, xf, topk_idx, tw, w, c, T, &used, NULL, &w->mlps[0]);
                 if (n_ffn) *n_ffn = used;
                 if (g_prof) { /* one step for both: its time split by the weight bytes each read */
-                    const double dense = ffn_bytes(&w->mlps[0]), experts = (double)used * ffn_bytes(&w->experts[0]);
+                    const double dense = ffn_bytes(&w->mlps[0]);
+                    const double experts = used ? (double)used * ffn_bytes(&w->experts[0]) : 0;
                     const double sec = lc_time_sec() - t0;
                     g_prof_sec[LC_PROF_DENSE_FFN] += sec * dense / (dense + experts);
                     g_prof_sec[LC_PROF_EXPERTS] += sec * experts / (dense + experts);
