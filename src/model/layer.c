@@ -23,6 +23,13 @@ static void prof_end(lc_prof_part p, double t0) {
     if (g_prof) g_prof_sec[p] += lc_time_sec() - t0;
 }
 
+/* One timed step that did the work of parts a and b: its time split between them as wa : wb. */
+static void prof_end_split(double t0, lc_prof_part a, double wa, lc_prof_part b, double wb) {
+    const double sec = lc_time_sec() - t0;
+    g_prof_sec[a] += sec * wa / (wa + wb);
+    g_prof_sec[b] += sec * wb / (wa + wb);
+}
+
 /* Bytes of an FFN's three weight matrices. */
 static double ffn_bytes(const lc_ffn_weights *f) {
     const lc_mat *m[3] = {&f->gate_proj, &f->up_proj, &f->down_proj};
@@ -94,13 +101,9 @@ lc_status scmoe_layer_forward(float *h,            /* [T, H] residual stream */
                 t0 = prof_begin();
                 if (!s) s = moe_dense_forward(m, y, xf, topk_idx, tw, w, c, T, &used, NULL, &w->mlps[0]);
                 if (n_ffn) *n_ffn = used;
-                if (g_prof) { /* one step for both: its time split by the weight bytes each read */
-                    const double dense = ffn_bytes(&w->mlps[0]);
-                    const double experts = used ? (double)used * ffn_bytes(&w->experts[0]) : 0;
-                    const double sec = lc_time_sec() - t0;
-                    g_prof_sec[LC_PROF_DENSE_FFN] += sec * dense / (dense + experts);
-                    g_prof_sec[LC_PROF_EXPERTS] += sec * experts / (dense + experts);
-                }
+                if (g_prof) /* one step for both: its time split by the weight bytes each read */
+                    prof_end_split(t0, LC_PROF_DENSE_FFN, ffn_bytes(&w->mlps[0]), LC_PROF_EXPERTS,
+                                   used ? (double)used * ffn_bytes(&w->experts[0]) : 0);
             } else {
                 t0 = prof_begin();
                 if (!s) s = moe_forward(m, xf, topk_idx, tw, w, c, T, n_ffn, acts ? &acts->moe : NULL);

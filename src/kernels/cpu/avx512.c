@@ -950,22 +950,15 @@ AVX512 static void gemm_dt(float *out, int64_t ots, int accumulate, const gemm_a
     float *const outs[2] = {out, u};
     const int64_t lds[2] = {ots, M};
     const int accs[2] = {accumulate, 0}; /* A2 comes without accumulate */
-    if (!par) {
+    /* one thread, or the blocks shared out (dt_block opens no region: an inactive one is harmless) */
+#pragma omp parallel if (par)
+    {
         float *buf = scratch(&tl_scratch.w, buf_n);
-        for (int64_t m = 0; m < n_mats; m++)
+        for (int64_t m = 0; m < n_mats; m++) {
+#pragma omp for schedule(dynamic, 1)
             for (int64_t bi = 0; bi < nb; bi++)
                 dt_block(outs[m], lds[m], accs[m], mats[m], xp, ldp, M, N, K, bi, buf, ldw,
                          dt_block_bytes(mats, n_mats, nb, M, K, bf16, m * nb + bi + 1));
-    } else {
-#pragma omp parallel
-        {
-            float *buf = scratch(&tl_scratch.w, buf_n);
-            for (int64_t m = 0; m < n_mats; m++) {
-#pragma omp for schedule(dynamic, 1)
-                for (int64_t bi = 0; bi < nb; bi++)
-                    dt_block(outs[m], lds[m], accs[m], mats[m], xp, ldp, M, N, K, bi, buf, ldw,
-                             dt_block_bytes(mats, n_mats, nb, M, K, bf16, m * nb + bi + 1));
-            }
         }
     }
     if (A2) /* SwiGLU of the finished sums, per token row (a region only for a prompt-sized one) */
