@@ -138,16 +138,23 @@ static void test_cli_bench_json(void) {
                         "--zero-sweep",
                   t_bin(), dir, t_bin(), dir);
     CHECK(rc == 0, "bench: %s", out);
-    const char *keys[] = {"decode_tok_s", "decode_roofline_ratio", "prefill_tok_s", "prefill_peak_ratio", "bandwidth_gb_s",
-                          "matmul_gflops"};
+    const char *keys[] = {"decode_tok_s",   "decode_roofline_ratio", "prefill_tok_s", "prefill_peak_ratio", "bandwidth_gb_s",
+                          "matmul_gflops", "prefill_fma_ratio",     "own_sgemm_gflops"};
     const char *js = out ? strchr(out, '{') : NULL;
     cJSON *j = js ? cJSON_Parse(js) : NULL;
     CHECK(j != NULL, "bench printed JSON: %s", out);
-    for (int i = 0; j && i < 6; i++) {
+    for (int i = 0; j && i < 8; i++) {
         const cJSON *v = cJSON_GetObjectItem(j, keys[i]);
         CHECK(cJSON_IsNumber(v) && v->valuedouble > 0, "%s present and positive", keys[i]);
         if (strstr(keys[i], "ratio")) CHECK(cJSON_IsNumber(v) && v->valuedouble < 1.5, "%s = %g is a plausible fraction", keys[i], v->valuedouble);
     }
+    /* the matmul peak is the faster of OpenBLAS's sgemm (0 when it is missing) and our own */
+    const cJSON *mm = cJSON_GetObjectItem(j, "matmul_gflops"), *own = cJSON_GetObjectItem(j, "own_sgemm_gflops"),
+                *blas = cJSON_GetObjectItem(j, "blas_sgemm_gflops");
+    CHECK(cJSON_IsNumber(blas) && blas->valuedouble >= 0, "blas_sgemm_gflops present");
+    if (cJSON_IsNumber(mm) && cJSON_IsNumber(own) && cJSON_IsNumber(blas))
+        CHECK(fabs(mm->valuedouble - fmax(own->valuedouble, blas->valuedouble)) < 0.11, "matmul peak %g = max(%g, %g)",
+              mm->valuedouble, own->valuedouble, blas->valuedouble);
     /* component split sums to 1; the zero-expert sweep goes from K FFN experts to none */
     const cJSON *split = cJSON_GetObjectItem(j, "decode_split"), *sw = cJSON_GetObjectItem(j, "zero_expert_sweep"), *e;
     double sum = 0;

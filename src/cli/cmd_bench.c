@@ -1,6 +1,7 @@
 /* cmd_bench.c — `longcat bench`: decode and prefill speed of a model (or a synthetic one)
  * as ratios to this machine's measured limits: DRAM read bandwidth for decode (each token reads
- * its active weights once) and FP32 FMA peak for prefill. Weights are read once before timing
+ * its active weights once) and the matmul peak for prefill (also shown against the FP32 FMA
+ * peak, the cores' own ceiling). Weights are read once before timing
  * so they are resident (like llama-bench -lm none). Decode and prefill run --repeat passes,
  * each decode right after its own bandwidth measurement; the median pass is reported. */
 #include "cli.h"
@@ -8,6 +9,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
+#include <spawn.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #ifdef _OPENMP
 #include <omp.h>
@@ -21,17 +25,23 @@ static const char *blas_core(void) {
 #endif
 }
 
-static double sgemm_gflops(void) {
-#ifdef LC_HAVE_BLAS
-    const int n = 1024;
+/* The matmul peak: the faster of two F32 products of 2048 x 2048 x 2048 on the bench's threads —
+ * OpenBLAS's own threaded sgemm with the kernels it has for this CPU, and longcat's own F32
+ * GEMM. OpenBLAS runs in a child process (this binary again, `bench --blas-peak`) with
+ * OPENBLAS_CORETYPE cleared, so lc_blas_init picks the CPU's widest kernels there (SkylakeX
+ * on AVX-512) whatever this process was told: a machine's peak is not a setting. */
+enum { PEAK_N = 2048 };
+
+static double own_sgemm_gflops(void) {
+    const int n = PEAK_N;
     float *a = malloc((size_t)n * n * 4), *b = malloc((size_t)n * n * 4), *c = malloc((size_t)n * n * 4);
     double best = 1e30;
     if (a && b && c) {
-        for (int i = 0; i < n * n; i++) a[i] = b[i] = (float)(i % 7) * 0.1f;
+        for (int64_t i = 0; i < (int64_t)n * n; i++) a[i] = b[i] = (float)(i % 7) * 0.1f;
         lc_mat w = {(const uint8_t *)b, LC_DT_F32, n, n, NULL, 0, 0, NULL};
         for (int r = 0; r < 3; r++) {
             double t0 = lc_time_sec();
-            lc_matmul(c, a, &w, n); /* the engine's own F32 GEMM path (blocked sgemm) */
+            lc_matmul(c, a, &w, n); /* the engine's own F32 GEMM path */
             double dt = lc_time_sec() - t0;
             best = dt < best ? dt : best;
         }
@@ -40,9 +50,58 @@ static double sgemm_gflops(void) {
     free(b);
     free(c);
     return best < 1e30 ? 2.0 * n * n * (double)n / best / 1e9 : 0;
-#else
-    return 0;
-#endif
+}
+
+/* posix_spawn, not fork: a forked copy of this process would make every page the next passes
+ * write copy-on-write (a 512-token prefill ran 15% slower after it). */
+static double blas_sgemm_gflops_child(int threads) {
+    extern char **environ;
+    size_t n_env = 0;
+    while (environ[n_env]) n_env++;
+    char **env = malloc((n_env + 1) * sizeof *env), nt[16];
+    int fd[2];
+    if (!env) return 0;
+    size_t k = 0;
+    for (size_t i = 0; i < n_env; i++)
+        if (strncmp(environ[i], "OPENBLAS_CORETYPE=", 18)) env[k++] = environ[i];
+    env[k] = NULL;
+    if (pipe(fd)) {
+        free(env);
+        return 0;
+    }
+    snprintf(nt, sizeof nt, "%d", threads);
+    char *args[] = {"longcat", "bench", "--blas-peak", "--threads", nt, NULL};
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, fd[1], 1);
+    posix_spawn_file_actions_addclose(&fa, fd[0]);
+    posix_spawn_file_actions_addclose(&fa, fd[1]);
+    pid_t pid;
+    fflush(stdout);
+    const int err = posix_spawn(&pid, "/proc/self/exe", &fa, NULL, args, env);
+    posix_spawn_file_actions_destroy(&fa);
+    free(env);
+    close(fd[1]);
+    char buf[64] = {0};
+    size_t got = 0;
+    for (ssize_t r; !err && got < sizeof buf - 1 && (r = read(fd[0], buf + got, sizeof buf - 1 - got)) != 0;)
+        if (r > 0) got += (size_t)r;
+        else if (errno != EINTR) break;
+    close(fd[0]);
+    int st = 0;
+    while (!err && waitpid(pid, &st, 0) < 0 && errno == EINTR) {}
+    double g = !err && WIFEXITED(st) && WEXITSTATUS(st) == 0 ? atof(buf) : 0;
+    return g > 0 ? g : 0;
+}
+
+typedef struct {
+    double own, blas, peak; /* GFLOP/s; peak = the higher */
+} matmul_peak;
+
+static matmul_peak measure_matmul_peak(int threads) {
+    matmul_peak p = {own_sgemm_gflops(), blas_sgemm_gflops_child(threads), 0};
+    p.peak = LC_MAX(p.own, p.blas);
+    return p;
 }
 
 /* Bytes of weights one token reads: every matrix but the embedding tables, with the MoE
@@ -198,7 +257,7 @@ static lc_status sweep_zero_experts(lc_model *m, lc_session *se, float *logits, 
 
 int cmd_bench(int argc, char **argv) {
     const char *dir = NULL, *preset = "medium", *dtype = "bf16";
-    int json = 0, n_decode = 32, n_prefill = 512, zero_sweep = 0, repeat = 3, use_mmap = 0;
+    int json = 0, n_decode = 32, n_prefill = 512, zero_sweep = 0, repeat = 3, use_mmap = 0, blas_peak = 0;
     double bw_gib = 1.0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
@@ -213,6 +272,7 @@ int cmd_bench(int argc, char **argv) {
         } else if (!strcmp(a, "--json")) json = 1;
         else if (!strcmp(a, "--zero-sweep")) zero_sweep = 1;
         else if (!strcmp(a, "--mmap")) use_mmap = 1;
+        else if (!strcmp(a, "--blas-peak")) blas_peak = 1;
         else if (a[0] == '-') {
             if (!(v = cli_value(argc, argv, &i))) return 1;
             if (!strcmp(a, "--random")) preset = v;
@@ -232,6 +292,18 @@ int cmd_bench(int argc, char **argv) {
         fprintf(stderr, "longcat bench: --decode, --prefill and --repeat must be >= 1\n");
         return 1;
     }
+    int threads = 1;
+#ifdef _OPENMP
+    threads = omp_get_max_threads();
+#endif
+    if (blas_peak) { /* the child of blas_sgemm_gflops_child: OpenBLAS's sgemm alone */
+#ifdef LC_HAVE_BLAS
+        printf("%.3f\n", lc_blas_sgemm_gflops(PEAK_N, threads));
+        return 0;
+#else
+        return 1;
+#endif
+    }
     char synth[256];
     lc_status s = LC_OK;
     if (!dir) {
@@ -249,11 +321,8 @@ int cmd_bench(int argc, char **argv) {
         free(cfg);
         if (s) return cli_fail(s);
     }
-    int threads = 1;
-#ifdef _OPENMP
-    threads = omp_get_max_threads();
-#endif
-    double bw = lc_measure_read_bandwidth((size_t)(bw_gib * (1 << 30))), peak = lc_measure_fma_peak(), mm = sgemm_gflops();
+    double bw = lc_measure_read_bandwidth((size_t)(bw_gib * (1 << 30))), peak = lc_measure_fma_peak();
+    matmul_peak mm = measure_matmul_peak(threads);
     lc_model *m = NULL;
     lc_session *se = NULL;
     s = lc_model_load(&m, dir);
@@ -286,8 +355,9 @@ int cmd_bench(int argc, char **argv) {
     struct pass_fig {
         double t, slots, bw, per_token, split[LC_PROF_COUNT]; /* per_token: bytes (decode), FLOPs (prefill) */
         double peak; /* prefill: the FMA peak around this pass */
+        matmul_peak mm; /* prefill: the matmul peak around this pass */
     } dec_p[MAX_PASSES] = {{0}}, pre_p[MAX_PASSES] = {{0}};
-    double dec_ratio_of[MAX_PASSES] = {0}, pre_ratio_of[MAX_PASSES] = {0};
+    double dec_ratio_of[MAX_PASSES] = {0}, pre_ratio_of[MAX_PASSES] = {0}, fma_ratio_of[MAX_PASSES] = {0};
     const int passes = LC_MIN(repeat, MAX_PASSES);
     if (!s) { /* one untimed prefill first (as llama-bench's warm-up run): the activation buffers'
                  first-touch page faults (~4% of a cold 512-token prefill here) are not timed */
@@ -295,6 +365,7 @@ int cmd_bench(int argc, char **argv) {
         s = lc_forward(se, tok, n_prefill, &fo);
     }
     double peak_before = peak; /* the FMA peak measured last before the coming prefill pass */
+    matmul_peak mm_before = mm; /* and the matmul peak */
     for (int pass = 0; pass < passes && !s; pass++) {
         struct pass_fig *d = &dec_p[pass], *p = &pre_p[pass];
         *d = (struct pass_fig){.bw = pass ? lc_measure_read_bandwidth((size_t)(bw_gib * (1 << 30))) : bw};
@@ -313,40 +384,49 @@ int cmd_bench(int argc, char **argv) {
         lc_profile_enable(0);
         p->slots = (double)n_ffn / (double)c->num_layers / n_prefill;
         p->per_token = prefill_flops(m, p->slots, n_prefill);
-        /* the FMA peak is a ceiling of the hardware, and a neighbour on a shared machine can only
-         * lower a measurement of it (one came out at 264 against 415-446 GFLOP/s, and the pass's
-         * ratio at 108%): the higher of the measurements just before and just after the pass */
+        /* the peaks are ceilings of the hardware, and a neighbour on a shared machine can only
+         * lower a measurement of them (one FMA measurement came out at 264 against 415-446
+         * GFLOP/s, and the pass's ratio at 108%): the higher of the measurements just before
+         * and just after the pass */
         const double after = lc_measure_fma_peak();
+        const matmul_peak mm_after = measure_matmul_peak(threads);
         p->peak = LC_MAX(peak_before, after);
+        p->mm = mm_after.peak > mm_before.peak ? mm_after : mm_before;
         peak_before = after;
-        pre_ratio_of[pass] = p->peak > 0 && p->t > 0 ? n_prefill / p->t * p->per_token / (p->peak * 1e9) : 0;
+        mm_before = mm_after;
+        const double gflops = p->t > 0 ? n_prefill / p->t * p->per_token / 1e9 : 0;
+        pre_ratio_of[pass] = p->mm.peak > 0 ? gflops / p->mm.peak : 0;
+        fma_ratio_of[pass] = p->peak > 0 ? gflops / p->peak : 0;
     }
     const int di = median_index(dec_ratio_of, passes), pi = median_index(pre_ratio_of, passes);
     const double *split_dec = dec_p[di].split, *split_pre = pre_p[pi].split, slots = dec_p[di].slots;
-    const double dec_ratio = dec_ratio_of[di], pre_ratio = pre_ratio_of[pi];
+    const double dec_ratio = dec_ratio_of[di], pre_ratio = pre_ratio_of[pi], fma_ratio = fma_ratio_of[pi];
     bw = dec_p[di].bw;
     peak = pre_p[pi].peak;
+    if (passes > 0 && pre_p[pi].mm.peak > 0) mm = pre_p[pi].mm;
     if (!s) {
         const double bytes = dec_p[di].per_token, flops = pre_p[pi].per_token;
         const double dec = n_decode / dec_p[di].t, pre = n_prefill / pre_p[pi].t;
         if (json) {
             printf("{\"model\": \"%s\", \"weights\": \"%s\", \"kernels\": \"%s\", \"blas_core\": \"%s\", \"threads\": %d, \"bandwidth_gb_s\": %.2f, \"fma_peak_gflops\": %.1f, "
-                   "\"matmul_gflops\": %.1f, \"bytes_per_token\": %.0f, \"ffn_experts_per_token\": %.2f, \"decode_tok_s\": %.3f, "
-                   "\"decode_roofline_ratio\": %.4f, \"prefill_tokens\": %d, \"prefill_tok_s\": %.3f, \"prefill_gflop_per_token\": %.4f, "
-                   "\"prefill_ffn_experts_per_token\": %.2f, \"prefill_peak_ratio\": %.4f",
-                   dir, use_mmap ? "mmap" : "resident", lc_k.name, blas_core(), threads, bw, peak, mm, bytes, slots, dec, dec_ratio,
-                   n_prefill, pre, flops / 1e9, pre_p[pi].slots, pre_ratio);
+                   "\"matmul_gflops\": %.1f, \"blas_sgemm_gflops\": %.1f, \"own_sgemm_gflops\": %.1f, \"bytes_per_token\": %.0f, \"ffn_experts_per_token\": %.2f, "
+                   "\"decode_tok_s\": %.3f, \"decode_roofline_ratio\": %.4f, \"prefill_tokens\": %d, \"prefill_tok_s\": %.3f, \"prefill_gflop_per_token\": %.4f, "
+                   "\"prefill_ffn_experts_per_token\": %.2f, \"prefill_peak_ratio\": %.4f, \"prefill_fma_ratio\": %.4f",
+                   dir, use_mmap ? "mmap" : "resident", lc_k.name, blas_core(), threads, bw, peak, mm.peak, mm.blas, mm.own, bytes, slots,
+                   dec, dec_ratio, n_prefill, pre, flops / 1e9, pre_p[pi].slots, pre_ratio, fma_ratio);
             print_split_json("decode_split", split_dec);
             print_split_json("prefill_split", split_pre);
             if (!zero_sweep) printf("}\n"); /* else the sweep adds its array and closes */
         } else {
             printf("model %s, kernels %s, OpenBLAS %s, %d threads; weights %s, read once before timing\n", dir, lc_k.name,
                    blas_core(), threads, use_mmap ? "memory-mapped" : "copied into RAM (resident, huge pages)");
-            printf("machine   read bandwidth %.1f GB/s, FP32 FMA peak %.1f GFLOP/s, F32 GEMM (sgemm) %.1f GFLOP/s\n", bw, peak, mm);
+            printf("machine   read bandwidth %.1f GB/s; FP32 FMA peak %.1f GFLOP/s; matmul peak %.1f GFLOP/s (sgemm %d^3: OpenBLAS "
+                   "%.1f, own %.1f)\n", bw, peak, mm.peak, PEAK_N, mm.blas, mm.own);
             printf("decode    %.2f tok/s, %.1f MB of weights per token (%.2f FFN experts/layer) -> %.1f GB/s = %.1f%% of bandwidth\n",
                    dec, bytes / 1e6, slots, dec * bytes / 1e9, 100 * dec_ratio);
-            printf("prefill   %d tokens: %.1f tok/s, %.3f GFLOP/token (%.2f FFN experts/layer) -> %.1f GFLOP/s = %.1f%% of FMA peak\n",
-                   n_prefill, pre, flops / 1e9, pre_p[pi].slots, pre * flops / 1e9, 100 * pre_ratio);
+            printf("prefill   %d tokens: %.1f tok/s, %.3f GFLOP/token (%.2f FFN experts/layer) -> %.1f GFLOP/s = %.1f%% of the matmul "
+                   "peak (%.1f%% of the FMA peak)\n", n_prefill, pre, flops / 1e9, pre_p[pi].slots, pre * flops / 1e9, 100 * pre_ratio,
+                   100 * fma_ratio);
             print_split("decode", split_dec);
             print_split("prefill", split_pre);
         }

@@ -114,6 +114,7 @@ extern lc_kernels lc_k; /* the active kernel table */
 #ifdef LC_HAVE_BLAS
 int lc_blas_init(void);            /* loads OpenBLAS; 0 when it is not installed (row kernels then) */
 const char *lc_blas_corename(void); /* the OpenBLAS kernel set in use, e.g. "SkylakeX" */
+double lc_blas_sgemm_gflops(int n, int threads); /* OpenBLAS's own n^3 sgemm on `threads` threads, best of 5; 0 without it */
 void lc_blas_matmul(float *out, int64_t ld_out, const float *x, int64_t ld_x, const lc_mat *w, int64_t r0, int64_t n_rows,
                     int64_t T);
 void lc_blas_matmul_backward(float *dx, float *dw, const float *dout, const float *x, const lc_mat *w, int64_t T);

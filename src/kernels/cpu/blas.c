@@ -26,6 +26,7 @@ typedef void (*sgemm_fn)(enum CBLAS_ORDER, enum CBLAS_TRANSPOSE, enum CBLAS_TRAN
                          const float *, blasint, const float *, blasint, float, float *, blasint);
 static sgemm_fn p_sgemm;
 static char *(*p_corename)(void);
+static void (*p_set_threads)(int);
 #define cblas_sgemm p_sgemm
 
 int lc_blas_init(void) {
@@ -39,10 +40,9 @@ int lc_blas_init(void) {
 #endif
     void *h = dlopen("libopenblas.so.0", RTLD_NOW | RTLD_LOCAL);
     if (!h) h = dlopen("libopenblas.so", RTLD_NOW | RTLD_LOCAL);
-    void (*set_threads)(int) = NULL;
     if (h) {
         *(void **)&p_sgemm = dlsym(h, "cblas_sgemm");
-        *(void **)&set_threads = dlsym(h, "openblas_set_num_threads");
+        *(void **)&p_set_threads = dlsym(h, "openblas_set_num_threads");
         *(void **)&p_corename = dlsym(h, "openblas_get_corename");
     }
     if (!p_sgemm) {
@@ -54,7 +54,7 @@ int lc_blas_init(void) {
 #ifdef _OPENMP
     const int omp_threads = omp_get_max_threads();
 #endif
-    if (set_threads) set_threads(1); /* we parallelise over blocks ourselves */
+    if (p_set_threads) p_set_threads(1); /* we parallelise over blocks ourselves */
 #ifdef _OPENMP
     /* the OpenMP build of OpenBLAS (libopenblas0-openmp) passes that 1 on to omp_set_num_threads,
      * which would leave every parallel region of ours on one thread: give the count back */
@@ -62,6 +62,33 @@ int lc_blas_init(void) {
 #endif
     state = 1;
     return 1;
+}
+
+double lc_blas_sgemm_gflops(int n, int threads) {
+    if (!lc_blas_init() || n < 1 || threads < 1) return 0;
+    float *a = malloc((size_t)n * n * sizeof *a), *b = malloc((size_t)n * n * sizeof *b), *c = malloc((size_t)n * n * sizeof *c);
+    double best = 1e30;
+    if (a && b && c) {
+        for (int64_t i = 0; i < (int64_t)n * n; i++) {
+            a[i] = (float)(i % 7) * 0.1f;
+            b[i] = (float)(i % 5) * 0.1f;
+        }
+        if (p_set_threads) p_set_threads(threads); /* OpenBLAS's own threads, as a user of it would run it */
+        for (int r = 0; r < 5; r++) {
+            double t0 = lc_time_sec();
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
+            double dt = lc_time_sec() - t0;
+            best = dt < best ? dt : best;
+        }
+        if (p_set_threads) p_set_threads(1);
+#ifdef _OPENMP
+        omp_set_num_threads(threads);
+#endif
+    }
+    free(a);
+    free(b);
+    free(c);
+    return best < 1e30 ? 2.0 * n * n * (double)n / best / 1e9 : 0;
 }
 
 const char *lc_blas_corename(void) { return p_corename ? p_corename() : "none"; }
