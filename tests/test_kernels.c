@@ -372,6 +372,68 @@ static void test_matmul_many(void) {
     lc_kernels_select(orig);
 }
 
+/* The pair kernels (two single-token rows streamed side by side, rows of different lengths,
+ * every tail) give each row the bits of the one-row kernel; and lc_matmul_many / lc_matmul,
+ * whose work items pair slices from the two halves of their rows, equal one product at a time
+ * on the one-row kernels. Every level that has them; F32, BF16, F16. */
+static void test_rowdot2(void) {
+    char orig[16];
+    snprintf(orig, sizeof orig, "%s", lc_k.name);
+    const char *levels[] = {"scalar", "avx2", "avx512"};
+    const lc_dtype dts[] = {LC_DT_F32, LC_DT_BF16, LC_DT_F16};
+    enum { NC = 6 };
+    const int64_t cols[NC] = {1, 17, 64, 299, 1024, 33};
+    float *x = malloc(sizeof(float) * 2048), *o1 = malloc(sizeof(float) * 4096), *o2 = malloc(sizeof(float) * 4096);
+    lc_rng r;
+    lc_rng_seed(&r, 21);
+    for (int i = 0; i < 2048; i++) x[i] = lc_rng_normal(&r);
+    int checked = 0;
+    for (int l = 0; l < 3; l++) {
+        if (lc_kernels_select(levels[l]) != LC_OK) continue;
+        for (size_t d = 0; d < sizeof dts / sizeof dts[0]; d++) {
+            test_mat w[NC];
+            for (int i = 0; i < NC; i++) make_mat(&w[i], dts[d], 40, cols[i], 5, 128, 60 + i);
+            if (lc_k.rowdot2[dts[d]]) {
+                for (int a = 0; a < NC; a++)
+                    for (int b = 0; b < NC; b++) {
+                        float pa, pb, sa, sb;
+                        lc_k.rowdot2[dts[d]](&pa, &w[a].m, 3, x, &pb, &w[b].m, 39, x + 7);
+                        lc_k.rowdots[dts[d]](&sa, 1, &w[a].m, 3, x, 0, 1);
+                        lc_k.rowdots[dts[d]](&sb, 1, &w[b].m, 39, x + 7, 0, 1);
+                        CHECK(!memcmp(&pa, &sa, 4) && !memcmp(&pb, &sb, 4), "%s %s: pair of %lld and %lld columns differs",
+                              levels[l], lc_dtype_name(dts[d]), (long long)cols[a], (long long)cols[b]);
+                    }
+                checked = 1;
+            }
+            /* shared products: single-token jobs of all the lengths (slices of different jobs and
+             * lengths meet in a pair) and one large product on its own */
+            lc_matmul_job jobs[NC];
+            for (int i = 0; i < NC; i++) jobs[i] = (lc_matmul_job){o2 + 40 * i, x, &w[i].m, 1};
+            lc_matmul_many(jobs, NC);
+            for (int i = 0; i < NC; i++) {
+                lc_matmul(o1, x, &w[i].m, 1);
+                CHECK(!memcmp(o1, o2 + 40 * i, sizeof(float) * 40), "%s %s: shared job of %lld columns differs", levels[l],
+                      lc_dtype_name(dts[d]), (long long)cols[i]);
+            }
+            if (lc_k.rowdots[dts[d]]) { /* a level with fused row kernels */
+                test_mat big;
+                make_mat(&big, dts[d], 4000, 299, 5, 128, 70);
+                lc_matmul(o2, x, &big.m, 1);
+                for (int64_t i = 0; i < 4000; i++) lc_k.rowdots[dts[d]](o1 + i, 1, &big.m, i, x, 0, 1);
+                CHECK(!memcmp(o1, o2, sizeof(float) * 4000), "%s %s: 4000-row product differs from its rows", levels[l],
+                      lc_dtype_name(dts[d]));
+                free_mat(&big);
+            }
+            for (int i = 0; i < NC; i++) free_mat(&w[i]);
+        }
+    }
+    if (checked) printf("    pair kernels = one-row kernels, bit for bit (F32/BF16/F16, 6 x 6 row lengths)\n");
+    free(x);
+    free(o1);
+    free(o2);
+    lc_kernels_select(orig);
+}
+
 /* The BLAS path against the row kernels for products (every dtype) and their backward (F32),
  * odd shapes. */
 static void test_blas_matches_row_kernels(void) {
@@ -825,6 +887,7 @@ void suite_kernels(void) {
     RUN(test_dots_equal_dot);
     RUN(test_batch_invariance);
     RUN(test_matmul_many);
+    RUN(test_rowdot2);
     RUN(test_rope);
     RUN(test_norm_softmax);
     RUN(test_attention_levels);

@@ -212,6 +212,20 @@ static uint8_t *anon_aligned(size_t span, int prot) {
     return a;
 }
 
+void *lc_huge_alloc(size_t n, const char *what) {
+    uint8_t *a = anon_aligned(page_round(n ? n : 1), PROT_READ | PROT_WRITE);
+    if (!a) {
+        lc_error(LC_ERR_NOMEM, "out of memory allocating %zu bytes for %s", n, what);
+        return NULL;
+    }
+    madvise(a, page_round(n ? n : 1), MADV_HUGEPAGE); /* advice only: fine if refused */
+    return a;
+}
+
+void lc_huge_free(void *p, size_t n) {
+    if (p) munmap(p, page_round(n ? n : 1));
+}
+
 lc_status lc_mmap_open(lc_mmap *m, const char *path) {
     memset(m, 0, sizeof *m);
     int fd = open(path, O_RDONLY);

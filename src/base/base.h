@@ -73,6 +73,10 @@ lc_status lc_mmap_open(lc_mmap *m, const char *path);
  * stays reclaimable), advised for transparent huge pages — like llama.cpp's --no-mmap: the
  * weights stay in RAM instead of being paged in and out with the file. */
 lc_status lc_mmap_make_resident(lc_mmap *m);
+/* n bytes of anonymous memory at a 2 MiB boundary, advised for transparent huge pages (as the
+ * resident weights are); lc_huge_free with the same n. */
+void *lc_huge_alloc(size_t n, const char *what);
+void lc_huge_free(void *p, size_t n);
 void lc_mmap_close(lc_mmap *m);
 
 /* Deterministic random numbers (splitmix64 seeding xoshiro256**), identical on every

@@ -71,6 +71,11 @@ typedef struct {
      * t < T, reading the stored row directly; each token's result is independent of T. */
     void (*rowdots[LC_DT_COUNT])(float *out, int64_t ld_out, const lc_mat *w, int64_t r, const float *x, int64_t ld_x,
                                  int64_t T);
+    /* Two single-token rows side by side (NULL: rowdots twice), for two memory streams per core
+     * (a core reads DRAM faster from two streams than from one): *oa = Wa[ra, :] . xa and
+     * *ob = Wb[rb, :] . xb, both of this dtype, each with the bits rowdots gives it at T = 1. */
+    void (*rowdot2[LC_DT_COUNT])(float *oa, const lc_mat *wa, int64_t ra, const float *xa, float *ob, const lc_mat *wb,
+                                 int64_t rb, const float *xb);
     /* Own GEMM for products of LC_GEMM_MIN_T tokens or more (NULL: OpenBLAS, else rows);
      * same contract as matmul, results independent of T and of the thread count. */
     void (*gemm)(float *out, int64_t ld_out, const float *x, int64_t ld_x, const lc_mat *w, int64_t r0, int64_t n_rows,
@@ -160,12 +165,15 @@ void lc_matmul_many(const lc_matmul_job *jobs, int64_t n);
 /* The same cut into work items for a caller that shares them out inside its own region
  * (lc_shares_run, base.h): lc_row_plan_make succeeds only when every job is a row-kernel job
  * (fewer than LC_GEMM_MIN_T tokens, a fused row kernel on this level); item k is then run by
- * lc_row_plan_item(k, plan), for k < plan->n_items. The jobs must outlive the plan. */
+ * lc_row_plan_item(k, plan), for k < plan->n_items. With pair kernels an item is two slices, one
+ * from each half of the list, streamed side by side: a thread's contiguous run of items reads two
+ * contiguous runs of weights at once. The jobs must outlive the plan. */
 typedef struct {
     const lc_matmul_job *jobs;
-    int64_t *item_job, *item_row;
-    int64_t n_items;
-    int64_t work; /* multiply-adds of all the jobs */
+    int64_t *item_job, *item_row; /* per slice */
+    int64_t n_slices;
+    int64_t n_items; /* slices k and k + n_items make item k when the level has pair kernels (rowdot2) */
+    int64_t work;    /* multiply-adds of all the jobs */
 } lc_row_plan;
 int lc_row_plan_make(lc_row_plan *p, const lc_matmul_job *jobs, int64_t n);
 void lc_row_plan_item(int64_t k, void *plan);

@@ -1,5 +1,6 @@
 /* roofline.c — this machine's limits, measured with the same threads the engine uses: DRAM
- * read bandwidth (each thread sums its share of a large buffer, best of several passes) and
+ * read bandwidth (each thread sums its share of a large buffer, as one stream and as two side
+ * by side — a core reads faster from two — best of several passes of each) and
  * FP32 FMA peak (independent FMA chains per thread). `longcat bench` divides by them. */
 #include "../kernels.h"
 
@@ -17,6 +18,21 @@ AVX2 static float sum_avx2(const float *a, int64_t n) {
         s1 = _mm256_add_ps(s1, _mm256_loadu_ps(a + i + 8));
         s2 = _mm256_add_ps(s2, _mm256_loadu_ps(a + i + 16));
         s3 = _mm256_add_ps(s3, _mm256_loadu_ps(a + i + 24));
+    }
+    float o[8];
+    _mm256_storeu_ps(o, _mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
+    return o[0] + o[1] + o[2] + o[3] + o[4] + o[5] + o[6] + o[7];
+}
+/* The two halves of a[0, n) side by side: two memory streams. */
+AVX2 static float sum2_avx2(const float *a, int64_t n) {
+    const int64_t h = n / 2 / 16 * 16;
+    const float *b = a + h;
+    __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    for (int64_t i = 0; i + 16 <= h; i += 16) {
+        s0 = _mm256_add_ps(s0, _mm256_loadu_ps(a + i));
+        s1 = _mm256_add_ps(s1, _mm256_loadu_ps(a + i + 8));
+        s2 = _mm256_add_ps(s2, _mm256_loadu_ps(b + i));
+        s3 = _mm256_add_ps(s3, _mm256_loadu_ps(b + i + 8));
     }
     float o[8];
     _mm256_storeu_ps(o, _mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
@@ -62,13 +78,13 @@ static float sum_scalar(const float *a, int64_t n) {
 
 double lc_measure_read_bandwidth(size_t bytes) {
     int64_t n = (int64_t)(bytes / sizeof(float)) / 256 * 256;
-    float *a = lc_aligned_alloc((size_t)n * sizeof(float), "bandwidth buffer");
+    float *a = lc_huge_alloc((size_t)n * sizeof(float), "bandwidth buffer"); /* the weights' pages */
     if (!a) return 0;
 #pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < n; i++) a[i] = (float)(i & 1023) * 1e-3f; /* first touch by the reading thread */
     int avx2 = lc_cpu_has_avx2();
     double best = 1e30, sink = 0;
-    for (int pass = 0; pass < 10; pass++) {
+    for (int pass = 0; pass < 20; pass++) { /* even passes one stream per thread, odd ones two */
         double t0 = lc_time_sec(), s = 0;
 #pragma omp parallel reduction(+ : s)
         {
@@ -79,7 +95,7 @@ double lc_measure_read_bandwidth(size_t bytes) {
 #endif
             int64_t chunk = n / nt / 256 * 256, lo = chunk * id;
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-            s += avx2 ? sum_avx2(a + lo, chunk) : sum_scalar(a + lo, chunk);
+            s += !avx2 ? sum_scalar(a + lo, chunk) : pass & 1 ? sum2_avx2(a + lo, chunk) : sum_avx2(a + lo, chunk);
 #else
             (void)avx2;
             s += sum_scalar(a + lo, chunk);
@@ -89,7 +105,7 @@ double lc_measure_read_bandwidth(size_t bytes) {
         sink += s;
         best = dt < best ? dt : best;
     }
-    lc_free(a);
+    lc_huge_free(a, (size_t)n * sizeof(float));
     return sink == 1234.5 ? 0 : (double)n * sizeof(float) / best / 1e9;
 }
 

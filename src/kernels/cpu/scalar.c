@@ -131,20 +131,50 @@ static int64_t slice_rows(const lc_mat *w) {
     return LC_MAX(1, SLICE_BYTES / LC_MAX(1, (int64_t)lc_mat_row_bytes(w)));
 }
 
-/* Rows r0 + [0, n_rows) of w against T tokens, in slices of `per` rows (one work item each). */
+/* One slice of rows to run: rows [r, end) of w against T tokens into out (row i at out + i). */
 typedef struct {
     float *out;
     int64_t ld_out;
     const float *x;
     int64_t ld_x;
     const lc_mat *w;
-    int64_t r0, n_rows, T, per;
+    int64_t r, end, T;
+} row_span;
+
+/* Whether work items pair two slices (this level has pair kernels). */
+static int pairs_on(void) { return lc_k.rowdot2[LC_DT_BF16] || lc_k.rowdot2[LC_DT_F32]; }
+
+/* Slices a and b (b may be empty): side by side, row with row, where both are single-token rows
+ * of one dtype with a pair kernel; otherwise one after the other. The same bits either way. */
+static void run_spans(row_span a, row_span b) {
+    void (*two)(float *, const lc_mat *, int64_t, const float *, float *, const lc_mat *, int64_t, const float *) =
+        a.r < a.end && b.r < b.end && a.T == 1 && b.T == 1 && a.w->dtype == b.w->dtype ? lc_k.rowdot2[a.w->dtype] : NULL;
+    for (; two && a.r < a.end && b.r < b.end; a.r++, b.r++)
+        two(a.out + a.r, a.w, a.r, a.x, b.out + b.r, b.w, b.r, b.x);
+    for (; a.r < a.end; a.r++) lc_k.rowdots[a.w->dtype](a.out + a.r, a.ld_out, a.w, a.r, a.x, a.ld_x, a.T);
+    for (; b.r < b.end; b.r++) lc_k.rowdots[b.w->dtype](b.out + b.r, b.ld_out, b.w, b.r, b.x, b.ld_x, b.T);
+}
+
+/* Rows r0 + [0, n_rows) of w against T tokens, in slices of `per` rows; item k is slice k, or
+ * slices k and k + n_items when paired. */
+typedef struct {
+    float *out;
+    int64_t ld_out;
+    const float *x;
+    int64_t ld_x;
+    const lc_mat *w;
+    int64_t r0, n_rows, T, per, n_slices, n_items;
 } rows_job;
+
+static row_span rows_job_span(const rows_job *j, int64_t k) {
+    if (k >= j->n_slices) return (row_span){.w = j->w};
+    /* out and rows shifted by r0 so that row i of the span writes out[i - r0] */
+    return (row_span){j->out - j->r0, j->ld_out, j->x, j->ld_x, j->w, j->r0 + k * j->per, j->r0 + LC_MIN(j->n_rows, (k + 1) * j->per), j->T};
+}
 
 static void rows_slice(int64_t k, void *arg) {
     const rows_job *j = arg;
-    const int64_t end = LC_MIN(j->n_rows, (k + 1) * j->per);
-    for (int64_t i = k * j->per; i < end; i++) lc_k.rowdots[j->w->dtype](j->out + i, j->ld_out, j->w, j->r0 + i, j->x, j->ld_x, j->T);
+    run_spans(rows_job_span(j, k), rows_job_span(j, j->n_items < j->n_slices ? k + j->n_items : j->n_slices));
 }
 
 static void matmul_scalar(float *out, int64_t ld_out, const float *x, int64_t ld_x, const lc_mat *w, int64_t r0,
@@ -165,8 +195,10 @@ static void matmul_scalar(float *out, int64_t ld_out, const float *x, int64_t ld
 #endif
     const int64_t cols = w->cols;
     if (lc_k.rowdots[w->dtype]) { /* fused: the stored row streams straight into the dot products */
-        const rows_job j = {out, ld_out, x, ld_x, w, r0, n_rows, T, slice_rows(w)};
-        lc_parallel_steal(n_rows * cols * T > 32768 && !lc_in_parallel(), (n_rows + j.per - 1) / j.per, rows_slice, (void *)&j);
+        rows_job j = {out, ld_out, x, ld_x, w, r0, n_rows, T, slice_rows(w), 0, 0};
+        j.n_slices = (n_rows + j.per - 1) / j.per;
+        j.n_items = pairs_on() ? (j.n_slices + 1) / 2 : j.n_slices;
+        lc_parallel_steal(n_rows * cols * T > 32768 && !lc_in_parallel(), j.n_items, rows_slice, (void *)&j);
         return;
     }
     lc_row_fn row = lc_k.row[w->dtype];
@@ -192,29 +224,34 @@ static void matmul_scalar(float *out, int64_t ld_out, const float *x, int64_t ld
 /* A job for the row kernels (not GEMM-sized, and this level has a fused row kernel for it)? */
 static int row_job(const lc_matmul_job *jb) { return jb->T < LC_GEMM_MIN_T && lc_k.rowdots[jb->w->dtype]; }
 
-/* Work items: slices of the jobs' rows, in job order. */
+/* Work items: slices of the jobs' rows, in job order (paired: slices k and k + n_items). */
 int lc_row_plan_make(lc_row_plan *p, const lc_matmul_job *jobs, int64_t n) {
     *p = (lc_row_plan){.jobs = jobs};
     for (int64_t j = 0; j < n; j++) {
         if (!row_job(&jobs[j])) return 0;
-        p->n_items += (jobs[j].w->rows + slice_rows(jobs[j].w) - 1) / slice_rows(jobs[j].w);
+        p->n_slices += (jobs[j].w->rows + slice_rows(jobs[j].w) - 1) / slice_rows(jobs[j].w);
         p->work += jobs[j].w->rows * jobs[j].w->cols * jobs[j].T;
     }
-    p->item_job = malloc((size_t)(2 * p->n_items + 1) * sizeof *p->item_job);
+    p->n_items = pairs_on() ? (p->n_slices + 1) / 2 : p->n_slices;
+    p->item_job = malloc((size_t)(2 * p->n_slices + 1) * sizeof *p->item_job);
     if (!p->item_job) return 0;
-    p->item_row = p->item_job + p->n_items;
+    p->item_row = p->item_job + p->n_slices;
     for (int64_t j = 0, k = 0; j < n; j++)
         for (int64_t r = 0, per = slice_rows(jobs[j].w); r < jobs[j].w->rows; r += per, k++)
             p->item_job[k] = j, p->item_row[k] = r;
     return 1;
 }
 
-void lc_row_plan_item(int64_t k, void *plan) {
-    const lc_row_plan *p = plan;
+static row_span plan_span(const lc_row_plan *p, int64_t k) {
+    if (k >= p->n_slices) return (row_span){.w = p->jobs[0].w};
     const lc_matmul_job *jb = &p->jobs[p->item_job[k]];
     const lc_mat *w = jb->w;
-    const int64_t end = LC_MIN(w->rows, p->item_row[k] + slice_rows(w));
-    for (int64_t i = p->item_row[k]; i < end; i++) lc_k.rowdots[w->dtype](jb->out + i, w->rows, w, i, jb->x, w->cols, jb->T);
+    return (row_span){jb->out, w->rows, jb->x, w->cols, w, p->item_row[k], LC_MIN(w->rows, p->item_row[k] + slice_rows(w)), jb->T};
+}
+
+void lc_row_plan_item(int64_t k, void *plan) {
+    const lc_row_plan *p = plan;
+    run_spans(plan_span(p, k), plan_span(p, p->n_items < p->n_slices ? k + p->n_items : p->n_slices));
 }
 
 void lc_row_plan_free(lc_row_plan *p) {
