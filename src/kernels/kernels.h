@@ -165,15 +165,15 @@ void lc_matmul_many(const lc_matmul_job *jobs, int64_t n);
 /* The same cut into work items for a caller that shares them out inside its own region
  * (lc_shares_run, base.h): lc_row_plan_make succeeds only when every job is a row-kernel job
  * (fewer than LC_GEMM_MIN_T tokens, a fused row kernel on this level); item k is then run by
- * lc_row_plan_item(k, plan), for k < plan->n_items. With pair kernels an item is two slices, one
- * from each half of the list, streamed side by side: a thread's contiguous run of items reads two
- * contiguous runs of weights at once. The jobs must outlive the plan. */
+ * lc_row_plan_item(k, plan), for k < plan->n_items. With pair kernels an item is two slices of
+ * one job, one from each half of its rows, streamed side by side: a thread's contiguous run of
+ * items reads two contiguous runs of weights at once. The jobs must outlive the plan. */
 typedef struct {
     const lc_matmul_job *jobs;
-    int64_t *item_job, *item_row; /* per slice */
-    int64_t n_slices;
-    int64_t n_items; /* slices k and k + n_items make item k when the level has pair kernels (rowdot2) */
-    int64_t work;    /* multiply-adds of all the jobs */
+    int64_t *item_job, *item_row, *item_row2; /* item k: rows from item_row[k] of job item_job[k],
+                                                 and from item_row2[k] (-1: none) */
+    int64_t n_items;
+    int64_t work; /* multiply-adds of all the jobs */
 } lc_row_plan;
 int lc_row_plan_make(lc_row_plan *p, const lc_matmul_job *jobs, int64_t n);
 void lc_row_plan_item(int64_t k, void *plan);

@@ -224,34 +224,42 @@ static void matmul_scalar(float *out, int64_t ld_out, const float *x, int64_t ld
 /* A job for the row kernels (not GEMM-sized, and this level has a fused row kernel for it)? */
 static int row_job(const lc_matmul_job *jb) { return jb->T < LC_GEMM_MIN_T && lc_k.rowdots[jb->w->dtype]; }
 
-/* Work items: slices of the jobs' rows, in job order (paired: slices k and k + n_items). */
+/* Work items: slices of the jobs' rows, in job order; paired, slice i of a job's m goes with
+ * slice i + ceil(m / 2) (rows of one length: the two streams advance together). */
 int lc_row_plan_make(lc_row_plan *p, const lc_matmul_job *jobs, int64_t n) {
     *p = (lc_row_plan){.jobs = jobs};
+    const int pair = pairs_on();
     for (int64_t j = 0; j < n; j++) {
         if (!row_job(&jobs[j])) return 0;
-        p->n_slices += (jobs[j].w->rows + slice_rows(jobs[j].w) - 1) / slice_rows(jobs[j].w);
+        const int64_t m = (jobs[j].w->rows + slice_rows(jobs[j].w) - 1) / slice_rows(jobs[j].w);
+        p->n_items += pair ? (m + 1) / 2 : m;
         p->work += jobs[j].w->rows * jobs[j].w->cols * jobs[j].T;
     }
-    p->n_items = pairs_on() ? (p->n_slices + 1) / 2 : p->n_slices;
-    p->item_job = malloc((size_t)(2 * p->n_slices + 1) * sizeof *p->item_job);
+    p->item_job = malloc((size_t)(3 * p->n_items + 1) * sizeof *p->item_job);
     if (!p->item_job) return 0;
-    p->item_row = p->item_job + p->n_slices;
-    for (int64_t j = 0, k = 0; j < n; j++)
-        for (int64_t r = 0, per = slice_rows(jobs[j].w); r < jobs[j].w->rows; r += per, k++)
-            p->item_job[k] = j, p->item_row[k] = r;
+    p->item_row = p->item_job + p->n_items;
+    p->item_row2 = p->item_row + p->n_items;
+    for (int64_t j = 0, k = 0; j < n; j++) {
+        const int64_t per = slice_rows(jobs[j].w), m = (jobs[j].w->rows + per - 1) / per, h = pair ? (m + 1) / 2 : m;
+        for (int64_t i = 0; i < h; i++, k++) {
+            p->item_job[k] = j;
+            p->item_row[k] = i * per;
+            p->item_row2[k] = i + h < m ? (i + h) * per : -1;
+        }
+    }
     return 1;
 }
 
-static row_span plan_span(const lc_row_plan *p, int64_t k) {
-    if (k >= p->n_slices) return (row_span){.w = p->jobs[0].w};
+static row_span plan_span(const lc_row_plan *p, int64_t k, int64_t r) {
     const lc_matmul_job *jb = &p->jobs[p->item_job[k]];
     const lc_mat *w = jb->w;
-    return (row_span){jb->out, w->rows, jb->x, w->cols, w, p->item_row[k], LC_MIN(w->rows, p->item_row[k] + slice_rows(w)), jb->T};
+    if (r < 0) return (row_span){.w = w};
+    return (row_span){jb->out, w->rows, jb->x, w->cols, w, r, LC_MIN(w->rows, r + slice_rows(w)), jb->T};
 }
 
 void lc_row_plan_item(int64_t k, void *plan) {
     const lc_row_plan *p = plan;
-    run_spans(plan_span(p, k), plan_span(p, p->n_items < p->n_slices ? k + p->n_items : p->n_slices));
+    run_spans(plan_span(p, k, p->item_row[k]), plan_span(p, k, p->item_row2[k]));
 }
 
 void lc_row_plan_free(lc_row_plan *p) {
