@@ -1,6 +1,6 @@
 /* roofline.c — this machine's limits, measured with the same threads the engine uses: DRAM
- * read bandwidth (each thread sums its share of a large buffer, as one stream and as two side
- * by side — a core reads faster from two — best of several passes of each) and
+ * read bandwidth (each thread sums its share of a large buffer, as one stream and as two and
+ * four side by side — a core reads faster from several — best of several passes of each) and
  * FP32 FMA peak (independent FMA chains per thread). `longcat bench` divides by them. */
 #include "../kernels.h"
 
@@ -23,19 +23,27 @@ AVX2 static float sum_avx2(const float *a, int64_t n) {
     _mm256_storeu_ps(o, _mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
     return o[0] + o[1] + o[2] + o[3] + o[4] + o[5] + o[6] + o[7];
 }
-/* The two halves of a[0, n) side by side: two memory streams. */
-AVX2 static float sum2_avx2(const float *a, int64_t n) {
-    const int64_t h = n / 2 / 16 * 16;
-    const float *b = a + h;
-    __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
-    for (int64_t i = 0; i + 16 <= h; i += 16) {
-        s0 = _mm256_add_ps(s0, _mm256_loadu_ps(a + i));
-        s1 = _mm256_add_ps(s1, _mm256_loadu_ps(a + i + 8));
-        s2 = _mm256_add_ps(s2, _mm256_loadu_ps(b + i));
-        s3 = _mm256_add_ps(s3, _mm256_loadu_ps(b + i + 8));
-    }
+/* a[0, n) as `ns` (2 or 4) equal parts read side by side: ns memory streams. */
+AVX2 static float sum_streams_avx2(const float *a, int64_t n, int ns) {
+    const int64_t h = n / ns / 16 * 16;
+    __m256 s[8];
+    for (int k = 0; k < 8; k++) s[k] = _mm256_setzero_ps();
+    if (ns == 2)
+        for (int64_t i = 0; i + 16 <= h; i += 16) {
+            s[0] = _mm256_add_ps(s[0], _mm256_loadu_ps(a + i));
+            s[1] = _mm256_add_ps(s[1], _mm256_loadu_ps(a + i + 8));
+            s[2] = _mm256_add_ps(s[2], _mm256_loadu_ps(a + h + i));
+            s[3] = _mm256_add_ps(s[3], _mm256_loadu_ps(a + h + i + 8));
+        }
+    else
+        for (int64_t i = 0; i + 16 <= h; i += 16)
+            for (int q = 0; q < 4; q++) {
+                s[2 * q] = _mm256_add_ps(s[2 * q], _mm256_loadu_ps(a + q * h + i));
+                s[2 * q + 1] = _mm256_add_ps(s[2 * q + 1], _mm256_loadu_ps(a + q * h + i + 8));
+            }
+    for (int k = 1; k < 8; k++) s[0] = _mm256_add_ps(s[0], s[k]);
     float o[8];
-    _mm256_storeu_ps(o, _mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
+    _mm256_storeu_ps(o, s[0]);
     return o[0] + o[1] + o[2] + o[3] + o[4] + o[5] + o[6] + o[7];
 }
 AVX2 static double fma_chains_avx2(int64_t iters) {
@@ -84,7 +92,7 @@ double lc_measure_read_bandwidth(size_t bytes) {
     for (int64_t i = 0; i < n; i++) a[i] = (float)(i & 1023) * 1e-3f; /* first touch by the reading thread */
     int avx2 = lc_cpu_has_avx2();
     double best = 1e30, sink = 0;
-    for (int pass = 0; pass < 20; pass++) { /* even passes one stream per thread, odd ones two */
+    for (int pass = 0; pass < 24; pass++) { /* one, two and four streams per thread in turn */
         double t0 = lc_time_sec(), s = 0;
 #pragma omp parallel reduction(+ : s)
         {
@@ -95,7 +103,7 @@ double lc_measure_read_bandwidth(size_t bytes) {
 #endif
             int64_t chunk = n / nt / 256 * 256, lo = chunk * id;
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-            s += !avx2 ? sum_scalar(a + lo, chunk) : pass & 1 ? sum2_avx2(a + lo, chunk) : sum_avx2(a + lo, chunk);
+            s += !avx2 ? sum_scalar(a + lo, chunk) : pass % 3 ? sum_streams_avx2(a + lo, chunk, 2 * (pass % 3)) : sum_avx2(a + lo, chunk);
 #else
             (void)avx2;
             s += sum_scalar(a + lo, chunk);
