@@ -157,6 +157,7 @@ DEFINE_ROWDOT2(rowdot2_f16, load_f16, 2)
         for (int64_t i = 0; i < n_rows; i++) {                                                      \
             const uint8_t *p = w->data + (size_t)((r0 + i) * C) * (BYTES);                          \
             const __m512 xi = _mm512_set1_ps(x[i]);                                                 \
+            _Pragma("GCC unroll 16")                                                                \
             for (int j = 0; j < NV; j++) acc[j] = _mm512_fmadd_ps(xi, LOAD(p, c0 + 16 * j, j < NV - 1 ? 16 : (n_last)), acc[j]); \
         }                                                                                           \
         for (int j = 0; j < NV; j++) _mm512_mask_storeu_ps(out + c0 + 16 * j, first_lanes(j < NV - 1 ? 16 : (n_last)), acc[j]); \
@@ -165,6 +166,7 @@ DEFINE_ROWDOT2(rowdot2_f16, load_f16, 2)
     AVX512 static void NAME(float *out, const float *x, const lc_mat *w, int64_t r0, int64_t n_rows) {     \
         const int64_t C = w->cols;                                                                     \
         int64_t c0 = 0;                                                                                \
+        for (; c0 + 256 <= C; c0 += 256) MATVEC_T_SPAN(LOAD, BYTES, 16, 16);                           \
         for (; c0 + 128 <= C; c0 += 128) MATVEC_T_SPAN(LOAD, BYTES, 8, 16);                            \
         for (; c0 < C; c0 += 16) MATVEC_T_SPAN(LOAD, BYTES, 1, (int)LC_MIN(16, C - c0));               \
     }
