@@ -150,7 +150,8 @@ static inline void lc_matmul(float *out, const float *x, const lc_mat *w, int64_
 static inline void lc_mat_row(float *dst, const lc_mat *w, int64_t r) { lc_k.row[w->dtype](dst, w, r); }
 /* Several products at once: out[T, rows] = x[T, cols] @ W^T for each job. When all have fewer
  * than LC_GEMM_MIN_T tokens (decode) they share one parallel region: their rows are cut into
- * slices of about 32 KB of weights, each thread streaming a contiguous run of slices and taking
+ * slices of about 32 KB of weights (work items of two slices with pair kernels: see lc_row_plan),
+ * each thread streaming a contiguous run of items and taking
  * over half of another's rest when it runs out (lc_parallel_steal): one fork and join instead of
  * one per product, and no thread idle while another finishes. Otherwise they run one after
  * another. Every output has the bits lc_matmul gives it. */

@@ -131,14 +131,15 @@ static int64_t slice_rows(const lc_mat *w) {
     return LC_MAX(1, SLICE_BYTES / LC_MAX(1, (int64_t)lc_mat_row_bytes(w)));
 }
 
-/* One slice of rows to run: rows [r, end) of w against T tokens into out (row i at out + i). */
+/* One slice of rows to run: rows [r, end) of w against T tokens into out (row i at
+ * out + i - base). */
 typedef struct {
     float *out;
     int64_t ld_out;
     const float *x;
     int64_t ld_x;
     const lc_mat *w;
-    int64_t r, end, T;
+    int64_t r, end, T, base;
 } row_span;
 
 /* Whether work items pair two slices (this level has pair kernels). */
@@ -150,9 +151,9 @@ static void run_spans(row_span a, row_span b) {
     void (*two)(float *, const lc_mat *, int64_t, const float *, float *, const lc_mat *, int64_t, const float *) =
         a.r < a.end && b.r < b.end && a.T == 1 && b.T == 1 && a.w->dtype == b.w->dtype ? lc_k.rowdot2[a.w->dtype] : NULL;
     for (; two && a.r < a.end && b.r < b.end; a.r++, b.r++)
-        two(a.out + a.r, a.w, a.r, a.x, b.out + b.r, b.w, b.r, b.x);
-    for (; a.r < a.end; a.r++) lc_k.rowdots[a.w->dtype](a.out + a.r, a.ld_out, a.w, a.r, a.x, a.ld_x, a.T);
-    for (; b.r < b.end; b.r++) lc_k.rowdots[b.w->dtype](b.out + b.r, b.ld_out, b.w, b.r, b.x, b.ld_x, b.T);
+        two(a.out + (a.r - a.base), a.w, a.r, a.x, b.out + (b.r - b.base), b.w, b.r, b.x);
+    for (; a.r < a.end; a.r++) lc_k.rowdots[a.w->dtype](a.out + (a.r - a.base), a.ld_out, a.w, a.r, a.x, a.ld_x, a.T);
+    for (; b.r < b.end; b.r++) lc_k.rowdots[b.w->dtype](b.out + (b.r - b.base), b.ld_out, b.w, b.r, b.x, b.ld_x, b.T);
 }
 
 /* Rows r0 + [0, n_rows) of w against T tokens, in slices of `per` rows; item k is slice k, or
@@ -168,8 +169,8 @@ typedef struct {
 
 static row_span rows_job_span(const rows_job *j, int64_t k) {
     if (k >= j->n_slices) return (row_span){.w = j->w};
-    /* out and rows shifted by r0 so that row i of the span writes out[i - r0] */
-    return (row_span){j->out - j->r0, j->ld_out, j->x, j->ld_x, j->w, j->r0 + k * j->per, j->r0 + LC_MIN(j->n_rows, (k + 1) * j->per), j->T};
+    return (row_span){j->out, j->ld_out, j->x, j->ld_x, j->w, j->r0 + k * j->per, j->r0 + LC_MIN(j->n_rows, (k + 1) * j->per), j->T,
+                      j->r0};
 }
 
 static void rows_slice(int64_t k, void *arg) {
@@ -254,7 +255,7 @@ static row_span plan_span(const lc_row_plan *p, int64_t k, int64_t r) {
     const lc_matmul_job *jb = &p->jobs[p->item_job[k]];
     const lc_mat *w = jb->w;
     if (r < 0) return (row_span){.w = w};
-    return (row_span){jb->out, w->rows, jb->x, w->cols, w, r, LC_MIN(w->rows, r + slice_rows(w)), jb->T};
+    return (row_span){jb->out, w->rows, jb->x, w->cols, w, r, LC_MIN(w->rows, r + slice_rows(w)), jb->T, 0};
 }
 
 void lc_row_plan_item(int64_t k, void *plan) {
