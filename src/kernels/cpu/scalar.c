@@ -156,21 +156,18 @@ static void run_spans(row_span a, row_span b) {
     for (; b.r < b.end; b.r++) lc_k.rowdots[b.w->dtype](b.out + (b.r - b.base), b.ld_out, b.w, b.r, b.x, b.ld_x, b.T);
 }
 
-/* Rows r0 + [0, n_rows) of w against T tokens, in slices of `per` rows; item k is slice k, or
- * slices k and k + n_items when paired. */
+/* The rows of `all` in slices of `per` rows; item k is slice k, or slices k and k + n_items
+ * when paired. */
 typedef struct {
-    float *out;
-    int64_t ld_out;
-    const float *x;
-    int64_t ld_x;
-    const lc_mat *w;
-    int64_t r0, n_rows, T, per, n_slices, n_items;
+    row_span all;
+    int64_t per, n_slices, n_items;
 } rows_job;
 
 static row_span rows_job_span(const rows_job *j, int64_t k) {
-    if (k >= j->n_slices) return (row_span){.w = j->w};
-    return (row_span){j->out, j->ld_out, j->x, j->ld_x, j->w, j->r0 + k * j->per, j->r0 + LC_MIN(j->n_rows, (k + 1) * j->per), j->T,
-                      j->r0};
+    row_span s = j->all;
+    s.r = LC_MIN(j->all.end, j->all.r + k * j->per); /* empty past the last slice */
+    s.end = LC_MIN(j->all.end, s.r + j->per);
+    return s;
 }
 
 static void rows_slice(int64_t k, void *arg) {
@@ -196,7 +193,7 @@ static void matmul_scalar(float *out, int64_t ld_out, const float *x, int64_t ld
 #endif
     const int64_t cols = w->cols;
     if (lc_k.rowdots[w->dtype]) { /* fused: the stored row streams straight into the dot products */
-        rows_job j = {out, ld_out, x, ld_x, w, r0, n_rows, T, slice_rows(w), 0, 0};
+        rows_job j = {{out, ld_out, x, ld_x, w, r0, r0 + n_rows, T, r0}, slice_rows(w), 0, 0};
         j.n_slices = (n_rows + j.per - 1) / j.per;
         j.n_items = pairs_on() ? (j.n_slices + 1) / 2 : j.n_slices;
         lc_parallel_steal(n_rows * cols * T > 32768 && !lc_in_parallel(), j.n_items, rows_slice, (void *)&j);
