@@ -265,6 +265,8 @@ int cmd_bench(int argc, char **argv) {
             printf("usage: longcat bench [MODEL_DIR] [--random PRESET (medium)] [--dtype bf16|f32|f16|fp8] [--decode N (32)]\n"
                    "                     [--prefill N (512)] [--repeat N (3)] [--bw-gib X (1)] [--threads N] [--zero-sweep] [--json]\n"
                    "--zero-sweep: decode MoE time when z of the K routed slots are forced to identity experts.\n"
+                   "--blas-peak: only print OpenBLAS's own sgemm GFLOP/s (2048^3, these threads); bench runs itself so,\n"
+                   "with OPENBLAS_CORETYPE cleared, for the matmul peak it divides prefill by.\n"
                    "The weights are copied into RAM first (as --no-mmap does elsewhere) when they take at most half of\n"
                    "it; --mmap times them mapped.\n"
                    "Without MODEL_DIR a random model of PRESET is written once to build/bench-PRESET-DTYPE.\n");
