@@ -213,12 +213,13 @@ static uint8_t *anon_aligned(size_t span, int prot) {
 }
 
 void *lc_huge_alloc(size_t n, const char *what) {
-    uint8_t *a = anon_aligned(page_round(n ? n : 1), PROT_READ | PROT_WRITE);
+    const size_t span = page_round(n ? n : 1);
+    uint8_t *a = anon_aligned(span, PROT_READ | PROT_WRITE);
     if (!a) {
         lc_error(LC_ERR_NOMEM, "out of memory allocating %zu bytes for %s", n, what);
         return NULL;
     }
-    madvise(a, page_round(n ? n : 1), MADV_HUGEPAGE); /* advice only: fine if refused */
+    madvise(a, span, MADV_HUGEPAGE); /* advice only: fine if refused */
     return a;
 }
 

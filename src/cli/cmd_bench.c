@@ -405,7 +405,7 @@ int cmd_bench(int argc, char **argv) {
     const double dec_ratio = dec_ratio_of[di], pre_ratio = pre_ratio_of[pi], fma_ratio = fma_ratio_of[pi];
     bw = dec_p[di].bw;
     peak = pre_p[pi].peak;
-    if (passes > 0 && pre_p[pi].mm.peak > 0) mm = pre_p[pi].mm;
+    if (pre_p[pi].mm.peak > 0) mm = pre_p[pi].mm;
     if (!s) {
         const double bytes = dec_p[di].per_token, flops = pre_p[pi].per_token;
         const double dec = n_decode / dec_p[di].t, pre = n_prefill / pre_p[pi].t;

@@ -171,8 +171,7 @@ void lc_matmul_many(const lc_matmul_job *jobs, int64_t n);
  * items reads two contiguous runs of weights at once. The jobs must outlive the plan. */
 typedef struct {
     const lc_matmul_job *jobs;
-    int64_t *item_job, *item_row, *item_row2; /* item k: rows from item_row[k] of job item_job[k],
-                                                 and from item_row2[k] (-1: none) */
+    int64_t *item_job, *item_idx; /* item k: item item_idx[k] of job item_job[k] */
     int64_t n_items;
     int64_t work; /* multiply-adds of all the jobs */
 } lc_row_plan;

@@ -11,40 +11,25 @@
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
 #define AVX2 __attribute__((target("avx2,fma")))
-AVX2 static float sum_avx2(const float *a, int64_t n) {
-    __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
-    for (int64_t i = 0; i + 32 <= n; i += 32) {
-        s0 = _mm256_add_ps(s0, _mm256_loadu_ps(a + i));
-        s1 = _mm256_add_ps(s1, _mm256_loadu_ps(a + i + 8));
-        s2 = _mm256_add_ps(s2, _mm256_loadu_ps(a + i + 16));
-        s3 = _mm256_add_ps(s3, _mm256_loadu_ps(a + i + 24));
-    }
-    float o[8];
-    _mm256_storeu_ps(o, _mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
-    return o[0] + o[1] + o[2] + o[3] + o[4] + o[5] + o[6] + o[7];
-}
-/* a[0, n) as `ns` (2 or 4) equal parts read side by side: ns memory streams. */
-AVX2 static float sum_streams_avx2(const float *a, int64_t n, int ns) {
-    const int64_t h = n / ns / 16 * 16;
+/* a[0, n) as NS equal parts read side by side: NS memory streams (NS a constant at each call:
+ * the loops unroll into registers). */
+__attribute__((target("avx2,fma"), always_inline)) static inline float sum_streams_avx2(const float *a, int64_t n,
+                                                                                       const int NS) {
+    const int64_t h = n / NS / 16 * 16;
     __m256 s[8];
     for (int k = 0; k < 8; k++) s[k] = _mm256_setzero_ps();
-    if (ns == 2)
-        for (int64_t i = 0; i + 16 <= h; i += 16) {
-            s[0] = _mm256_add_ps(s[0], _mm256_loadu_ps(a + i));
-            s[1] = _mm256_add_ps(s[1], _mm256_loadu_ps(a + i + 8));
-            s[2] = _mm256_add_ps(s[2], _mm256_loadu_ps(a + h + i));
-            s[3] = _mm256_add_ps(s[3], _mm256_loadu_ps(a + h + i + 8));
+    for (int64_t i = 0; i + 16 <= h; i += 16)
+        for (int q = 0; q < NS; q++) {
+            s[2 * q % 8] = _mm256_add_ps(s[2 * q % 8], _mm256_loadu_ps(a + q * h + i));
+            s[(2 * q + 1) % 8] = _mm256_add_ps(s[(2 * q + 1) % 8], _mm256_loadu_ps(a + q * h + i + 8));
         }
-    else
-        for (int64_t i = 0; i + 16 <= h; i += 16)
-            for (int q = 0; q < 4; q++) {
-                s[2 * q] = _mm256_add_ps(s[2 * q], _mm256_loadu_ps(a + q * h + i));
-                s[2 * q + 1] = _mm256_add_ps(s[2 * q + 1], _mm256_loadu_ps(a + q * h + i + 8));
-            }
     for (int k = 1; k < 8; k++) s[0] = _mm256_add_ps(s[0], s[k]);
     float o[8];
     _mm256_storeu_ps(o, s[0]);
     return o[0] + o[1] + o[2] + o[3] + o[4] + o[5] + o[6] + o[7];
+}
+AVX2 static float sum_streams(const float *a, int64_t n, int ns) {
+    return ns == 1 ? sum_streams_avx2(a, n, 1) : ns == 2 ? sum_streams_avx2(a, n, 2) : sum_streams_avx2(a, n, 4);
 }
 AVX2 static double fma_chains_avx2(int64_t iters) {
     __m256 a = _mm256_set1_ps(0.999f), b = _mm256_set1_ps(1e-6f), c[12];
@@ -103,7 +88,7 @@ double lc_measure_read_bandwidth(size_t bytes) {
 #endif
             int64_t chunk = n / nt / 256 * 256, lo = chunk * id;
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-            s += !avx2 ? sum_scalar(a + lo, chunk) : pass % 3 ? sum_streams_avx2(a + lo, chunk, 2 * (pass % 3)) : sum_avx2(a + lo, chunk);
+            s += avx2 ? sum_streams(a + lo, chunk, 1 << pass % 3) : sum_scalar(a + lo, chunk);
 #else
             (void)avx2;
             s += sum_scalar(a + lo, chunk);

@@ -142,8 +142,17 @@ typedef struct {
     int64_t r, end, T, base;
 } row_span;
 
-/* Whether work items pair two slices (this level has pair kernels). */
-static int pairs_on(void) { return lc_k.rowdot2[LC_DT_BF16] || lc_k.rowdot2[LC_DT_F32]; }
+/* Slice k (`per` rows) of the span `all`: empty past its end. */
+static row_span slice_of(row_span all, int64_t per, int64_t k) {
+    all.r = LC_MIN(all.end, all.r + k * per);
+    all.end = LC_MIN(all.end, all.r + per);
+    return all;
+}
+
+/* Work items for m slices: with pair kernels slice i goes with slice i + ceil(m / 2), the two
+ * halves streamed side by side (rows of one length: the two streams advance together); else
+ * one slice per item. Item i is slices i and i + paired_items(m) (the latter empty if >= m). */
+static int64_t paired_items(int64_t m) { return lc_k.rowdot2[LC_DT_BF16] || lc_k.rowdot2[LC_DT_F32] ? (m + 1) / 2 : m; }
 
 /* Slices a and b (b may be empty): side by side, row with row, where both are single-token rows
  * of one dtype with a pair kernel; otherwise one after the other. The same bits either way. */
@@ -156,23 +165,23 @@ static void run_spans(row_span a, row_span b) {
     for (; b.r < b.end; b.r++) lc_k.rowdots[b.w->dtype](b.out + (b.r - b.base), b.ld_out, b.w, b.r, b.x, b.ld_x, b.T);
 }
 
-/* The rows of `all` in slices of `per` rows; item k is slice k, or slices k and k + n_items
- * when paired. */
+/* Work items of `rows` rows in slices of `per`. */
+static int64_t items_of(int64_t rows, int64_t per) { return paired_items((rows + per - 1) / per); }
+
+/* Item i of span `all` cut into slices of `per` rows. */
+static void run_item(row_span all, int64_t per, int64_t i) {
+    run_spans(slice_of(all, per, i), slice_of(all, per, i + items_of(all.end - all.r, per)));
+}
+
+/* The rows of `all` in slices of `per` rows (lc_matmul's work items). */
 typedef struct {
     row_span all;
-    int64_t per, n_slices, n_items;
+    int64_t per;
 } rows_job;
-
-static row_span rows_job_span(const rows_job *j, int64_t k) {
-    row_span s = j->all;
-    s.r = LC_MIN(j->all.end, j->all.r + k * j->per); /* empty past the last slice */
-    s.end = LC_MIN(j->all.end, s.r + j->per);
-    return s;
-}
 
 static void rows_slice(int64_t k, void *arg) {
     const rows_job *j = arg;
-    run_spans(rows_job_span(j, k), rows_job_span(j, j->n_items < j->n_slices ? k + j->n_items : j->n_slices));
+    run_item(j->all, j->per, k);
 }
 
 static void matmul_scalar(float *out, int64_t ld_out, const float *x, int64_t ld_x, const lc_mat *w, int64_t r0,
@@ -193,10 +202,8 @@ static void matmul_scalar(float *out, int64_t ld_out, const float *x, int64_t ld
 #endif
     const int64_t cols = w->cols;
     if (lc_k.rowdots[w->dtype]) { /* fused: the stored row streams straight into the dot products */
-        rows_job j = {{out, ld_out, x, ld_x, w, r0, r0 + n_rows, T, r0}, slice_rows(w), 0, 0};
-        j.n_slices = (n_rows + j.per - 1) / j.per;
-        j.n_items = pairs_on() ? (j.n_slices + 1) / 2 : j.n_slices;
-        lc_parallel_steal(n_rows * cols * T > 32768 && !lc_in_parallel(), j.n_items, rows_slice, (void *)&j);
+        const rows_job j = {{out, ld_out, x, ld_x, w, r0, r0 + n_rows, T, r0}, slice_rows(w)};
+        lc_parallel_steal(n_rows * cols * T > 32768 && !lc_in_parallel(), items_of(n_rows, j.per), rows_slice, (void *)&j);
         return;
     }
     lc_row_fn row = lc_k.row[w->dtype];
@@ -222,42 +229,28 @@ static void matmul_scalar(float *out, int64_t ld_out, const float *x, int64_t ld
 /* A job for the row kernels (not GEMM-sized, and this level has a fused row kernel for it)? */
 static int row_job(const lc_matmul_job *jb) { return jb->T < LC_GEMM_MIN_T && lc_k.rowdots[jb->w->dtype]; }
 
-/* Work items: slices of the jobs' rows, in job order; paired, slice i of a job's m goes with
- * slice i + ceil(m / 2) (rows of one length: the two streams advance together). */
+/* Work items: those of each job (run_item), in job order. */
 int lc_row_plan_make(lc_row_plan *p, const lc_matmul_job *jobs, int64_t n) {
     *p = (lc_row_plan){.jobs = jobs};
-    const int pair = pairs_on();
     for (int64_t j = 0; j < n; j++) {
         if (!row_job(&jobs[j])) return 0;
-        const int64_t m = (jobs[j].w->rows + slice_rows(jobs[j].w) - 1) / slice_rows(jobs[j].w);
-        p->n_items += pair ? (m + 1) / 2 : m;
+        p->n_items += items_of(jobs[j].w->rows, slice_rows(jobs[j].w));
         p->work += jobs[j].w->rows * jobs[j].w->cols * jobs[j].T;
     }
-    p->item_job = malloc((size_t)(3 * p->n_items + 1) * sizeof *p->item_job);
+    p->item_job = malloc((size_t)(2 * p->n_items + 1) * sizeof *p->item_job);
     if (!p->item_job) return 0;
-    p->item_row = p->item_job + p->n_items;
-    p->item_row2 = p->item_row + p->n_items;
-    for (int64_t j = 0, k = 0; j < n; j++) {
-        const int64_t per = slice_rows(jobs[j].w), m = (jobs[j].w->rows + per - 1) / per, h = pair ? (m + 1) / 2 : m;
-        for (int64_t i = 0; i < h; i++, k++) {
-            p->item_job[k] = j;
-            p->item_row[k] = i * per;
-            p->item_row2[k] = i + h < m ? (i + h) * per : -1;
-        }
-    }
+    p->item_idx = p->item_job + p->n_items;
+    for (int64_t j = 0, k = 0; j < n; j++)
+        for (int64_t i = 0, h = items_of(jobs[j].w->rows, slice_rows(jobs[j].w)); i < h; i++, k++)
+            p->item_job[k] = j, p->item_idx[k] = i;
     return 1;
-}
-
-static row_span plan_span(const lc_row_plan *p, int64_t k, int64_t r) {
-    const lc_matmul_job *jb = &p->jobs[p->item_job[k]];
-    const lc_mat *w = jb->w;
-    if (r < 0) return (row_span){.w = w};
-    return (row_span){jb->out, w->rows, jb->x, w->cols, w, r, LC_MIN(w->rows, r + slice_rows(w)), jb->T, 0};
 }
 
 void lc_row_plan_item(int64_t k, void *plan) {
     const lc_row_plan *p = plan;
-    run_spans(plan_span(p, k, p->item_row[k]), plan_span(p, k, p->item_row2[k]));
+    const lc_matmul_job *jb = &p->jobs[p->item_job[k]];
+    const lc_mat *w = jb->w;
+    run_item((row_span){jb->out, w->rows, jb->x, w->cols, w, 0, w->rows, jb->T, 0}, slice_rows(w), p->item_idx[k]);
 }
 
 void lc_row_plan_free(lc_row_plan *p) {
