@@ -107,30 +107,32 @@ static lc_status attend_absorbed(float *ctx, const float *q, const float *cache_
     return fail ? lc_error(LC_ERR_NOMEM, "out of memory for attention scratch") : LC_OK;
 }
 
-/* One decode step of one sequence (T = 1, absorbed) as one parallel region with two barriers
- * instead of five regions (a region costs this machine 2-4 us; the step's products are
+/* One decode step of one sequence (T = 1, absorbed) as one parallel region with three barriers
+ * instead of six regions (a region costs this machine 2-4 us; the step's products are
  * 0.03-1 MB): (1) the row-kernel work items of q_a and kv_a; (2) each thread norms q_a's output
- * itself, then whole heads — the head's q_b rows, scale and RoPE, its absorbed attention — with
- * the new token's latent and roped key computed by every thread for itself (the first one also
- * appends them to the cache); (3) the work items of o_proj. Each phase's items are shared out
- * with stealing (lc_shares_run). The same operations in the same order as the general path
- * below: the same bits. */
+ * itself (the same bits in every thread), and the new token's latent and roped key for itself
+ * (the first one also appends them to the cache), then the work items of q_b, each thread's
+ * items reading its own normed copy; (3) whole heads: the head's scale and RoPE, its absorbed
+ * attention; (4) the work items of o_proj. q_b has its own phase so its rows stream as row
+ * pairs (two streams per core) rather than per head (short single streams: 73 KB a head).
+ * Each phase's items are shared out with stealing (lc_shares_run). The same operations in the
+ * same order as the general path below: the same bits. */
 typedef struct {
     const mla_seq *sq;
     const lc_mla_weights *w;
     const lc_config *c;
-    float *qa, *ckv, *ctx; /* shared: [qr], [kvr + dr], [nh * dv] */
-    float *scratch;        /* per thread: per_thread floats */
+    float *qa, *ckv, *q, *ctx; /* shared: [qr], [kvr + dr], [nh * dq], [nh * dv] */
+    float *scratch;            /* per thread: per_thread floats */
     int64_t per_thread;
-    lc_matmul_job qkv_a[2], o;
-    lc_row_plan plan_qkv_a, plan_o;
-    lc_share *share[3];    /* each phase's items, threads shares each */
+    lc_matmul_job qkv_a[2], q_b, o; /* q_b: its x is each thread's own normed copy */
+    lc_row_plan plan_qkv_a, plan_q_b, plan_o;
+    lc_share *share[4];        /* each phase's items, threads shares each */
     int threads;
 } mla_step;
 
-/* This thread's scratch: q_a normed, one head's q, the new latent and key, RoPE, then the head's. */
+/* This thread's scratch: q_a normed, the new latent and key, RoPE, then the head's. */
 typedef struct {
-    float *qn, *qh, *lat, *kr, *cs, *q_lat, *ctx_lat, *scores;
+    float *qn, *lat, *kr, *cs, *q_lat, *ctx_lat, *scores;
 } mla_scratch;
 
 static mla_scratch mla_step_scratch(const mla_step *d) {
@@ -138,8 +140,7 @@ static mla_scratch mla_step_scratch(const mla_step *d) {
     const int64_t qr = c->q_lora_rank, kvr = c->kv_lora_rank, dr = c->qk_rope_head_dim;
     mla_scratch s;
     s.qn = d->scratch + lc_thread_num() * d->per_thread;
-    s.qh = s.qn + qr;
-    s.lat = s.qh + c->qk_nope_head_dim + dr;
+    s.lat = s.qn + qr;
     s.kr = s.lat + kvr;
     s.cs = s.kr + dr;
     s.q_lat = s.cs + dr;
@@ -148,7 +149,8 @@ static mla_scratch mla_step_scratch(const mla_step *d) {
     return s;
 }
 
-/* Phase 2 item: head h, from this thread's normed q_a and copy of the new latent. */
+/* Phase 3 item: head h of q (scaled and roped here, by the one thread that owns the head),
+ * with this thread's copy of the new latent and key. */
 static void mla_step_head(int64_t h, void *arg) {
     const mla_step *d = arg;
     const lc_config *c = d->c;
@@ -156,10 +158,10 @@ static void mla_step_head(int64_t h, void *arg) {
     const int64_t dq = dn + dr, dv = c->v_head_dim, p0 = d->sq->p0;
     const float sq = c->mla_scale_q_lora ? sqrtf((float)H / (float)qr) : 1.0f;
     const mla_scratch s = mla_step_scratch(d);
-    lc_k.matmul(s.qh, dq, s.qn, qr, &d->w->q_b_proj, h * dq, dq, 1);
-    for (int64_t i = 0; i < dq; i++) s.qh[i] *= sq;
-    lc_rope_apply(s.qh + dn, s.cs, dr);
-    absorbed_head(d->ctx + h * dv, s.qh, d->sq->latent, d->sq->rope, s.lat, s.kr, p0 + 1, h, d->w, c, s.q_lat, s.ctx_lat,
+    float *qh = d->q + h * dq;
+    for (int64_t i = 0; i < dq; i++) qh[i] *= sq;
+    lc_rope_apply(qh + dn, s.cs, dr);
+    absorbed_head(d->ctx + h * dv, qh, d->sq->latent, d->sq->rope, s.lat, s.kr, p0 + 1, h, d->w, c, s.q_lat, s.ctx_lat,
                   s.scores);
 }
 
@@ -183,9 +185,15 @@ static void mla_decode_part(mla_step *d) {
         memcpy(d->sq->latent + p0 * kvr, s.lat, (size_t)kvr * sizeof *s.lat);
         memcpy(d->sq->rope + p0 * dr, s.kr, (size_t)dr * sizeof *s.kr);
     }
-    lc_shares_run(d->share[1], d->threads, id, mla_step_head, d);
+    lc_matmul_job q_b = d->q_b; /* this thread's items of q_b read its own normed copy */
+    lc_row_plan plan_q_b = d->plan_q_b;
+    q_b.x = s.qn;
+    plan_q_b.jobs = &q_b;
+    lc_shares_run(d->share[1], d->threads, id, lc_row_plan_item, &plan_q_b);
 #pragma omp barrier
-    lc_shares_run(d->share[2], d->threads, id, lc_row_plan_item, &d->plan_o);
+    lc_shares_run(d->share[2], d->threads, id, mla_step_head, d);
+#pragma omp barrier
+    lc_shares_run(d->share[3], d->threads, id, lc_row_plan_item, &d->plan_o);
 }
 
 /* Runs the step into out; 0 when it does not apply (this kernel level has no row kernel for
@@ -195,24 +203,27 @@ static int mla_decode_step(float *out, const float *x, const mla_seq *sq, const 
     const int64_t dq = c->qk_nope_head_dim + c->qk_rope_head_dim, dr = c->qk_rope_head_dim, dv = c->v_head_dim;
     const int par = !lc_in_parallel() && lc_max_threads() > 1, threads = par ? lc_max_threads() : 1;
     mla_step d = {.sq = sq, .w = w, .c = c, .threads = threads,
-                  .per_thread = (qr + dq + kvr + 2 * dr + 2 * kvr + sq->p0 + 1 + 15) / 16 * 16};
-    const int64_t shared = qr + kvr + dr + nh * dv;
+                  .per_thread = (qr + kvr + 2 * dr + 2 * kvr + sq->p0 + 1 + 15) / 16 * 16};
+    const int64_t shared = qr + kvr + dr + nh * dq + nh * dv;
     float *buf = lc_malloc((size_t)(shared + threads * d.per_thread) * sizeof *buf, "MLA decode step");
-    lc_share *shares = lc_aligned_alloc((size_t)(3 * threads) * sizeof *shares, "MLA decode shares");
+    lc_share *shares = lc_aligned_alloc((size_t)(4 * threads) * sizeof *shares, "MLA decode shares");
     int planned = 0;
     if (buf && shares) {
         d.qa = buf;
         d.ckv = d.qa + qr;
-        d.ctx = d.ckv + kvr + dr;
+        d.q = d.ckv + kvr + dr;
+        d.ctx = d.q + nh * dq;
         d.scratch = d.ctx + nh * dv;
         d.qkv_a[0] = (lc_matmul_job){d.qa, x, &w->q_a_proj, 1};
         d.qkv_a[1] = (lc_matmul_job){d.ckv, x, &w->kv_a_proj_with_mqa, 1};
+        d.q_b = (lc_matmul_job){d.q, NULL, &w->q_b_proj, 1};
         d.o = (lc_matmul_job){out, d.ctx, &w->o_proj, 1};
-        planned = lc_row_plan_make(&d.plan_qkv_a, d.qkv_a, 2) && lc_row_plan_make(&d.plan_o, &d.o, 1);
+        planned = lc_row_plan_make(&d.plan_qkv_a, d.qkv_a, 2) && lc_row_plan_make(&d.plan_q_b, &d.q_b, 1) &&
+                  lc_row_plan_make(&d.plan_o, &d.o, 1);
     }
     if (planned) {
-        const int64_t items[3] = {d.plan_qkv_a.n_items, nh, d.plan_o.n_items};
-        for (int p = 0; p < 3; p++) {
+        const int64_t items[4] = {d.plan_qkv_a.n_items, d.plan_q_b.n_items, nh, d.plan_o.n_items};
+        for (int p = 0; p < 4; p++) {
             d.share[p] = shares + p * threads;
             lc_shares_init(d.share[p], threads, items[p]);
         }
@@ -222,6 +233,7 @@ static int mla_decode_step(float *out, const float *x, const mla_seq *sq, const 
         } else mla_decode_part(&d);
     }
     lc_row_plan_free(&d.plan_qkv_a);
+    lc_row_plan_free(&d.plan_q_b);
     lc_row_plan_free(&d.plan_o);
     free(buf);
     lc_free(shares);
