@@ -872,8 +872,41 @@ static void test_parallel_steal(void) {
     }
 }
 
+/* lc_team_barrier: no thread passes round r before every one has written its round-r value
+ * (the one that writes last is made late on purpose), and what each wrote before is seen. The
+ * _ahead form prefetches a buffer while it waits, which changes nothing else. */
+static void test_team_barrier(void) {
+    enum { ROUNDS = 300, MAXT = 64 };
+    const int threads = LC_MIN(lc_max_threads(), MAXT);
+    lc_team_slot *team = lc_aligned_alloc((size_t)threads * sizeof *team, "test barrier");
+    static uint8_t ahead[1 << 16];
+    int val[MAXT], bad = 0, teams = 0;
+    if (!team) return;
+    lc_team_init(team, threads);
+#pragma omp parallel num_threads(threads) reduction(+ : bad)
+    {
+        const int id = lc_thread_num(), nt = lc_num_threads();
+        if (id == 0) teams = nt;
+        for (int r = 1; r <= ROUNDS; r++) {
+            if (id == r % nt) { /* the late one */
+                double t0 = lc_time_sec();
+                while (lc_time_sec() - t0 < 2e-5) {
+                }
+            }
+            val[id] = r;
+            if (r & 1) lc_team_barrier(team, id, nt);
+            else lc_team_barrier_ahead(team, id, nt, ahead, sizeof ahead / 2, ahead + sizeof ahead / 2, sizeof ahead / 2);
+            for (int k = 0; k < nt; k++) bad += val[k] != r;
+            lc_team_barrier(team, id, nt); /* all have checked before anyone writes again */
+        }
+    }
+    CHECK(bad == 0, "%d stale values seen after the barrier (%d threads, %d rounds)", bad, teams, ROUNDS);
+    lc_free(team);
+}
+
 void suite_kernels(void) {
     RUN(test_parallel_steal);
+    RUN(test_team_barrier);
     RUN(test_fp8_roundtrip);
     RUN(test_half_roundtrip);
     RUN(test_matmul_all_dtypes);

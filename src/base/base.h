@@ -126,6 +126,22 @@ typedef struct {
 void lc_shares_init(lc_share *q, int nt, int64_t n);
 void lc_shares_run(lc_share *q, int nt, int id, void (*body)(int64_t i, void *arg), void *arg);
 
+/* A barrier among the threads of a region the caller runs, for the steps between its phases:
+ * each thread counts its arrivals on its own cache line and spins until every other one of the
+ * team has arrived as often (this machine: 0.1-0.2 us, against ~1.5 us for `omp barrier`, which
+ * all threads reach through one shared counter). Slots set up before the region (lc_team_init,
+ * nt = the most threads it may have); inside, every thread of the team calls lc_team_barrier
+ * with its number and the team's size, as many times as the others. A long wait yields the core. */
+typedef struct {
+    _Alignas(64) _Atomic int64_t arrived;
+} lc_team_slot;
+void lc_team_init(lc_team_slot *b, int nt);
+void lc_team_barrier(lc_team_slot *b, int id, int nt);
+/* The same, prefetching (into L2) the first n0 bytes at p0 and n1 at p1 while it waits. */
+void lc_team_barrier_ahead(lc_team_slot *b, int id, int nt, const uint8_t *p0, size_t n0, const uint8_t *p1, size_t n1);
+/* The next item a share's owner would take (its low end), -1 when empty. */
+int64_t lc_share_first(const lc_share *q);
+
 /* Threads (OpenMP when built with it): the team size a parallel region would get, and whether
  * the caller already runs inside one, active or not (then kernels stay on the calling thread:
  * a parallel region there would start a nested team of fresh threads). */

@@ -178,6 +178,9 @@ typedef struct {
 int lc_row_plan_make(lc_row_plan *p, const lc_matmul_job *jobs, int64_t n);
 void lc_row_plan_item(int64_t k, void *plan);
 void lc_row_plan_free(lc_row_plan *p);
+/* A team barrier (lc_team_barrier) before a phase that runs `next` from `shares`: while it
+ * waits, this thread prefetches the weights of the first item its share holds. */
+void lc_row_plan_barrier(lc_team_slot *b, int id, int nt, const lc_row_plan *next, const lc_share *shares);
 int lc_mat_dtype_supported(lc_dtype t);
 
 /* out[n] = w * x / sqrt(mean(x^2) + eps), in f32. out may equal x. */

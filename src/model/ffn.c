@@ -9,6 +9,7 @@
 typedef struct {
     lc_row_plan gu, down;
     lc_share *share; /* [2 * threads]: the two products' items */
+    lc_team_slot *team; /* [threads]: the barrier between the steps */
     int threads;
     float *act;
     const float *g, *u;
@@ -18,10 +19,10 @@ typedef struct {
 static void ffn_rows_part(ffn_rows_step *d) {
     const int id = lc_thread_num(), nt = lc_num_threads();
     lc_shares_run(d->share, d->threads, id, lc_row_plan_item, &d->gu);
-#pragma omp barrier
+    lc_row_plan_barrier(d->team, id, nt, &d->down, d->share + d->threads);
     const int64_t a0 = d->n_act * id / nt, a1 = d->n_act * (id + 1) / nt;
     lc_k.swiglu(d->act + a0, d->g + a0, d->u + a0, a1 - a0);
-#pragma omp barrier
+    lc_team_barrier(d->team, id, nt);
     lc_shares_run(d->share + d->threads, d->threads, id, lc_row_plan_item, &d->down);
 }
 
@@ -32,9 +33,11 @@ lc_status ffn_rows(const lc_matmul_job *gu, int64_t n_gu, float *act, const floa
                         lc_row_plan_make(&d.down, down, n_down);
     /* a region only from about 3 us of multiply-adds on, as lc_matmul_many */
     d.share = planned && d.gu.work + d.down.work > 65536
-                  ? lc_aligned_alloc((size_t)(2 * d.threads) * sizeof *d.share, "FFN work shares")
+                  ? lc_aligned_alloc((size_t)(3 * d.threads) * sizeof *d.share, "FFN work shares")
                   : NULL;
     if (d.share) {
+        d.team = (lc_team_slot *)(d.share + 2 * d.threads); /* a cache line each, as a share */
+        lc_team_init(d.team, d.threads);
         lc_shares_init(d.share, d.threads, d.gu.n_items);
         lc_shares_init(d.share + d.threads, d.threads, d.down.n_items);
 #pragma omp parallel

@@ -127,6 +127,7 @@ typedef struct {
     lc_matmul_job qkv_a[2], q_b, o; /* q_b: its x is each thread's own normed copy */
     lc_row_plan plan_qkv_a, plan_q_b, plan_o;
     lc_share *share[4];        /* each phase's items, threads shares each */
+    lc_team_slot *team;        /* [threads]: the barrier between the phases */
     int threads;
 } mla_step;
 
@@ -171,9 +172,9 @@ static void mla_decode_part(mla_step *d) {
     const int64_t H = c->hidden_size, qr = c->q_lora_rank, kvr = c->kv_lora_rank, dr = c->qk_rope_head_dim;
     const int64_t p0 = d->sq->p0;
     const float skv = c->mla_scale_kv_lora ? sqrtf((float)H / (float)kvr) : 1.0f;
-    const int id = lc_thread_num();
+    const int id = lc_thread_num(), nt = lc_num_threads();
     lc_shares_run(d->share[0], d->threads, id, lc_row_plan_item, &d->plan_qkv_a);
-#pragma omp barrier
+    lc_row_plan_barrier(d->team, id, nt, &d->plan_q_b, d->share[1]);
     const mla_scratch s = mla_step_scratch(d);
     lc_rmsnorm(s.qn, d->qa, w->q_a_layernorm, qr, MLA_NORM_EPS);
     lc_rope_coeffs(s.cs, dr, p0, c->rope_theta);
@@ -190,9 +191,9 @@ static void mla_decode_part(mla_step *d) {
     q_b.x = s.qn;
     plan_q_b.jobs = &q_b;
     lc_shares_run(d->share[1], d->threads, id, lc_row_plan_item, &plan_q_b);
-#pragma omp barrier
+    lc_team_barrier(d->team, id, nt);
     lc_shares_run(d->share[2], d->threads, id, mla_step_head, d);
-#pragma omp barrier
+    lc_row_plan_barrier(d->team, id, nt, &d->plan_o, d->share[3]);
     lc_shares_run(d->share[3], d->threads, id, lc_row_plan_item, &d->plan_o);
 }
 
@@ -206,7 +207,7 @@ static int mla_decode_step(float *out, const float *x, const mla_seq *sq, const 
                   .per_thread = (qr + kvr + 2 * dr + 2 * kvr + sq->p0 + 1 + 15) / 16 * 16};
     const int64_t shared = qr + kvr + dr + nh * dq + nh * dv;
     float *buf = lc_malloc((size_t)(shared + threads * d.per_thread) * sizeof *buf, "MLA decode step");
-    lc_share *shares = lc_aligned_alloc((size_t)(4 * threads) * sizeof *shares, "MLA decode shares");
+    lc_share *shares = lc_aligned_alloc((size_t)(5 * threads) * sizeof *shares, "MLA decode shares");
     int planned = 0;
     if (buf && shares) {
         d.qa = buf;
@@ -227,6 +228,8 @@ static int mla_decode_step(float *out, const float *x, const mla_seq *sq, const 
             d.share[p] = shares + p * threads;
             lc_shares_init(d.share[p], threads, items[p]);
         }
+        d.team = (lc_team_slot *)(shares + 4 * threads); /* a cache line each, as a share */
+        lc_team_init(d.team, threads);
         if (par) {
 #pragma omp parallel
             mla_decode_part(&d);

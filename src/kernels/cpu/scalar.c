@@ -253,6 +253,21 @@ void lc_row_plan_item(int64_t k, void *plan) {
     run_item((row_span){jb->out, w->rows, jb->x, w->cols, w, 0, w->rows, jb->T, 0}, slice_rows(w), p->item_idx[k]);
 }
 
+void lc_row_plan_barrier(lc_team_slot *b, int id, int nt, const lc_row_plan *next, const lc_share *shares) {
+    const int64_t k = next ? lc_share_first(&shares[id]) : -1;
+    if (k < 0) {
+        lc_team_barrier(b, id, nt);
+        return;
+    }
+    const lc_mat *w = next->jobs[next->item_job[k]].w;
+    const int64_t per = slice_rows(w), i = next->item_idx[k];
+    const row_span all = {.w = w, .r = 0, .end = w->rows};
+    const row_span a = slice_of(all, per, i), c = slice_of(all, per, i + items_of(w->rows, per));
+    const size_t rb = (size_t)lc_mat_row_bytes(w);
+    lc_team_barrier_ahead(b, id, nt, w->data + (size_t)a.r * rb, (size_t)(a.end - a.r) * rb, w->data + (size_t)c.r * rb,
+                          (size_t)(c.end - c.r) * rb);
+}
+
 void lc_row_plan_free(lc_row_plan *p) {
     free(p->item_job);
     *p = (lc_row_plan){0};
