@@ -396,12 +396,15 @@ static void test_rowdot2(void) {
             if (lc_k.rowdot2[dts[d]]) {
                 for (int a = 0; a < NC; a++)
                     for (int b = 0; b < NC; b++) {
-                        float pa, pb, sa, sb;
-                        lc_k.rowdot2[dts[d]](&pa, &w[a].m, 3, x, &pb, &w[b].m, 39, x + 7);
-                        lc_k.rowdots[dts[d]](&sa, 1, &w[a].m, 3, x, 0, 1);
-                        lc_k.rowdots[dts[d]](&sb, 1, &w[b].m, 39, x + 7, 0, 1);
-                        CHECK(!memcmp(&pa, &sa, 4) && !memcmp(&pb, &sb, 4), "%s %s: pair of %lld and %lld columns differs",
-                              levels[l], lc_dtype_name(dts[d]), (long long)cols[a], (long long)cols[b]);
+                        float pa[3], pb[3], sa[3], sb[3]; /* rows 3.. with rows 37.. */
+                        lc_k.rowdot2[dts[d]](pa, &w[a].m, 3, x, pb, &w[b].m, 37, x + 7, 3);
+                        for (int i = 0; i < 3; i++) {
+                            lc_k.rowdots[dts[d]](&sa[i], 1, &w[a].m, 3 + i, x, 0, 1);
+                            lc_k.rowdots[dts[d]](&sb[i], 1, &w[b].m, 37 + i, x + 7, 0, 1);
+                        }
+                        CHECK(!memcmp(pa, sa, sizeof pa) && !memcmp(pb, sb, sizeof pb),
+                              "%s %s: pairs of %lld and %lld columns differ", levels[l], lc_dtype_name(dts[d]),
+                              (long long)cols[a], (long long)cols[b]);
                     }
                 checked = 1;
             }

@@ -71,11 +71,12 @@ typedef struct {
      * t < T, reading the stored row directly; each token's result is independent of T. */
     void (*rowdots[LC_DT_COUNT])(float *out, int64_t ld_out, const lc_mat *w, int64_t r, const float *x, int64_t ld_x,
                                  int64_t T);
-    /* Two single-token rows side by side (NULL: rowdots twice), for two memory streams per core
-     * (a core reads DRAM faster from two streams than from one): *oa = Wa[ra, :] . xa and
-     * *ob = Wb[rb, :] . xb, both of this dtype, each with the bits rowdots gives it at T = 1. */
+    /* Single-token rows in pairs side by side (NULL: rowdots twice), for two memory streams per
+     * core (a core reads DRAM faster from two streams than from one): oa[i] = Wa[ra + i, :] . xa
+     * and ob[i] = Wb[rb + i, :] . xb for i < n, both of this dtype, each with the bits rowdots
+     * gives it at T = 1. */
     void (*rowdot2[LC_DT_COUNT])(float *oa, const lc_mat *wa, int64_t ra, const float *xa, float *ob, const lc_mat *wb,
-                                 int64_t rb, const float *xb);
+                                 int64_t rb, const float *xb, int64_t n);
     /* Own GEMM for products of LC_GEMM_MIN_T tokens or more (NULL: OpenBLAS, else rows);
      * same contract as matmul, results independent of T and of the thread count. */
     void (*gemm)(float *out, int64_t ld_out, const float *x, int64_t ld_x, const lc_mat *w, int64_t r0, int64_t n_rows,

@@ -119,28 +119,31 @@ DEFINE_ROWDOTS(rowdots_f32, load_f32, 4)
 DEFINE_ROWDOTS(rowdots_bf16, load_bf16, 2)
 DEFINE_ROWDOTS(rowdots_f16, load_f16, 2)
 
-/* Two rows at T = 1, their steps of 32 interleaved over the columns both have, then each row's
- * own rest: every row gets the FMAs, in the order, of NAME##_n with NT = 1. */
+/* n pairs of rows at T = 1 (rows ra.. of wa with rows rb.. of wb), each pair's steps of 32
+ * interleaved over the columns both have, then each row's own rest: every row gets the FMAs,
+ * in the order, of NAME##_n with NT = 1. */
 #define DEFINE_ROWDOT2(NAME, LOAD, BYTES)                                                                       \
     AVX512 static void NAME(float *oa, const lc_mat *wa, int64_t ra, const float *xa, float *ob, const lc_mat *wb, \
-                            int64_t rb, const float *xb) {                                                    \
-        const uint8_t *pa = wa->data + (size_t)(ra * wa->cols) * (BYTES);                                     \
-        const uint8_t *pb = wb->data + (size_t)(rb * wb->cols) * (BYTES);                                     \
+                            int64_t rb, const float *xb, int64_t n) {                                         \
+        const size_t sa = (size_t)wa->cols * (BYTES), sb = (size_t)wb->cols * (BYTES);                        \
+        const uint8_t *pa = wa->data + (size_t)ra * sa, *pb = wb->data + (size_t)rb * sb;                     \
         const int64_t both = LC_MIN(wa->cols, wb->cols) / 32 * 32;                                            \
-        __m512 a0[1] = {_mm512_setzero_ps()}, a1[1] = {_mm512_setzero_ps()};                                  \
-        __m512 b0[1] = {_mm512_setzero_ps()}, b1[1] = {_mm512_setzero_ps()};                                  \
-        for (int64_t c = 0; c < both; c += 32) {                                                              \
-            const __m512 wa0 = LOAD(pa, c, 16), wb0 = LOAD(pb, c, 16);                                        \
-            const __m512 wa1 = LOAD(pa, c + 16, 16), wb1 = LOAD(pb, c + 16, 16);                              \
-            a0[0] = _mm512_fmadd_ps(wa0, _mm512_loadu_ps(xa + c), a0[0]);                                     \
-            b0[0] = _mm512_fmadd_ps(wb0, _mm512_loadu_ps(xb + c), b0[0]);                                     \
-            a1[0] = _mm512_fmadd_ps(wa1, _mm512_loadu_ps(xa + c + 16), a1[0]);                                \
-            b1[0] = _mm512_fmadd_ps(wb1, _mm512_loadu_ps(xb + c + 16), b1[0]);                                \
+        for (int64_t i = 0; i < n; i++, pa += sa, pb += sb) {                                                 \
+            __m512 a0[1] = {_mm512_setzero_ps()}, a1[1] = {_mm512_setzero_ps()};                              \
+            __m512 b0[1] = {_mm512_setzero_ps()}, b1[1] = {_mm512_setzero_ps()};                              \
+            for (int64_t c = 0; c < both; c += 32) {                                                          \
+                const __m512 wa0 = LOAD(pa, c, 16), wb0 = LOAD(pb, c, 16);                                    \
+                const __m512 wa1 = LOAD(pa, c + 16, 16), wb1 = LOAD(pb, c + 16, 16);                          \
+                a0[0] = _mm512_fmadd_ps(wa0, _mm512_loadu_ps(xa + c), a0[0]);                                 \
+                b0[0] = _mm512_fmadd_ps(wb0, _mm512_loadu_ps(xb + c), b0[0]);                                 \
+                a1[0] = _mm512_fmadd_ps(wa1, _mm512_loadu_ps(xa + c + 16), a1[0]);                            \
+                b1[0] = _mm512_fmadd_ps(wb1, _mm512_loadu_ps(xb + c + 16), b1[0]);                            \
+            }                                                                                                 \
+            ROW_SPAN(LOAD, 1, pa, both, wa->cols, xa, 0, a0, a1);                                             \
+            ROW_SPAN(LOAD, 1, pb, both, wb->cols, xb, 0, b0, b1);                                             \
+            oa[i] = _mm512_reduce_add_ps(_mm512_add_ps(a0[0], a1[0]));                                        \
+            ob[i] = _mm512_reduce_add_ps(_mm512_add_ps(b0[0], b1[0]));                                        \
         }                                                                                                     \
-        ROW_SPAN(LOAD, 1, pa, both, wa->cols, xa, 0, a0, a1);                                                 \
-        ROW_SPAN(LOAD, 1, pb, both, wb->cols, xb, 0, b0, b1);                                                 \
-        *oa = _mm512_reduce_add_ps(_mm512_add_ps(a0[0], a1[0]));                                              \
-        *ob = _mm512_reduce_add_ps(_mm512_add_ps(b0[0], b1[0]));                                              \
     }
 DEFINE_ROWDOT2(rowdot2_f32, load_f32, 4)
 DEFINE_ROWDOT2(rowdot2_bf16, load_bf16, 2)

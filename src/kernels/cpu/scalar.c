@@ -157,10 +157,14 @@ static int64_t paired_items(int64_t m) { return lc_k.rowdot2[LC_DT_BF16] || lc_k
 /* Slices a and b (b may be empty): side by side, row with row, where both are single-token rows
  * of one dtype with a pair kernel; otherwise one after the other. The same bits either way. */
 static void run_spans(row_span a, row_span b) {
-    void (*two)(float *, const lc_mat *, int64_t, const float *, float *, const lc_mat *, int64_t, const float *) =
+    void (*two)(float *, const lc_mat *, int64_t, const float *, float *, const lc_mat *, int64_t, const float *, int64_t) =
         a.r < a.end && b.r < b.end && a.T == 1 && b.T == 1 && a.w->dtype == b.w->dtype ? lc_k.rowdot2[a.w->dtype] : NULL;
-    for (; two && a.r < a.end && b.r < b.end; a.r++, b.r++)
-        two(a.out + (a.r - a.base), a.w, a.r, a.x, b.out + (b.r - b.base), b.w, b.r, b.x);
+    if (two) { /* the rows both have, in pairs */
+        const int64_t n = LC_MIN(a.end - a.r, b.end - b.r);
+        two(a.out + (a.r - a.base), a.w, a.r, a.x, b.out + (b.r - b.base), b.w, b.r, b.x, n);
+        a.r += n;
+        b.r += n;
+    }
     for (; a.r < a.end; a.r++) lc_k.rowdots[a.w->dtype](a.out + (a.r - a.base), a.ld_out, a.w, a.r, a.x, a.ld_x, a.T);
     for (; b.r < b.end; b.r++) lc_k.rowdots[b.w->dtype](b.out + (b.r - b.base), b.ld_out, b.w, b.r, b.x, b.ld_x, b.T);
 }
