@@ -391,6 +391,15 @@ void lc_team_init(lc_team_slot *b, int nt) {
     for (int t = 0; t < nt; t++) atomic_init(&b[t].arrived, 0);
 }
 
+lc_share *lc_shares_alloc(int phases, int nt, lc_team_slot **team, const char *what) {
+    lc_share *q = lc_aligned_alloc((size_t)(phases * nt) * sizeof *q + (size_t)nt * sizeof **team, what);
+    if (q) {
+        *team = (lc_team_slot *)(void *)(q + phases * nt); /* 64-byte aligned: a share is a cache line */
+        lc_team_init(*team, nt);
+    }
+    return q;
+}
+
 static void spin_pause(void) {
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_ia32_pause();

@@ -136,6 +136,10 @@ typedef struct {
     _Alignas(64) _Atomic int64_t arrived;
 } lc_team_slot;
 void lc_team_init(lc_team_slot *b, int nt);
+/* Shares for `phases` phases of nt threads (phase p's at + p * nt) and, after them, a team
+ * barrier's nt slots (*team, initialised): one 64-byte-aligned block, lc_free; NULL when out
+ * of memory. */
+lc_share *lc_shares_alloc(int phases, int nt, lc_team_slot **team, const char *what);
 void lc_team_barrier(lc_team_slot *b, int id, int nt);
 /* The same, prefetching (into L2) the first n0 bytes at p0 and n1 at p1 while it waits. */
 void lc_team_barrier_ahead(lc_team_slot *b, int id, int nt, const uint8_t *p0, size_t n0, const uint8_t *p1, size_t n1);

@@ -33,11 +33,9 @@ lc_status ffn_rows(const lc_matmul_job *gu, int64_t n_gu, float *act, const floa
                         lc_row_plan_make(&d.down, down, n_down);
     /* a region only from about 3 us of multiply-adds on, as lc_matmul_many */
     d.share = planned && d.gu.work + d.down.work > 65536
-                  ? lc_aligned_alloc((size_t)(3 * d.threads) * sizeof *d.share, "FFN work shares")
+                  ? lc_shares_alloc(2, d.threads, &d.team, "FFN work shares")
                   : NULL;
     if (d.share) {
-        d.team = (lc_team_slot *)(d.share + 2 * d.threads); /* a cache line each, as a share */
-        lc_team_init(d.team, d.threads);
         lc_shares_init(d.share, d.threads, d.gu.n_items);
         lc_shares_init(d.share + d.threads, d.threads, d.down.n_items);
 #pragma omp parallel

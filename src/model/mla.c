@@ -207,7 +207,7 @@ static int mla_decode_step(float *out, const float *x, const mla_seq *sq, const 
                   .per_thread = (qr + kvr + 2 * dr + 2 * kvr + sq->p0 + 1 + 15) / 16 * 16};
     const int64_t shared = qr + kvr + dr + nh * dq + nh * dv;
     float *buf = lc_malloc((size_t)(shared + threads * d.per_thread) * sizeof *buf, "MLA decode step");
-    lc_share *shares = lc_aligned_alloc((size_t)(5 * threads) * sizeof *shares, "MLA decode shares");
+    lc_share *shares = lc_shares_alloc(4, threads, &d.team, "MLA decode shares");
     int planned = 0;
     if (buf && shares) {
         d.qa = buf;
@@ -228,8 +228,6 @@ static int mla_decode_step(float *out, const float *x, const mla_seq *sq, const 
             d.share[p] = shares + p * threads;
             lc_shares_init(d.share[p], threads, items[p]);
         }
-        d.team = (lc_team_slot *)(shares + 4 * threads); /* a cache line each, as a share */
-        lc_team_init(d.team, threads);
         if (par) {
 #pragma omp parallel
             mla_decode_part(&d);

@@ -172,9 +172,17 @@ static void run_spans(row_span a, row_span b) {
 /* Work items of `rows` rows in slices of `per`. */
 static int64_t items_of(int64_t rows, int64_t per) { return paired_items((rows + per - 1) / per); }
 
+/* The two slices of item i of span `all` cut into slices of `per` rows (the second may be empty). */
+static void item_slices(row_span all, int64_t per, int64_t i, row_span s[2]) {
+    s[0] = slice_of(all, per, i);
+    s[1] = slice_of(all, per, i + items_of(all.end - all.r, per));
+}
+
 /* Item i of span `all` cut into slices of `per` rows. */
 static void run_item(row_span all, int64_t per, int64_t i) {
-    run_spans(slice_of(all, per, i), slice_of(all, per, i + items_of(all.end - all.r, per)));
+    row_span s[2];
+    item_slices(all, per, i, s);
+    run_spans(s[0], s[1]);
 }
 
 /* The rows of `all` in slices of `per` rows (lc_matmul's work items). */
@@ -250,11 +258,17 @@ int lc_row_plan_make(lc_row_plan *p, const lc_matmul_job *jobs, int64_t n) {
     return 1;
 }
 
-void lc_row_plan_item(int64_t k, void *plan) {
-    const lc_row_plan *p = plan;
+/* All the rows of item k's job, as a span. */
+static row_span plan_job_span(const lc_row_plan *p, int64_t k) {
     const lc_matmul_job *jb = &p->jobs[p->item_job[k]];
     const lc_mat *w = jb->w;
-    run_item((row_span){jb->out, w->rows, jb->x, w->cols, w, 0, w->rows, jb->T, 0}, slice_rows(w), p->item_idx[k]);
+    return (row_span){jb->out, w->rows, jb->x, w->cols, w, 0, w->rows, jb->T, 0};
+}
+
+void lc_row_plan_item(int64_t k, void *plan) {
+    const lc_row_plan *p = plan;
+    const row_span all = plan_job_span(p, k);
+    run_item(all, slice_rows(all.w), p->item_idx[k]);
 }
 
 void lc_row_plan_barrier(lc_team_slot *b, int id, int nt, const lc_row_plan *next, const lc_share *shares) {
@@ -263,13 +277,13 @@ void lc_row_plan_barrier(lc_team_slot *b, int id, int nt, const lc_row_plan *nex
         lc_team_barrier(b, id, nt);
         return;
     }
-    const lc_mat *w = next->jobs[next->item_job[k]].w;
-    const int64_t per = slice_rows(w), i = next->item_idx[k];
-    const row_span all = {.w = w, .r = 0, .end = w->rows};
-    const row_span a = slice_of(all, per, i), c = slice_of(all, per, i + items_of(w->rows, per));
-    const size_t rb = (size_t)lc_mat_row_bytes(w);
-    lc_team_barrier_ahead(b, id, nt, w->data + (size_t)a.r * rb, (size_t)(a.end - a.r) * rb, w->data + (size_t)c.r * rb,
-                          (size_t)(c.end - c.r) * rb);
+    const row_span all = plan_job_span(next, k);
+    row_span s[2];
+    item_slices(all, slice_rows(all.w), next->item_idx[k], s);
+    const uint8_t *data = all.w->data;
+    const size_t rb = (size_t)lc_mat_row_bytes(all.w);
+    lc_team_barrier_ahead(b, id, nt, data + (size_t)s[0].r * rb, (size_t)(s[0].end - s[0].r) * rb, data + (size_t)s[1].r * rb,
+                          (size_t)(s[1].end - s[1].r) * rb);
 }
 
 void lc_row_plan_free(lc_row_plan *p) {
