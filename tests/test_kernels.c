@@ -907,9 +907,95 @@ static void test_team_barrier(void) {
     lc_free(team);
 }
 
+/* lc_team_scope / lc_team_run: each call runs once on every thread of the standing team, each
+ * with its own number and the team's size, with `omp for` (and its barrier) binding to that team;
+ * inside a call a thread counts as inside a region, outside its calls the leader counts as
+ * outside any (so a product there is shared out); a product gives the same bits inside a scope
+ * as outside; lc_team_run outside a scope runs the same calls on a fresh region. */
+enum { PROBE_T = 64, PROBE_N = 1000 };
+typedef struct {
+    int calls[PROBE_T], inside_bad[PROBE_T], size_bad[PROBE_T];
+    int loop[PROBE_N];
+    int team;
+} scope_probe;
+
+static void scope_probe_call(void *arg) {
+    scope_probe *p = arg;
+    const int id = lc_thread_num(), nt = lc_num_threads();
+    if (id >= PROBE_T) return;
+    p->calls[id]++;
+    p->inside_bad[id] += !lc_in_parallel();
+    p->size_bad[id] += nt != p->team;
+#pragma omp for schedule(static)
+    for (int i = 0; i < PROBE_N; i++) p->loop[i]++;
+}
+
+typedef struct {
+    scope_probe *probe;
+    int rounds, leader_bad;
+    const lc_mat *w;
+    const float *x;
+    float *out;
+} scope_probe_body;
+
+static void scope_probe_run(void *arg) {
+    scope_probe_body *b = arg;
+    for (int r = 0; r < b->rounds; r++) {
+        b->leader_bad += lc_in_parallel() || lc_num_threads() != 1 || lc_max_threads() != b->probe->team;
+        lc_team_run(scope_probe_call, b->probe);
+    }
+    lc_matmul(b->out, b->x, b->w, 1);
+}
+
+static void test_team_scope(void) {
+    enum { ROUNDS = 200, ROWS = 300, COLS = 512 };
+    const int team = lc_max_threads();
+    if (team > PROBE_T) return;
+    lc_rng rng;
+    lc_rng_seed(&rng, 11);
+    uint16_t *wb = malloc((size_t)ROWS * COLS * sizeof *wb);
+    float *x = malloc(COLS * sizeof *x), *ref = malloc(ROWS * sizeof *ref), *got = malloc(ROWS * sizeof *got);
+    scope_probe *probe = calloc(2, sizeof *probe);
+    if (!wb || !x || !ref || !got || !probe) goto done;
+    for (int i = 0; i < ROWS * COLS; i++) wb[i] = lc_f32_to_bf16(lc_rng_normal(&rng));
+    for (int i = 0; i < COLS; i++) x[i] = lc_rng_normal(&rng);
+    const lc_mat w = {.data = (const uint8_t *)wb, .dtype = LC_DT_BF16, .rows = ROWS, .cols = COLS};
+    lc_matmul(ref, x, &w, 1);
+    for (int way = 0; way < 2; way++) { /* 0: in a scope; 1: no scope, a region per call */
+        scope_probe *p = &probe[way];
+        p->team = team;
+        scope_probe_body b = {p, ROUNDS, 0, &w, x, got};
+        if (way == 0) lc_team_scope(scope_probe_run, &b);
+        else scope_probe_run(&b);
+        int calls_bad = 0, inside_bad = 0, size_bad = 0, loop_bad = 0;
+        for (int t = 0; t < team; t++) {
+            calls_bad += p->calls[t] != ROUNDS;
+            inside_bad += p->inside_bad[t];
+            size_bad += p->size_bad[t];
+        }
+        for (int i = 0; i < PROBE_N; i++) loop_bad += p->loop[i] != ROUNDS;
+        CHECK(calls_bad == 0, "%s: %d of %d threads did not run every call once", way ? "no scope" : "scope", calls_bad,
+              team);
+        CHECK(inside_bad == 0 && size_bad == 0, "%s: inside a call %d threads saw no region, %d a wrong team size",
+              way ? "no scope" : "scope", inside_bad, size_bad);
+        CHECK(loop_bad == 0, "%s: `omp for` inside a call ran %d of %d indices other than once per call",
+              way ? "no scope" : "scope", loop_bad, PROBE_N);
+        CHECK(b.leader_bad == 0, "%s: between calls the leader counted as inside a region (%d rounds)",
+              way ? "no scope" : "scope", b.leader_bad);
+        CHECK(memcmp(got, ref, ROWS * sizeof *got) == 0, "%s: a product gave other bits than outside", way ? "no scope" : "scope");
+    }
+done:
+    free(wb);
+    free(x);
+    free(ref);
+    free(got);
+    free(probe);
+}
+
 void suite_kernels(void) {
     RUN(test_parallel_steal);
     RUN(test_team_barrier);
+    RUN(test_team_scope);
     RUN(test_fp8_roundtrip);
     RUN(test_half_roundtrip);
     RUN(test_matmul_all_dtypes);

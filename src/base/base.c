@@ -327,9 +327,35 @@ double lc_time_sec(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+/* The standing team of an lc_team_scope: the leader (thread 0) publishes a call by setting
+ * fn and arg and then bumping gen; the others wait for gen to move, run the call and meet
+ * the leader at `done`. */
+typedef struct {
+    _Alignas(64) _Atomic uint64_t gen;
+    void (*fn)(void *);
+    void *arg;
+    int nt, stop;
+    lc_team_slot done[]; /* [nt] */
+} team_scope;
+
+static _Thread_local team_scope *tl_scope; /* the scope this thread stands in, if any */
+#ifdef _OPENMP
+static _Thread_local int tl_scope_level; /* omp_get_level() of its region */
+#endif
+static _Thread_local int tl_in_call;       /* running its part of an lc_team_run call */
+
+/* The calling thread leads a scope and is not inside one of its calls. */
+static team_scope *scope_led(void) {
+#ifdef _OPENMP
+    if (tl_scope && !tl_in_call && omp_get_level() == tl_scope_level && omp_get_thread_num() == 0) return tl_scope;
+#endif
+    return NULL;
+}
+
 int lc_max_threads(void) {
 #ifdef _OPENMP
-    return omp_get_max_threads();
+    const team_scope *sc = scope_led();
+    return sc ? sc->nt : omp_get_max_threads();
 #else
     return 1;
 #endif
@@ -429,6 +455,88 @@ int64_t lc_share_first(const lc_share *q) {
     return (v & 0xffffffffu) < (v >> 32) ? (int64_t)(v & 0xffffffffu) : -1;
 }
 
+void lc_team_run(void (*fn)(void *arg), void *arg) {
+    team_scope *sc = scope_led();
+    if (sc) {
+        sc->fn = fn;
+        sc->arg = arg;
+        atomic_fetch_add_explicit(&sc->gen, 1, memory_order_release); /* fn and arg, seen by the team */
+        tl_in_call = 1;
+        fn(arg);
+        tl_in_call = 0;
+        lc_team_barrier(sc->done, 0, sc->nt);
+        return;
+    }
+    if (!lc_in_parallel() && lc_max_threads() == 1) { /* thread 0 of 1 already */
+        fn(arg);
+        return;
+    }
+#pragma omp parallel if (!lc_in_parallel())
+    fn(arg);
+}
+
+#ifdef _OPENMP
+/* A standing thread of a scope: each call its leader publishes, until it stops. */
+static void scope_serve(team_scope *sc, int id) {
+    uint64_t seen = 0;
+    for (;;) {
+        uint64_t g;
+        for (long spins = 0; (g = atomic_load_explicit(&sc->gen, memory_order_acquire)) == seen; spins++)
+            if (spins < (1 << 16)) spin_pause();
+            else sched_yield(); /* the leader is in a long serial stretch, or the machine is oversubscribed */
+        seen = g;
+        if (sc->stop) return;
+        tl_in_call = 1;
+        sc->fn(sc->arg);
+        tl_in_call = 0;
+        lc_team_barrier(sc->done, id, sc->nt);
+    }
+}
+#endif
+
+void lc_team_scope(void (*body)(void *arg), void *arg) {
+    const int nt = lc_max_threads();
+    team_scope *sc = nt > 1 && !lc_in_parallel() && !tl_scope
+                         ? lc_aligned_alloc(sizeof *sc + (size_t)nt * sizeof *sc->done, "thread team")
+                         : NULL;
+    if (!sc) { /* one thread, already in a region or a scope, or no memory: as it is */
+        body(arg);
+        return;
+    }
+    atomic_init(&sc->gen, 0);
+    sc->stop = 0;
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nt)
+    {
+        tl_scope = sc;
+        tl_scope_level = omp_get_level();
+        if (omp_get_thread_num() == 0) {
+            sc->nt = omp_get_num_threads(); /* published with the first call's gen */
+            lc_team_init(sc->done, sc->nt);
+            body(arg);
+            sc->stop = 1;
+            atomic_fetch_add_explicit(&sc->gen, 1, memory_order_release);
+        } else
+            scope_serve(sc, omp_get_thread_num());
+        tl_scope = NULL;
+    }
+#endif
+    lc_free(sc);
+}
+
+/* lc_parallel_steal's call on each thread of the team. */
+typedef struct {
+    lc_share *q;
+    int nt;
+    void (*body)(int64_t i, void *arg);
+    void *arg;
+} steal_call;
+
+static void steal_run(void *p) {
+    const steal_call *c = p;
+    lc_shares_run(c->q, c->nt, lc_thread_num(), c->body, c->arg);
+}
+
 void lc_parallel_steal(int par, int64_t n, void (*body)(int64_t i, void *arg), void *arg) {
     const int nt = lc_max_threads();
     lc_share *q = par && nt > 1 && n > 1 ? aligned_alloc(64, (size_t)nt * sizeof *q) : NULL;
@@ -437,14 +545,14 @@ void lc_parallel_steal(int par, int64_t n, void (*body)(int64_t i, void *arg), v
         return;
     }
     lc_shares_init(q, nt, n);
-#pragma omp parallel
-    lc_shares_run(q, nt, lc_thread_num(), body, arg);
+    steal_call c = {q, nt, body, arg};
+    lc_team_run(steal_run, &c);
     free(q);
 }
 
 int lc_thread_num(void) {
 #ifdef _OPENMP
-    return omp_get_thread_num();
+    return omp_get_thread_num(); /* a scope's leader is thread 0 either way */
 #else
     return 0;
 #endif
@@ -452,7 +560,7 @@ int lc_thread_num(void) {
 
 int lc_num_threads(void) {
 #ifdef _OPENMP
-    return omp_get_num_threads();
+    return scope_led() ? 1 : omp_get_num_threads(); /* outside its calls a scope's leader is on its own */
 #else
     return 1;
 #endif
@@ -460,7 +568,8 @@ int lc_num_threads(void) {
 
 int lc_in_parallel(void) {
 #ifdef _OPENMP
-    return omp_get_level() > 0; /* active or not: a region inside even an inactive one would be a nested team */
+    /* active or not: a region inside even an inactive one would be a nested team */
+    return omp_get_level() > 0 && !scope_led();
 #else
     return 0;
 #endif

@@ -146,6 +146,20 @@ void lc_team_barrier_ahead(lc_team_slot *b, int id, int nt, const uint8_t *p0, s
 /* The next item a share's owner would take (its low end), -1 when empty. */
 int64_t lc_share_first(const lc_share *q);
 
+/* fn(arg) once on every thread of a team, each seeing its number and the team's size
+ * (lc_thread_num, lc_num_threads), returning when all are done: handed to the standing team
+ * of an lc_team_scope when the caller leads one, else a new OpenMP region (one thread, inside
+ * an inactive region, when the caller already runs in a region). fn may use `omp for` and
+ * `omp barrier`: the team is an OpenMP team either way. */
+void lc_team_run(void (*fn)(void *arg), void *arg);
+/* body(arg) on the calling thread while the other threads of one OpenMP region stand by for
+ * its lc_team_run calls: one fork and join for the whole body instead of one per call (a fork
+ * and join cost this machine ~5 us, a hand-over ~1 us; a decoded token makes ~40 calls).
+ * Inside body the calling thread counts as outside any region (lc_in_parallel() is 0) except
+ * while it runs its part of a call. Regions body opens itself would have one thread: only
+ * code whose parallel work goes through lc_team_run belongs in a scope. */
+void lc_team_scope(void (*body)(void *arg), void *arg);
+
 /* Threads (OpenMP when built with it): the team size a parallel region would get, and whether
  * the caller already runs inside one, active or not (then kernels stay on the calling thread:
  * a parallel region there would start a nested team of fresh threads). */

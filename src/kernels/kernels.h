@@ -172,8 +172,8 @@ void lc_matmul_many(const lc_matmul_job *jobs, int64_t n);
  * items reads two contiguous runs of weights at once. The jobs must outlive the plan. */
 typedef struct {
     const lc_matmul_job *jobs;
-    int64_t *item_job, *item_idx; /* item k: item item_idx[k] of job item_job[k] */
-    int64_t n_items;
+    int64_t *first; /* [n_jobs + 1]: job j's items are first[j] .. first[j + 1] - 1 */
+    int64_t n_jobs, n_items;
     int64_t work; /* multiply-adds of all the jobs */
 } lc_row_plan;
 int lc_row_plan_make(lc_row_plan *p, const lc_matmul_job *jobs, int64_t n);

@@ -16,7 +16,8 @@ typedef struct {
     int64_t n_act;
 } ffn_rows_step;
 
-static void ffn_rows_part(ffn_rows_step *d) {
+static void ffn_rows_part(void *arg) {
+    ffn_rows_step *d = arg;
     const int id = lc_thread_num(), nt = lc_num_threads();
     lc_shares_run(d->share, d->threads, id, lc_row_plan_item, &d->gu);
     lc_row_plan_barrier(d->team, id, nt, &d->down, d->share + d->threads);
@@ -38,8 +39,7 @@ lc_status ffn_rows(const lc_matmul_job *gu, int64_t n_gu, float *act, const floa
     if (d.share) {
         lc_shares_init(d.share, d.threads, d.gu.n_items);
         lc_shares_init(d.share + d.threads, d.threads, d.down.n_items);
-#pragma omp parallel
-        ffn_rows_part(&d);
+        lc_team_run(ffn_rows_part, &d);
     } else { /* one thread, GEMM-sized products, or no memory for the plans: step by step */
         lc_matmul_many(gu, n_gu);
         /* SwiGLU in chunks of 16 KiB, the threads sharing them (a prompt's 1M elements) */

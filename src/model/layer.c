@@ -175,6 +175,69 @@ lc_status scmoe_layer_backward(float *dh, lc_layer_weights *g, unsigned char *to
     return s;
 }
 
+/* The embedding, the layers and the head of one lc_forward_batch call (its checks done). */
+typedef struct {
+    lc_session *const *sessions;
+    const int32_t *tokens;
+    const int64_t *n_tokens;
+    int64_t n_seq, T;
+    lc_forward_out *out;
+    float *h, *hn;
+    int32_t *idx;
+    batch_seq *seqs;
+    lc_status st;
+} forward_pass;
+
+static void forward_layers(void *arg) {
+    forward_pass *fp = arg;
+    lc_session *const *sessions = fp->sessions;
+    const lc_model *mdl = sessions[0]->m;
+    const lc_config *c = &mdl->cfg;
+    const int64_t H = c->hidden_size, K = c->moe_topk, T = fp->T, n_seq = fp->n_seq;
+    const int32_t *tokens = fp->tokens;
+    const int64_t *n_tokens = fp->n_tokens;
+    lc_forward_out *out = fp->out;
+    float *h = fp->h, *hn = fp->hn;
+    int32_t *idx = fp->idx;
+    batch_seq *seqs = fp->seqs;
+    lc_status st = fp->st;
+    int64_t n_ffn_total = 0;
+    double t_start = prof_begin(), parts0 = 0;
+    for (int p = 0; p < LC_PROF_OTHER; p++) parts0 += g_prof_sec[p];
+    for (int64_t t = 0; t < T && !st; t++) lc_mat_row(h + t * H, &mdl->embed_tokens, tokens[t]);
+    for (int64_t L = 0; L < c->num_layers && !st; L++) {
+        int64_t n_ffn = 0;
+        st = scmoe_layer_forward(h, idx, &n_ffn, seqs, n_seq, L, NULL);
+        n_ffn_total += n_ffn;
+        if (!st && out && out->hidden) memcpy(out->hidden + L * T * H, h, (size_t)(T * H) * sizeof *h);
+        if (!st && out && out->topk_idx) memcpy(out->topk_idx + L * T * K, idx, (size_t)(T * K) * sizeof *idx);
+    }
+    if (!st) {
+        rmsnorm_rows(hn, h, mdl->norm, T, H, (float)c->rms_norm_eps);
+        if (out && out->normed) memcpy(out->normed, hn, (size_t)(T * H) * sizeof *hn);
+        double t0 = prof_begin();
+        if (out && out->logits) {
+            if (out->logits_last_only) {
+                /* one row per sequence: gather each sequence's last row, one product */
+                for (int64_t i = 0, t = 0; i < n_seq; i++) {
+                    t += n_tokens[i];
+                    if (t - 1 != i) memmove(hn + i * H, hn + (t - 1) * H, (size_t)H * sizeof *hn);
+                }
+                lc_matmul(out->logits, hn, &mdl->lm_head, n_seq);
+            } else lc_matmul(out->logits, hn, &mdl->lm_head, T);
+        }
+        prof_end(LC_PROF_LM_HEAD, t0);
+        if (out && out->n_ffn_experts) *out->n_ffn_experts = n_ffn_total;
+        for (int64_t i = 0; i < n_seq; i++) sessions[i]->pos += n_tokens[i];
+    }
+    if (g_prof) { /* embedding, norms, residual adds: the rest of the wall time */
+        double parts = 0;
+        for (int p = 0; p < LC_PROF_OTHER; p++) parts += g_prof_sec[p];
+        g_prof_sec[LC_PROF_OTHER] += (lc_time_sec() - t_start) - (parts - parts0);
+    }
+    fp->st = st;
+}
+
 lc_status lc_forward(lc_session *s, const int32_t *tokens, int64_t T, lc_forward_out *out) {
     return lc_forward_batch(&s, tokens, &T, 1, out);
 }
@@ -211,40 +274,10 @@ lc_status lc_forward_batch(lc_session *const *sessions, const int32_t *tokens, c
         seqs[i] = (batch_seq){.sess = sessions[i], .T = n_tokens[i],
                               .absorbed = am == LC_ATTN_ABSORBED || (am == LC_ATTN_AUTO && n_tokens[i] == 1)};
     }
-    int64_t n_ffn_total = 0;
-    double t_start = prof_begin(), parts0 = 0;
-    for (int p = 0; p < LC_PROF_OTHER; p++) parts0 += g_prof_sec[p];
-    for (int64_t t = 0; t < T && !st; t++) lc_mat_row(h + t * H, &mdl->embed_tokens, tokens[t]);
-    for (int64_t L = 0; L < c->num_layers && !st; L++) {
-        int64_t n_ffn = 0;
-        st = scmoe_layer_forward(h, idx, &n_ffn, seqs, n_seq, L, NULL);
-        n_ffn_total += n_ffn;
-        if (!st && out && out->hidden) memcpy(out->hidden + L * T * H, h, (size_t)(T * H) * sizeof *h);
-        if (!st && out && out->topk_idx) memcpy(out->topk_idx + L * T * K, idx, (size_t)(T * K) * sizeof *idx);
-    }
-    if (!st) {
-        rmsnorm_rows(hn, h, mdl->norm, T, H, (float)c->rms_norm_eps);
-        if (out && out->normed) memcpy(out->normed, hn, (size_t)(T * H) * sizeof *hn);
-        double t0 = prof_begin();
-        if (out && out->logits) {
-            if (out->logits_last_only) {
-                /* one row per sequence: gather each sequence's last row, one product */
-                for (int64_t i = 0, t = 0; i < n_seq; i++) {
-                    t += n_tokens[i];
-                    if (t - 1 != i) memmove(hn + i * H, hn + (t - 1) * H, (size_t)H * sizeof *hn);
-                }
-                lc_matmul(out->logits, hn, &mdl->lm_head, n_seq);
-            } else lc_matmul(out->logits, hn, &mdl->lm_head, T);
-        }
-        prof_end(LC_PROF_LM_HEAD, t0);
-        if (out && out->n_ffn_experts) *out->n_ffn_experts = n_ffn_total;
-        for (int64_t i = 0; i < n_seq; i++) sessions[i]->pos += n_tokens[i];
-    }
-    if (g_prof) { /* embedding, norms, residual adds: the rest of the wall time */
-        double parts = 0;
-        for (int p = 0; p < LC_PROF_OTHER; p++) parts += g_prof_sec[p];
-        g_prof_sec[LC_PROF_OTHER] += (lc_time_sec() - t_start) - (parts - parts0);
-    }
+    forward_pass fp = {sessions, tokens, n_tokens, n_seq, T, out, h, hn, idx, seqs, st};
+    if (!st && T < LC_GEMM_MIN_T) lc_team_scope(forward_layers, &fp); /* decode: one team for every product */
+    else if (!st) forward_layers(&fp);
+    st = fp.st;
     free(h);
     free(hn);
     free(idx);

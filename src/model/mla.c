@@ -4,6 +4,7 @@
 #include "sublayers.h"
 
 #include <math.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,14 +14,46 @@ void rmsnorm_rows(float *out, const float *x, const float *w, int64_t T, int64_t
     LC_FOR(T * n > 16384 && !lc_in_parallel(), t, T, lc_rmsnorm(out + t * n, x + t * n, w, n, eps););
 }
 
+/* attend_expanded's heads: every (sequence, head) pair one task, shared out by the team. */
+typedef struct {
+    float *ctx;
+    const float *q, *kv;
+    const mla_seq *seqs;
+    const int64_t *t0s, *idx, *kv0, *p_off;
+    int64_t n_idx;
+    const lc_config *c;
+    mla_acts *acts;
+    _Atomic int fail;
+} expanded_call;
+
+static void expanded_heads(void *arg) {
+    expanded_call *e = arg;
+    const lc_config *c = e->c;
+    const int64_t nh = c->num_attention_heads, dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim;
+    const int64_t dv = c->v_head_dim, dkv = dn + dv, dq = dn + dr;
+    const float scale = 1.0f / sqrtf((float)dq);
+    int fail = 0;
+#pragma omp for schedule(dynamic, 1) nowait
+    for (int64_t task = 0; task < e->n_idx * nh; task++) { /* one head of one sequence */
+        const int64_t j = task / nh, h = task % nh;
+        const mla_seq *sq_ = &e->seqs[e->idx[j]];
+        const int64_t t0 = e->t0s[e->idx[j]];
+        const float *kvh = e->kv + e->kv0[j] * nh * dkv + h * dkv; /* the head's expanded keys, values dn on */
+        fail |= lc_k.attention(e->ctx + t0 * nh * dv + h * dv, nh * dv, e->q + t0 * nh * dq + h * dq, nh * dq, kvh,
+                               nh * dkv, sq_->rope, dr, kvh + dn, nh * dkv, sq_->T, sq_->p0, dn, dr, dv, scale,
+                               e->acts ? e->acts->p + e->p_off[j] + h * sq_->T * sq_->T : NULL, sq_->T) != 0;
+    }
+    if (fail) atomic_store(&e->fail, 1);
+}
+
 /* Expanded attention for the sequences `idx` of seqs (every (sequence, head) pair is one task
- * of one parallel region): kv = kv_b_proj @ latent over each one's cache rows, then the heads.
+ * of one team call): kv = kv_b_proj @ latent over each one's cache rows, then the heads.
  * q and ctx are the batch's rows; t0s[i] the first row of sequence i. acts (training): keeps
  * kv and the probabilities. */
 static lc_status attend_expanded(float *ctx, const float *q, const mla_seq *seqs, const int64_t *t0s, const int64_t *idx,
                                  int64_t n_idx, const lc_mla_weights *w, const lc_config *c, mla_acts *acts) {
-    const int64_t nh = c->num_attention_heads, dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim;
-    const int64_t dv = c->v_head_dim, kvr = c->kv_lora_rank, dkv = dn + dv, dq = dn + dr;
+    const int64_t nh = c->num_attention_heads, dn = c->qk_nope_head_dim;
+    const int64_t dv = c->v_head_dim, kvr = c->kv_lora_rank, dkv = dn + dv;
     int64_t rows = 0; /* cache rows to expand */
     for (int64_t j = 0; j < n_idx; j++) {
         const mla_seq *sq_ = &seqs[idx[j]];
@@ -37,19 +70,11 @@ static lc_status attend_expanded(float *ctx, const float *q, const mla_seq *seqs
         r += sq_->p0 + sq_->T;
         po += nh * sq_->T * sq_->T;
     }
-    const float scale = 1.0f / sqrtf((float)dq);
-    int fail = 0;
-#pragma omp parallel for schedule(dynamic, 1) if (!s && n_idx * nh > 1) reduction(| : fail)
-    for (int64_t task = 0; task < (s ? 0 : n_idx * nh); task++) { /* one head of one sequence */
-        const int64_t j = task / nh, h = task % nh;
-        const mla_seq *sq_ = &seqs[idx[j]];
-        const int64_t t0 = t0s[idx[j]];
-        const float *kvh = kv + kv0[j] * nh * dkv + h * dkv; /* the head's expanded keys, values dn on */
-        fail |= lc_k.attention(ctx + t0 * nh * dv + h * dv, nh * dv, q + t0 * nh * dq + h * dq, nh * dq, kvh, nh * dkv,
-                               sq_->rope, dr, kvh + dn, nh * dkv, sq_->T, sq_->p0, dn, dr, dv, scale,
-                               acts ? acts->p + p_off[j] + h * sq_->T * sq_->T : NULL, sq_->T) != 0;
+    if (!s) {
+        expanded_call e = {ctx, q, kv, seqs, t0s, idx, kv0, p_off, n_idx, c, acts, 0};
+        lc_team_run(expanded_heads, &e);
+        if (atomic_load(&e.fail)) s = lc_error(LC_ERR_NOMEM, "out of memory for attention scores");
     }
-    if (!s && fail) s = lc_error(LC_ERR_NOMEM, "out of memory for attention scores");
     if (!acts) free(kv);
     free(kv0);
     return s;
@@ -80,31 +105,45 @@ static void absorbed_head(float *out_h, const float *qh, const float *cache_late
     lc_k.matmul(out_h, dv, ctx_lat, kvr, &w->kv_b_proj, h * dkv + dn, dv, 1);
 }
 
+/* attend_absorbed's (token, head) pairs, shared out by the team, with scratch per thread. */
+typedef struct {
+    float *ctx;
+    const float *q, *cache_latent, *cache_rope;
+    const lc_mla_weights *w;
+    const lc_config *c;
+    int64_t T, p0;
+    _Atomic int fail;
+} absorbed_call;
+
+static void absorbed_heads(void *arg) {
+    absorbed_call *a = arg;
+    const lc_config *c = a->c;
+    const int64_t nh = c->num_attention_heads, dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim;
+    const int64_t dv = c->v_head_dim, kvr = c->kv_lora_rank, dq = dn + dr, p0 = a->p0;
+    float *scores = malloc((size_t)(p0 + a->T) * sizeof *scores);
+    float *q_lat = malloc((size_t)kvr * sizeof *q_lat), *ctx_lat = malloc((size_t)kvr * sizeof *ctx_lat);
+    const int ok = scores && q_lat && ctx_lat;
+    if (!ok) atomic_store(&a->fail, 1);
+#pragma omp for collapse(2) schedule(static) nowait
+    for (int64_t t = 0; t < a->T; t++)
+        for (int64_t h = 0; h < nh; h++) {
+            const int64_t n = p0 + t + 1;
+            if (ok)
+                absorbed_head(a->ctx + (t * nh + h) * dv, a->q + (t * nh + h) * dq, a->cache_latent, a->cache_rope,
+                              a->cache_latent + (n - 1) * kvr, a->cache_rope + (n - 1) * dr, n, h, a->w, c, q_lat, ctx_lat,
+                              scores);
+        }
+    free(scores);
+    free(q_lat);
+    free(ctx_lat);
+}
+
 /* Absorbed attention for T queries at positions p0.. whose latents and keys are in the cache. */
 static lc_status attend_absorbed(float *ctx, const float *q, const float *cache_latent, const float *cache_rope,
                                  const lc_mla_weights *w, const lc_config *c, int64_t T, int64_t p0) {
-    const int64_t nh = c->num_attention_heads, dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim;
-    const int64_t dv = c->v_head_dim, kvr = c->kv_lora_rank, dq = dn + dr;
-    int fail = 0;
-#pragma omp parallel
-    {
-        float *scores = malloc((size_t)(p0 + T) * sizeof *scores);
-        float *q_lat = malloc((size_t)kvr * sizeof *q_lat), *ctx_lat = malloc((size_t)kvr * sizeof *ctx_lat);
-        int ok = scores && q_lat && ctx_lat;
-        if (!ok) fail = 1;
-#pragma omp for collapse(2) schedule(static)
-        for (int64_t t = 0; t < T; t++)
-            for (int64_t h = 0; h < nh; h++) {
-                const int64_t n = p0 + t + 1;
-                if (ok)
-                    absorbed_head(ctx + (t * nh + h) * dv, q + (t * nh + h) * dq, cache_latent, cache_rope,
-                                  cache_latent + (n - 1) * kvr, cache_rope + (n - 1) * dr, n, h, w, c, q_lat, ctx_lat, scores);
-            }
-        free(scores);
-        free(q_lat);
-        free(ctx_lat);
-    }
-    return fail ? lc_error(LC_ERR_NOMEM, "out of memory for attention scratch") : LC_OK;
+    absorbed_call a = {ctx, q, cache_latent, cache_rope, w, c, T, p0, 0};
+    lc_team_run(absorbed_heads, &a);
+    return atomic_load(&a.fail) ? lc_error(LC_ERR_NOMEM, "out of memory for attention scratch") : LC_OK;
 }
 
 /* One decode step of one sequence (T = 1, absorbed) as one parallel region with three barriers
@@ -166,7 +205,8 @@ static void mla_step_head(int64_t h, void *arg) {
                   s.scores);
 }
 
-static void mla_decode_part(mla_step *d) {
+static void mla_decode_part(void *arg) {
+    mla_step *d = arg;
     const lc_config *c = d->c;
     const lc_mla_weights *w = d->w;
     const int64_t H = c->hidden_size, qr = c->q_lora_rank, kvr = c->kv_lora_rank, dr = c->qk_rope_head_dim;
@@ -202,7 +242,7 @@ static void mla_decode_part(mla_step *d) {
 static int mla_decode_step(float *out, const float *x, const mla_seq *sq, const lc_mla_weights *w, const lc_config *c) {
     const int64_t nh = c->num_attention_heads, qr = c->q_lora_rank, kvr = c->kv_lora_rank;
     const int64_t dq = c->qk_nope_head_dim + c->qk_rope_head_dim, dr = c->qk_rope_head_dim, dv = c->v_head_dim;
-    const int par = !lc_in_parallel() && lc_max_threads() > 1, threads = par ? lc_max_threads() : 1;
+    const int threads = lc_in_parallel() ? 1 : lc_max_threads();
     mla_step d = {.sq = sq, .w = w, .c = c, .threads = threads,
                   .per_thread = (qr + kvr + 2 * dr + 2 * kvr + sq->p0 + 1 + 15) / 16 * 16};
     const int64_t shared = qr + kvr + dr + nh * dq + nh * dv;
@@ -228,10 +268,7 @@ static int mla_decode_step(float *out, const float *x, const mla_seq *sq, const 
             d.share[p] = shares + p * threads;
             lc_shares_init(d.share[p], threads, items[p]);
         }
-        if (par) {
-#pragma omp parallel
-            mla_decode_part(&d);
-        } else mla_decode_part(&d);
+        lc_team_run(mla_decode_part, &d); /* one thread of one when !par */
     }
     lc_row_plan_free(&d.plan_qkv_a);
     lc_row_plan_free(&d.plan_q_b);

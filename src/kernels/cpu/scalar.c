@@ -196,6 +196,36 @@ static void rows_slice(int64_t k, void *arg) {
     run_item(j->all, j->per, k);
 }
 
+/* Rows r0 + [i0, i1) of a matmul converted to f32 one at a time, then dotted with every token
+ * (a level with no fused row kernel for the dtype). */
+typedef struct {
+    float *out;
+    int64_t ld_out;
+    const float *x;
+    int64_t ld_x;
+    const lc_mat *w;
+    int64_t r0, n_rows, T;
+} rows_convert_call;
+
+static void rows_convert(const rows_convert_call *c, int64_t i0, int64_t i1) {
+    float *buf = malloc((size_t)c->w->cols * sizeof *buf);
+    for (int64_t i = i0; i < i1; i++) {
+        if (buf) {
+            lc_k.row[c->w->dtype](buf, c->w, c->r0 + i);
+            lc_k.dots(c->out + i, c->ld_out, buf, c->x, c->ld_x, c->T, c->w->cols);
+        } else /* out of memory for one row: poison the output so the failure cannot pass unseen */
+            for (int64_t t = 0; t < c->T; t++) c->out[t * c->ld_out + i] = NAN;
+    }
+    free(buf);
+}
+
+/* rows_convert on a team: each thread an even share of the rows. */
+static void rows_convert_team(void *arg) {
+    const rows_convert_call *c = arg;
+    const int64_t id = lc_thread_num(), nt = lc_num_threads();
+    rows_convert(c, c->n_rows * id / nt, c->n_rows * (id + 1) / nt);
+}
+
 static void matmul_scalar(float *out, int64_t ld_out, const float *x, int64_t ld_x, const lc_mat *w, int64_t r0,
                           int64_t n_rows, int64_t T) {
     /* GEMM (non-F32 rows dequantised per block) from LC_GEMM_MIN_T tokens on: the level's own,
@@ -218,57 +248,54 @@ static void matmul_scalar(float *out, int64_t ld_out, const float *x, int64_t ld
         lc_parallel_steal(n_rows * cols * T > 32768 && !lc_in_parallel(), items_of(n_rows, j.per), rows_slice, (void *)&j);
         return;
     }
-    lc_row_fn row = lc_k.row[w->dtype];
-#pragma omp parallel if (n_rows * cols * T > 32768 && !lc_in_parallel())
-    {
-        float *buf = malloc((size_t)cols * sizeof *buf);
-        if (buf) {
-#pragma omp for schedule(static)
-            for (int64_t i = 0; i < n_rows; i++) {
-                row(buf, w, r0 + i);
-                lc_k.dots(out + i, ld_out, buf, x, ld_x, T, cols);
-            }
-        } else {
-            /* Out of memory for one row: poison the output so the failure cannot pass unseen. */
-#pragma omp for schedule(static)
-            for (int64_t i = 0; i < n_rows; i++)
-                for (int64_t t = 0; t < T; t++) out[t * ld_out + i] = NAN;
-        }
-        free(buf);
-    }
+    const rows_convert_call c = {out, ld_out, x, ld_x, w, r0, n_rows, T};
+    if (n_rows * cols * T > 32768 && !lc_in_parallel()) lc_team_run(rows_convert_team, (void *)&c);
+    else rows_convert(&c, 0, n_rows);
 }
 
 /* A job for the row kernels (not GEMM-sized, and this level has a fused row kernel for it)? */
 static int row_job(const lc_matmul_job *jb) { return jb->T < LC_GEMM_MIN_T && lc_k.rowdots[jb->w->dtype]; }
 
-/* Work items: those of each job (run_item), in job order. */
+/* Work items: those of each job (run_item), in job order. The plan keeps only where each job's
+ * items start (a few cache lines, read by every thread for every item; a table per item would
+ * cost the threads that did not write it a miss every few items). */
 int lc_row_plan_make(lc_row_plan *p, const lc_matmul_job *jobs, int64_t n) {
-    *p = (lc_row_plan){.jobs = jobs};
+    *p = (lc_row_plan){.jobs = jobs, .n_jobs = n};
     for (int64_t j = 0; j < n; j++) {
         if (!row_job(&jobs[j])) return 0;
-        p->n_items += items_of(jobs[j].w->rows, slice_rows(jobs[j].w));
         p->work += jobs[j].w->rows * jobs[j].w->cols * jobs[j].T;
     }
-    p->item_job = malloc((size_t)(2 * p->n_items + 1) * sizeof *p->item_job);
-    if (!p->item_job) return 0;
-    p->item_idx = p->item_job + p->n_items;
-    for (int64_t j = 0, k = 0; j < n; j++)
-        for (int64_t i = 0, h = items_of(jobs[j].w->rows, slice_rows(jobs[j].w)); i < h; i++, k++)
-            p->item_job[k] = j, p->item_idx[k] = i;
+    p->first = malloc((size_t)(n + 1) * sizeof *p->first);
+    if (!p->first) return 0;
+    p->first[0] = 0;
+    for (int64_t j = 0; j < n; j++) p->first[j + 1] = p->first[j] + items_of(jobs[j].w->rows, slice_rows(jobs[j].w));
+    p->n_items = p->first[n];
     return 1;
 }
 
-/* All the rows of item k's job, as a span. */
-static row_span plan_job_span(const lc_row_plan *p, int64_t k) {
-    const lc_matmul_job *jb = &p->jobs[p->item_job[k]];
+/* The job item k belongs to: the last j with first[j] <= k (jobs without items skipped). */
+static int64_t plan_job_of(const lc_row_plan *p, int64_t k) {
+    int64_t lo = 0, hi = p->n_jobs - 1;
+    while (lo < hi) {
+        const int64_t mid = (lo + hi + 1) / 2;
+        if (p->first[mid] <= k) lo = mid;
+        else hi = mid - 1;
+    }
+    return lo;
+}
+
+/* All the rows of job j, as a span. */
+static row_span plan_job_span(const lc_row_plan *p, int64_t j) {
+    const lc_matmul_job *jb = &p->jobs[j];
     const lc_mat *w = jb->w;
     return (row_span){jb->out, w->rows, jb->x, w->cols, w, 0, w->rows, jb->T, 0};
 }
 
 void lc_row_plan_item(int64_t k, void *plan) {
     const lc_row_plan *p = plan;
-    const row_span all = plan_job_span(p, k);
-    run_item(all, slice_rows(all.w), p->item_idx[k]);
+    const int64_t j = plan_job_of(p, k);
+    const row_span all = plan_job_span(p, j);
+    run_item(all, slice_rows(all.w), k - p->first[j]);
 }
 
 void lc_row_plan_barrier(lc_team_slot *b, int id, int nt, const lc_row_plan *next, const lc_share *shares) {
@@ -277,9 +304,10 @@ void lc_row_plan_barrier(lc_team_slot *b, int id, int nt, const lc_row_plan *nex
         lc_team_barrier(b, id, nt);
         return;
     }
-    const row_span all = plan_job_span(next, k);
+    const int64_t j = plan_job_of(next, k);
+    const row_span all = plan_job_span(next, j);
     row_span s[2];
-    item_slices(all, slice_rows(all.w), next->item_idx[k], s);
+    item_slices(all, slice_rows(all.w), k - next->first[j], s);
     const uint8_t *data = all.w->data;
     const size_t rb = (size_t)lc_mat_row_bytes(all.w);
     lc_team_barrier_ahead(b, id, nt, data + (size_t)s[0].r * rb, (size_t)(s[0].end - s[0].r) * rb, data + (size_t)s[1].r * rb,
@@ -287,7 +315,7 @@ void lc_row_plan_barrier(lc_team_slot *b, int id, int nt, const lc_row_plan *nex
 }
 
 void lc_row_plan_free(lc_row_plan *p) {
-    free(p->item_job);
+    free(p->first);
     *p = (lc_row_plan){0};
 }
 
