@@ -196,34 +196,27 @@ static void rows_slice(int64_t k, void *arg) {
     run_item(j->all, j->per, k);
 }
 
-/* Rows r0 + [i0, i1) of a matmul converted to f32 one at a time, then dotted with every token
- * (a level with no fused row kernel for the dtype). */
-typedef struct {
-    float *out;
-    int64_t ld_out;
-    const float *x;
-    int64_t ld_x;
-    const lc_mat *w;
-    int64_t r0, n_rows, T;
-} rows_convert_call;
-
-static void rows_convert(const rows_convert_call *c, int64_t i0, int64_t i1) {
-    float *buf = malloc((size_t)c->w->cols * sizeof *buf);
-    for (int64_t i = i0; i < i1; i++) {
+/* Rows [all.r + i0, all.r + i1) of a span converted to f32 one at a time, then dotted with every
+ * token (a level with no fused row kernel for the dtype). */
+static void rows_convert(const row_span *all, int64_t i0, int64_t i1) {
+    const lc_mat *w = all->w;
+    float *buf = malloc((size_t)w->cols * sizeof *buf);
+    for (int64_t i = all->r + i0; i < all->r + i1; i++) {
+        float *o = all->out + (i - all->base);
         if (buf) {
-            lc_k.row[c->w->dtype](buf, c->w, c->r0 + i);
-            lc_k.dots(c->out + i, c->ld_out, buf, c->x, c->ld_x, c->T, c->w->cols);
+            lc_k.row[w->dtype](buf, w, i);
+            lc_k.dots(o, all->ld_out, buf, all->x, all->ld_x, all->T, w->cols);
         } else /* out of memory for one row: poison the output so the failure cannot pass unseen */
-            for (int64_t t = 0; t < c->T; t++) c->out[t * c->ld_out + i] = NAN;
+            for (int64_t t = 0; t < all->T; t++) o[t * all->ld_out] = NAN;
     }
     free(buf);
 }
 
-/* rows_convert on a team: each thread an even share of the rows. */
+/* rows_convert on a team: each thread an even share of the span's rows. */
 static void rows_convert_team(void *arg) {
-    const rows_convert_call *c = arg;
-    const int64_t id = lc_thread_num(), nt = lc_num_threads();
-    rows_convert(c, c->n_rows * id / nt, c->n_rows * (id + 1) / nt);
+    const row_span *all = arg;
+    const int64_t id = lc_thread_num(), nt = lc_num_threads(), n = all->end - all->r;
+    rows_convert(all, n * id / nt, n * (id + 1) / nt);
 }
 
 static void matmul_scalar(float *out, int64_t ld_out, const float *x, int64_t ld_x, const lc_mat *w, int64_t r0,
@@ -248,9 +241,9 @@ static void matmul_scalar(float *out, int64_t ld_out, const float *x, int64_t ld
         lc_parallel_steal(n_rows * cols * T > 32768 && !lc_in_parallel(), items_of(n_rows, j.per), rows_slice, (void *)&j);
         return;
     }
-    const rows_convert_call c = {out, ld_out, x, ld_x, w, r0, n_rows, T};
-    if (n_rows * cols * T > 32768 && !lc_in_parallel()) lc_team_run(rows_convert_team, (void *)&c);
-    else rows_convert(&c, 0, n_rows);
+    const row_span all = {out, ld_out, x, ld_x, w, r0, r0 + n_rows, T, r0};
+    if (n_rows * cols * T > 32768 && !lc_in_parallel()) lc_team_run(rows_convert_team, (void *)&all);
+    else rows_convert(&all, 0, n_rows);
 }
 
 /* A job for the row kernels (not GEMM-sized, and this level has a fused row kernel for it)? */
