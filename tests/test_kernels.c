@@ -372,11 +372,11 @@ static void test_matmul_many(void) {
     lc_kernels_select(orig);
 }
 
-/* The pair kernels (two single-token rows streamed side by side, rows of different lengths,
+/* The side-by-side row kernels (rowdotn: 1-4 single-token rows of one matrix streamed at once,
  * every tail) give each row the bits of the one-row kernel; and lc_matmul_many / lc_matmul,
- * whose work items pair slices from the two halves of their rows, equal one product at a time
- * on the one-row kernels. Every level that has them; F32, BF16, F16. */
-static void test_rowdot2(void) {
+ * whose work items take slices from LC_ROW_STREAMS parts of their rows, equal one product at a
+ * time on the one-row kernels. Every level that has them; F32, BF16, F16. */
+static void test_rowdotn(void) {
     char orig[16];
     snprintf(orig, sizeof orig, "%s", lc_k.name);
     const char *levels[] = {"scalar", "avx2", "avx512"};
@@ -393,23 +393,24 @@ static void test_rowdot2(void) {
         for (size_t d = 0; d < sizeof dts / sizeof dts[0]; d++) {
             test_mat w[NC];
             for (int i = 0; i < NC; i++) make_mat(&w[i], dts[d], 40, cols[i], 5, 128, 60 + i);
-            if (lc_k.rowdot2[dts[d]]) {
+            if (lc_k.rowdotn[dts[d]]) {
                 for (int a = 0; a < NC; a++)
-                    for (int b = 0; b < NC; b++) {
-                        float pa[3], pb[3], sa[3], sb[3]; /* rows 3.. with rows 37.. */
-                        lc_k.rowdot2[dts[d]](pa, &w[a].m, 3, x, pb, &w[b].m, 37, x + 7, 3);
-                        for (int i = 0; i < 3; i++) {
-                            lc_k.rowdots[dts[d]](&sa[i], 1, &w[a].m, 3 + i, x, 0, 1);
-                            lc_k.rowdots[dts[d]](&sb[i], 1, &w[b].m, 37 + i, x + 7, 0, 1);
-                        }
-                        CHECK(!memcmp(pa, sa, sizeof pa) && !memcmp(pb, sb, sizeof pb),
-                              "%s %s: pairs of %lld and %lld columns differ", levels[l], lc_dtype_name(dts[d]),
-                              (long long)cols[a], (long long)cols[b]);
+                    for (int ns = 1; ns <= LC_ROW_STREAMS; ns++) {
+                        const int64_t rows[LC_ROW_STREAMS] = {3, 37, 11, 20}; /* rows[q] .. rows[q] + 2 */
+                        float got[LC_ROW_STREAMS][3], want[LC_ROW_STREAMS][3];
+                        float *out[LC_ROW_STREAMS] = {got[0], got[1], got[2], got[3]};
+                        memset(got, 0, sizeof got);
+                        memset(want, 0, sizeof want);
+                        lc_k.rowdotn[dts[d]](out, &w[a].m, rows, ns, x + a, 3);
+                        for (int q = 0; q < ns; q++)
+                            for (int i = 0; i < 3; i++) lc_k.rowdots[dts[d]](&want[q][i], 1, &w[a].m, rows[q] + i, x + a, 0, 1);
+                        CHECK(!memcmp(got, want, sizeof got), "%s %s: %d rows side by side of %lld columns differ", levels[l],
+                              lc_dtype_name(dts[d]), ns, (long long)cols[a]);
                     }
                 checked = 1;
             }
-            /* shared products: single-token jobs of all the lengths (slices of different jobs and
-             * lengths meet in a pair) and one large product on its own */
+            /* shared products: single-token jobs of all the lengths (items of one to four slices,
+             * the last ones short or empty) and one large product on its own */
             lc_matmul_job jobs[NC];
             for (int i = 0; i < NC; i++) jobs[i] = (lc_matmul_job){o2 + 40 * i, x, &w[i].m, 1};
             lc_matmul_many(jobs, NC);
@@ -430,7 +431,7 @@ static void test_rowdot2(void) {
             for (int i = 0; i < NC; i++) free_mat(&w[i]);
         }
     }
-    if (checked) printf("    pair kernels = one-row kernels, bit for bit (F32/BF16/F16, 6 x 6 row lengths)\n");
+    if (checked) printf("    1-4 rows side by side = one-row kernels, bit for bit (F32/BF16/F16, 6 row lengths)\n");
     free(x);
     free(o1);
     free(o2);
@@ -898,7 +899,10 @@ static void test_team_barrier(void) {
             }
             val[id] = r;
             if (r & 1) lc_team_barrier(team, id, nt);
-            else lc_team_barrier_ahead(team, id, nt, ahead, sizeof ahead / 2, ahead + sizeof ahead / 2, sizeof ahead / 2);
+            else {
+                const lc_prefetch_range half[2] = {{ahead, sizeof ahead / 2}, {ahead + sizeof ahead / 2, sizeof ahead / 2}};
+                lc_team_barrier_ahead(team, id, nt, half, 2);
+            }
             for (int k = 0; k < nt; k++) bad += val[k] != r;
             lc_team_barrier(team, id, nt); /* all have checked before anyone writes again */
         }
@@ -1009,7 +1013,7 @@ void suite_kernels(void) {
     RUN(test_dots_equal_dot);
     RUN(test_batch_invariance);
     RUN(test_matmul_many);
-    RUN(test_rowdot2);
+    RUN(test_rowdotn);
     RUN(test_rope);
     RUN(test_norm_softmax);
     RUN(test_attention_levels);

@@ -432,23 +432,24 @@ static void spin_pause(void) {
 #endif
 }
 
-void lc_team_barrier_ahead(lc_team_slot *b, int id, int nt, const uint8_t *p0, size_t n0, const uint8_t *p1, size_t n1) {
+void lc_team_barrier_ahead(lc_team_slot *b, int id, int nt, const lc_prefetch_range *ahead, int n_ahead) {
     /* only this thread writes its slot: its count plus one is this arrival */
     const int64_t n = atomic_load_explicit(&b[id].arrived, memory_order_relaxed) + 1;
     atomic_store_explicit(&b[id].arrived, n, memory_order_release); /* what it wrote before, seen by the others */
-    size_t off = 0;
+    size_t off = 0, most = 0;
+    for (int q = 0; q < n_ahead; q++) most = ahead[q].bytes > most ? ahead[q].bytes : most;
     for (int k = 0; k < nt; k++)
         for (long spins = 0; k != id && atomic_load_explicit(&b[k].arrived, memory_order_acquire) < n; spins++) {
-            if (off < n0 || off < n1) { /* the wait's time put to use: a line of each range ahead */
-                if (off < n0) __builtin_prefetch(p0 + off, 0, 2);
-                if (off < n1) __builtin_prefetch(p1 + off, 0, 2);
+            if (off < most) { /* the wait's time put to use: a line of each range ahead */
+                for (int q = 0; q < n_ahead; q++)
+                    if (off < ahead[q].bytes) __builtin_prefetch(ahead[q].p + off, 0, 2);
                 off += 64;
             } else if (spins < (1 << 16)) spin_pause();
             else sched_yield(); /* a long wait (an oversubscribed machine): let the one awaited run */
         }
 }
 
-void lc_team_barrier(lc_team_slot *b, int id, int nt) { lc_team_barrier_ahead(b, id, nt, NULL, 0, NULL, 0); }
+void lc_team_barrier(lc_team_slot *b, int id, int nt) { lc_team_barrier_ahead(b, id, nt, NULL, 0); }
 
 int64_t lc_share_first(const lc_share *q) {
     const uint64_t v = atomic_load_explicit(&((lc_share *)(uintptr_t)q)->range, memory_order_relaxed);

@@ -141,8 +141,12 @@ void lc_team_init(lc_team_slot *b, int nt);
  * of memory. */
 lc_share *lc_shares_alloc(int phases, int nt, lc_team_slot **team, const char *what);
 void lc_team_barrier(lc_team_slot *b, int id, int nt);
-/* The same, prefetching (into L2) the first n0 bytes at p0 and n1 at p1 while it waits. */
-void lc_team_barrier_ahead(lc_team_slot *b, int id, int nt, const uint8_t *p0, size_t n0, const uint8_t *p1, size_t n1);
+/* The same, prefetching (into L2) the n ranges `ahead` while it waits, a line of each in turn. */
+typedef struct {
+    const uint8_t *p;
+    size_t bytes;
+} lc_prefetch_range;
+void lc_team_barrier_ahead(lc_team_slot *b, int id, int nt, const lc_prefetch_range *ahead, int n);
 /* The next item a share's owner would take (its low end), -1 when empty. */
 int64_t lc_share_first(const lc_share *q);
 

@@ -53,6 +53,9 @@ typedef struct {
 /* Dequantises W[r, 0..cols) into dst[cols] (f32). */
 typedef void (*lc_row_fn)(float *dst, const lc_mat *w, int64_t r);
 
+/* The most rows the row kernels stream side by side (rowdotn): the slices of a work item. */
+#define LC_ROW_STREAMS 4
+
 typedef struct {
     const char *name;
     lc_row_fn row[LC_DT_COUNT];
@@ -71,12 +74,12 @@ typedef struct {
      * t < T, reading the stored row directly; each token's result is independent of T. */
     void (*rowdots[LC_DT_COUNT])(float *out, int64_t ld_out, const lc_mat *w, int64_t r, const float *x, int64_t ld_x,
                                  int64_t T);
-    /* Single-token rows in pairs side by side (NULL: rowdots twice), for two memory streams per
-     * core (a core reads DRAM faster from two streams than from one): oa[i] = Wa[ra + i, :] . xa
-     * and ob[i] = Wb[rb + i, :] . xb for i < n, both of this dtype, each with the bits rowdots
-     * gives it at T = 1. */
-    void (*rowdot2[LC_DT_COUNT])(float *oa, const lc_mat *wa, int64_t ra, const float *xa, float *ob, const lc_mat *wb,
-                                 int64_t rb, const float *xb, int64_t n);
+    /* Up to LC_ROW_STREAMS single-token rows of one matrix side by side (NULL: rowdots one row
+     * at a time), one memory stream each (a core reads DRAM faster from four streams than from
+     * one or two: docs/PERFORMANCE.md): out[q][i] = W[r[q] + i, :] . x for q < ns, i < n, each
+     * with the bits rowdots gives it at T = 1. */
+    void (*rowdotn[LC_DT_COUNT])(float *const *out, const lc_mat *w, const int64_t *r, int ns, const float *x,
+                                 int64_t n);
     /* Own GEMM for products of LC_GEMM_MIN_T tokens or more (NULL: OpenBLAS, else rows);
      * same contract as matmul, results independent of T and of the thread count. */
     void (*gemm)(float *out, int64_t ld_out, const float *x, int64_t ld_x, const lc_mat *w, int64_t r0, int64_t n_rows,
@@ -151,7 +154,7 @@ static inline void lc_matmul(float *out, const float *x, const lc_mat *w, int64_
 static inline void lc_mat_row(float *dst, const lc_mat *w, int64_t r) { lc_k.row[w->dtype](dst, w, r); }
 /* Several products at once: out[T, rows] = x[T, cols] @ W^T for each job. When all have fewer
  * than LC_GEMM_MIN_T tokens (decode) they share one parallel region: their rows are cut into
- * slices of about 32 KB of weights (work items of two slices with pair kernels: see lc_row_plan),
+ * slices of about 32 KB of weights (work items of up to LC_ROW_STREAMS slices: see lc_row_plan),
  * each thread streaming a contiguous run of items and taking
  * over half of another's rest when it runs out (lc_parallel_steal): one fork and join instead of
  * one per product, and no thread idle while another finishes. Otherwise they run one after
@@ -167,9 +170,10 @@ void lc_matmul_many(const lc_matmul_job *jobs, int64_t n);
 /* The same cut into work items for a caller that shares them out inside its own region
  * (lc_shares_run, base.h): lc_row_plan_make succeeds only when every job is a row-kernel job
  * (fewer than LC_GEMM_MIN_T tokens, a fused row kernel on this level); item k is then run by
- * lc_row_plan_item(k, plan), for k < plan->n_items. With pair kernels an item is two slices of
- * one job, one from each half of its rows, streamed side by side: a thread's contiguous run of
- * items reads two contiguous runs of weights at once. The jobs must outlive the plan. */
+ * lc_row_plan_item(k, plan), for k < plan->n_items. With rowdotn kernels an item is
+ * LC_ROW_STREAMS slices of one job, one from each of that many parts of its rows, streamed side
+ * by side: a thread's contiguous run of items reads four contiguous runs of weights at once.
+ * The jobs must outlive the plan. */
 typedef struct {
     const lc_matmul_job *jobs;
     int64_t *first; /* [n_jobs + 1]: job j's items are first[j] .. first[j + 1] - 1 */

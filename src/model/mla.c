@@ -152,8 +152,8 @@ static lc_status attend_absorbed(float *ctx, const float *q, const float *cache_
  * itself (the same bits in every thread), and the new token's latent and roped key for itself
  * (the first one also appends them to the cache), then the work items of q_b, each thread's
  * items reading its own normed copy; (3) whole heads: the head's scale and RoPE, its absorbed
- * attention; (4) the work items of o_proj. q_b has its own phase so its rows stream as row
- * pairs (two streams per core) rather than per head (short single streams: 73 KB a head).
+ * attention; (4) the work items of o_proj. q_b has its own phase so its rows stream side by
+ * side (four streams per core) rather than per head (short single streams: 73 KB a head).
  * Each phase's items are shared out with stealing (lc_shares_run). The same operations in the
  * same order as the general path below: the same bits. */
 typedef struct {

@@ -119,35 +119,58 @@ DEFINE_ROWDOTS(rowdots_f32, load_f32, 4)
 DEFINE_ROWDOTS(rowdots_bf16, load_bf16, 2)
 DEFINE_ROWDOTS(rowdots_f16, load_f16, 2)
 
-/* n pairs of rows at T = 1 (rows ra.. of wa with rows rb.. of wb), each pair's steps of 32
- * interleaved over the columns both have, then each row's own rest: every row gets the FMAs,
- * in the order, of NAME##_n with NT = 1. */
-#define DEFINE_ROWDOT2(NAME, LOAD, BYTES)                                                                       \
-    AVX512 static void NAME(float *oa, const lc_mat *wa, int64_t ra, const float *xa, float *ob, const lc_mat *wb, \
-                            int64_t rb, const float *xb, int64_t n) {                                         \
-        const size_t sa = (size_t)wa->cols * (BYTES), sb = (size_t)wb->cols * (BYTES);                        \
-        const uint8_t *pa = wa->data + (size_t)ra * sa, *pb = wb->data + (size_t)rb * sb;                     \
-        const int64_t both = LC_MIN(wa->cols, wb->cols) / 32 * 32;                                            \
-        for (int64_t i = 0; i < n; i++, pa += sa, pb += sb) {                                                 \
-            __m512 a0[1] = {_mm512_setzero_ps()}, a1[1] = {_mm512_setzero_ps()};                              \
-            __m512 b0[1] = {_mm512_setzero_ps()}, b1[1] = {_mm512_setzero_ps()};                              \
-            for (int64_t c = 0; c < both; c += 32) {                                                          \
-                const __m512 wa0 = LOAD(pa, c, 16), wb0 = LOAD(pb, c, 16);                                    \
-                const __m512 wa1 = LOAD(pa, c + 16, 16), wb1 = LOAD(pb, c + 16, 16);                          \
-                a0[0] = _mm512_fmadd_ps(wa0, _mm512_loadu_ps(xa + c), a0[0]);                                 \
-                b0[0] = _mm512_fmadd_ps(wb0, _mm512_loadu_ps(xb + c), b0[0]);                                 \
-                a1[0] = _mm512_fmadd_ps(wa1, _mm512_loadu_ps(xa + c + 16), a1[0]);                            \
-                b1[0] = _mm512_fmadd_ps(wb1, _mm512_loadu_ps(xb + c + 16), b1[0]);                            \
+/* How far ahead (bytes) rowdotn prefetches each of its streams. The hardware prefetcher alone
+ * keeps too few lines in flight for a stream of a few hundred KB (a decode product's share):
+ * with these prefetches decode runs 20-25% faster here (docs/PERFORMANCE.md, session 16);
+ * 1-2 KB ahead all do about as well, 512 B or 4 KB worse. */
+#define ROW_AHEAD 1536
+
+/* NS (1-4) rows of w at T = 1 side by side, NS memory streams: rows r[q] + i, i < n, into
+ * out[q][i]; the streams' steps of 32 interleaved (each prefetching ROW_AHEAD bytes on), then
+ * each row's rest: every row gets the FMAs, in the order, of NAME##_n with NT = 1. */
+#define DEFINE_ROWDOTN(NAME, LOAD, BYTES)                                                                       \
+    AVX512 static INLINE void NAME##_k(float *const *out, const lc_mat *w, const int64_t *r, const float *x,  \
+                                       int64_t n, const int NS) {                                             \
+        const size_t rb = (size_t)w->cols * (BYTES);                                                          \
+        const int64_t body = w->cols / 32 * 32;                                                               \
+        const uint8_t *p[LC_ROW_STREAMS];                                                                     \
+        _Pragma("GCC unroll 4")                                                                               \
+        for (int q = 0; q < NS; q++) p[q] = w->data + (size_t)r[q] * rb;                                      \
+        for (int64_t i = 0; i < n; i++) {                                                                     \
+            __m512 a0[LC_ROW_STREAMS], a1[LC_ROW_STREAMS];                                                    \
+            _Pragma("GCC unroll 4")                                                                           \
+            for (int q = 0; q < NS; q++) a0[q] = a1[q] = _mm512_setzero_ps();                                 \
+            for (int64_t c = 0; c < body; c += 32) {                                                          \
+                const __m512 x0 = _mm512_loadu_ps(x + c), x1 = _mm512_loadu_ps(x + c + 16);                   \
+                _Pragma("GCC unroll 4")                                                                       \
+                for (int q = 0; q < NS; q++) {                                                                \
+                    _Pragma("GCC unroll 2")                                                                   \
+                    for (int l = 0; l < (BYTES) / 2; l++) /* the lines this step reads, ROW_AHEAD on */        \
+                        _mm_prefetch((const char *)p[q] + c * (BYTES) + ROW_AHEAD + 64 * l, _MM_HINT_NTA);     \
+                    a0[q] = _mm512_fmadd_ps(LOAD(p[q], c, 16), x0, a0[q]);                                    \
+                    a1[q] = _mm512_fmadd_ps(LOAD(p[q], c + 16, 16), x1, a1[q]);                               \
+                }                                                                                             \
             }                                                                                                 \
-            ROW_SPAN(LOAD, 1, pa, both, wa->cols, xa, 0, a0, a1);                                             \
-            ROW_SPAN(LOAD, 1, pb, both, wb->cols, xb, 0, b0, b1);                                             \
-            oa[i] = _mm512_reduce_add_ps(_mm512_add_ps(a0[0], a1[0]));                                        \
-            ob[i] = _mm512_reduce_add_ps(_mm512_add_ps(b0[0], b1[0]));                                        \
+            _Pragma("GCC unroll 4")                                                                           \
+            for (int q = 0; q < NS; q++) {                                                                    \
+                ROW_SPAN(LOAD, 1, p[q], body, w->cols, x, 0, (a0 + q), (a1 + q));                             \
+                out[q][i] = _mm512_reduce_add_ps(_mm512_add_ps(a0[q], a1[q]));                                \
+                p[q] += rb;                                                                                   \
+            }                                                                                                 \
+        }                                                                                                     \
+    }                                                                                                         \
+    AVX512 static void NAME(float *const *out, const lc_mat *w, const int64_t *r, int ns, const float *x,      \
+                            int64_t n) {                                                                      \
+        switch (ns) {                                                                                         \
+        case 4: NAME##_k(out, w, r, x, n, 4); break;                                                          \
+        case 3: NAME##_k(out, w, r, x, n, 3); break;                                                          \
+        case 2: NAME##_k(out, w, r, x, n, 2); break;                                                          \
+        default: NAME##_k(out, w, r, x, n, 1); break;                                                         \
         }                                                                                                     \
     }
-DEFINE_ROWDOT2(rowdot2_f32, load_f32, 4)
-DEFINE_ROWDOT2(rowdot2_bf16, load_bf16, 2)
-DEFINE_ROWDOT2(rowdot2_f16, load_f16, 2)
+DEFINE_ROWDOTN(rowdotn_f32, load_f32, 4)
+DEFINE_ROWDOTN(rowdotn_bf16, load_bf16, 2)
+DEFINE_ROWDOTN(rowdotn_f16, load_f16, 2)
 
 /* Transposed product out[c] = sum_i x[i] w[r0 + i, c] for the formats without block scales:
  * up to 128 columns of sums held in registers (a constant count: a variable one would keep
@@ -1195,9 +1218,9 @@ void lc_kernels_fill_avx512(lc_kernels *k) {
     k->rowdots[LC_DT_F32] = rowdots_f32;
     k->rowdots[LC_DT_BF16] = rowdots_bf16;
     k->rowdots[LC_DT_F16] = rowdots_f16;
-    k->rowdot2[LC_DT_F32] = rowdot2_f32;
-    k->rowdot2[LC_DT_BF16] = rowdot2_bf16;
-    k->rowdot2[LC_DT_F16] = rowdot2_f16;
+    k->rowdotn[LC_DT_F32] = rowdotn_f32;
+    k->rowdotn[LC_DT_BF16] = rowdotn_bf16;
+    k->rowdotn[LC_DT_F16] = rowdotn_f16;
     k->rowdots[LC_DT_F8_E4M3] = rowdots_fp8;
     k->rowdots[LC_DT_Q8_0] = rowdots_q8_0;
     k->rowdots[LC_DT_Q4_0] = rowdots_q4_0;

@@ -1,6 +1,7 @@
 /* roofline.c — this machine's limits, measured with the same threads the engine uses: DRAM
  * read bandwidth (each thread sums its share of a large buffer, as one stream and as two and
- * four side by side — a core reads faster from several — best of several passes of each) and
+ * four side by side — a core reads faster from several — each with and without software
+ * prefetches 1.5 KB ahead, as the decode kernels issue; best of several passes of each) and
  * FP32 FMA peak (independent FMA chains per thread). `longcat bench` divides by them. */
 #include "../kernels.h"
 
@@ -12,14 +13,15 @@
 #include <immintrin.h>
 #define AVX2 __attribute__((target("avx2,fma")))
 /* a[0, n) as NS equal parts read side by side: NS memory streams (NS a constant at each call:
- * the loops unroll into registers). */
+ * the loops unroll into registers), each prefetched AHEAD bytes on (0: not). */
 __attribute__((target("avx2,fma"), always_inline)) static inline float sum_streams_avx2(const float *a, int64_t n,
-                                                                                       const int NS) {
+                                                                                       const int NS, const int AHEAD) {
     const int64_t h = n / NS / 16 * 16;
     __m256 s[8];
     for (int k = 0; k < 8; k++) s[k] = _mm256_setzero_ps();
     for (int64_t i = 0; i + 16 <= h; i += 16)
         for (int q = 0; q < NS; q++) {
+            if (AHEAD) _mm_prefetch((const char *)(a + q * h + i) + AHEAD, _MM_HINT_NTA); /* 16 floats: one line */
             s[2 * q % 8] = _mm256_add_ps(s[2 * q % 8], _mm256_loadu_ps(a + q * h + i));
             s[(2 * q + 1) % 8] = _mm256_add_ps(s[(2 * q + 1) % 8], _mm256_loadu_ps(a + q * h + i + 8));
         }
@@ -28,8 +30,10 @@ __attribute__((target("avx2,fma"), always_inline)) static inline float sum_strea
     _mm256_storeu_ps(o, s[0]);
     return o[0] + o[1] + o[2] + o[3] + o[4] + o[5] + o[6] + o[7];
 }
-AVX2 static float sum_streams(const float *a, int64_t n, int ns) {
-    return ns == 1 ? sum_streams_avx2(a, n, 1) : ns == 2 ? sum_streams_avx2(a, n, 2) : sum_streams_avx2(a, n, 4);
+AVX2 static float sum_streams(const float *a, int64_t n, int ns, int ahead) {
+    if (ns == 1) return ahead ? sum_streams_avx2(a, n, 1, 1536) : sum_streams_avx2(a, n, 1, 0);
+    if (ns == 2) return ahead ? sum_streams_avx2(a, n, 2, 1536) : sum_streams_avx2(a, n, 2, 0);
+    return ahead ? sum_streams_avx2(a, n, 4, 1536) : sum_streams_avx2(a, n, 4, 0);
 }
 AVX2 static double fma_chains_avx2(int64_t iters) {
     __m256 a = _mm256_set1_ps(0.999f), b = _mm256_set1_ps(1e-6f), c[12];
@@ -77,7 +81,7 @@ double lc_measure_read_bandwidth(size_t bytes) {
     for (int64_t i = 0; i < n; i++) a[i] = (float)(i & 1023) * 1e-3f; /* first touch by the reading thread */
     int avx2 = lc_cpu_has_avx2();
     double best = 1e30, sink = 0;
-    for (int pass = 0; pass < 24; pass++) { /* one, two and four streams per thread in turn */
+    for (int pass = 0; pass < 24; pass++) { /* one, two and four streams per thread, prefetched or not, in turn */
         double t0 = lc_time_sec(), s = 0;
 #pragma omp parallel reduction(+ : s)
         {
@@ -88,7 +92,7 @@ double lc_measure_read_bandwidth(size_t bytes) {
 #endif
             int64_t chunk = n / nt / 256 * 256, lo = chunk * id;
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-            s += avx2 ? sum_streams(a + lo, chunk, 1 << pass % 3) : sum_scalar(a + lo, chunk);
+            s += avx2 ? sum_streams(a + lo, chunk, 1 << pass % 3, pass / 3 % 2) : sum_scalar(a + lo, chunk);
 #else
             (void)avx2;
             s += sum_scalar(a + lo, chunk);

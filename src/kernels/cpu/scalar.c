@@ -149,40 +149,57 @@ static row_span slice_of(row_span all, int64_t per, int64_t k) {
     return all;
 }
 
-/* Work items for m slices: with pair kernels slice i goes with slice i + ceil(m / 2), the two
- * halves streamed side by side (rows of one length: the two streams advance together); else
- * one slice per item. Item i is slices i and i + paired_items(m) (the latter empty if >= m). */
-static int64_t paired_items(int64_t m) { return lc_k.rowdot2[LC_DT_BF16] || lc_k.rowdot2[LC_DT_F32] ? (m + 1) / 2 : m; }
+/* Slices per work item: LC_ROW_STREAMS where this level streams rows side by side (rowdotn),
+ * else one. */
+static int item_streams(void) { return lc_k.rowdotn[LC_DT_BF16] || lc_k.rowdotn[LC_DT_F32] ? LC_ROW_STREAMS : 1; }
 
-/* Slices a and b (b may be empty): side by side, row with row, where both are single-token rows
- * of one dtype with a pair kernel; otherwise one after the other. The same bits either way. */
-static void run_spans(row_span a, row_span b) {
-    void (*two)(float *, const lc_mat *, int64_t, const float *, float *, const lc_mat *, int64_t, const float *, int64_t) =
-        a.r < a.end && b.r < b.end && a.T == 1 && b.T == 1 && a.w->dtype == b.w->dtype ? lc_k.rowdot2[a.w->dtype] : NULL;
-    if (two) { /* the rows both have, in pairs */
-        const int64_t n = LC_MIN(a.end - a.r, b.end - b.r);
-        two(a.out + (a.r - a.base), a.w, a.r, a.x, b.out + (b.r - b.base), b.w, b.r, b.x, n);
-        a.r += n;
-        b.r += n;
+/* Work items for m slices in groups of g = item_streams(): item i is slices i, i + n, i + 2n,
+ * ... (n = ceil(m / g) items; those >= m empty), the g parts of the rows streamed side by side
+ * (rows of one length: the streams advance together). */
+static int64_t items_of_slices(int64_t m) { return (m + item_streams() - 1) / item_streams(); }
+
+/* The g slices s[0..g) of one job (the same matrix, tokens and x; lengths not increasing, the
+ * empty ones last): side by side, row with row, where they are single-token rows with a
+ * rowdotn kernel; otherwise one after the other. The same bits either way. */
+static void run_spans(row_span *s, int g) {
+    const lc_mat *w = s[0].w;
+    void (*side)(float *const *, const lc_mat *, const int64_t *, int, const float *, int64_t) =
+        s[0].T == 1 ? lc_k.rowdotn[w->dtype] : NULL;
+    while (side) { /* the rows the first ns slices all still have, ns streams */
+        int ns = 0;
+        while (ns < g && s[ns].r < s[ns].end) ns++;
+        if (!ns) return;
+        float *out[LC_ROW_STREAMS];
+        int64_t r[LC_ROW_STREAMS], n = s[ns - 1].end - s[ns - 1].r;
+        for (int q = 0; q < ns; q++) {
+            out[q] = s[q].out + (s[q].r - s[q].base);
+            r[q] = s[q].r;
+        }
+        side(out, w, r, ns, s[0].x, n);
+        for (int q = 0; q < ns; q++) s[q].r += n;
     }
-    for (; a.r < a.end; a.r++) lc_k.rowdots[a.w->dtype](a.out + (a.r - a.base), a.ld_out, a.w, a.r, a.x, a.ld_x, a.T);
-    for (; b.r < b.end; b.r++) lc_k.rowdots[b.w->dtype](b.out + (b.r - b.base), b.ld_out, b.w, b.r, b.x, b.ld_x, b.T);
+    for (int q = 0; q < g; q++)
+        for (; s[q].r < s[q].end; s[q].r++)
+            lc_k.rowdots[w->dtype](s[q].out + (s[q].r - s[q].base), s[q].ld_out, w, s[q].r, s[q].x, s[q].ld_x, s[q].T);
 }
 
 /* Work items of `rows` rows in slices of `per`. */
-static int64_t items_of(int64_t rows, int64_t per) { return paired_items((rows + per - 1) / per); }
+static int64_t items_of(int64_t rows, int64_t per) { return items_of_slices((rows + per - 1) / per); }
 
-/* The two slices of item i of span `all` cut into slices of `per` rows (the second may be empty). */
-static void item_slices(row_span all, int64_t per, int64_t i, row_span s[2]) {
-    s[0] = slice_of(all, per, i);
-    s[1] = slice_of(all, per, i + items_of(all.end - all.r, per));
+/* The item_streams() slices of item i of span `all` cut into slices of `per` rows (the later
+ * ones may be empty); returns how many. */
+static int item_slices(row_span all, int64_t per, int64_t i, row_span s[LC_ROW_STREAMS]) {
+    const int g = item_streams();
+    const int64_t n = items_of(all.end - all.r, per);
+    for (int q = 0; q < g; q++) s[q] = slice_of(all, per, i + q * n);
+    return g;
 }
 
 /* Item i of span `all` cut into slices of `per` rows. */
 static void run_item(row_span all, int64_t per, int64_t i) {
-    row_span s[2];
-    item_slices(all, per, i, s);
-    run_spans(s[0], s[1]);
+    row_span s[LC_ROW_STREAMS];
+    const int g = item_slices(all, per, i, s);
+    run_spans(s, g);
 }
 
 /* The rows of `all` in slices of `per` rows (lc_matmul's work items). */
@@ -299,12 +316,13 @@ void lc_row_plan_barrier(lc_team_slot *b, int id, int nt, const lc_row_plan *nex
     }
     const int64_t j = plan_job_of(next, k);
     const row_span all = plan_job_span(next, j);
-    row_span s[2];
-    item_slices(all, slice_rows(all.w), k - next->first[j], s);
-    const uint8_t *data = all.w->data;
+    row_span s[LC_ROW_STREAMS];
+    const int g = item_slices(all, slice_rows(all.w), k - next->first[j], s);
     const size_t rb = (size_t)lc_mat_row_bytes(all.w);
-    lc_team_barrier_ahead(b, id, nt, data + (size_t)s[0].r * rb, (size_t)(s[0].end - s[0].r) * rb, data + (size_t)s[1].r * rb,
-                          (size_t)(s[1].end - s[1].r) * rb);
+    lc_prefetch_range ahead[LC_ROW_STREAMS];
+    for (int q = 0; q < g; q++)
+        ahead[q] = (lc_prefetch_range){all.w->data + (size_t)s[q].r * rb, (size_t)(s[q].end - s[q].r) * rb};
+    lc_team_barrier_ahead(b, id, nt, ahead, g);
 }
 
 void lc_row_plan_free(lc_row_plan *p) {
