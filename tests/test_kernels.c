@@ -375,12 +375,13 @@ static void test_matmul_many(void) {
 /* The side-by-side row kernels (rowdotn: 1-4 single-token rows of one matrix streamed at once,
  * every tail) give each row the bits of the one-row kernel; and lc_matmul_many / lc_matmul,
  * whose work items take slices from LC_ROW_STREAMS parts of their rows, equal one product at a
- * time on the one-row kernels. Every level that has them; F32, BF16, F16. */
+ * time on the one-row kernels. Every level that has them; F32, BF16, F16, FP8 (blocks of 5 x 128),
+ * Q8_0, Q4_0. */
 static void test_rowdotn(void) {
     char orig[16];
     snprintf(orig, sizeof orig, "%s", lc_k.name);
     const char *levels[] = {"scalar", "avx2", "avx512"};
-    const lc_dtype dts[] = {LC_DT_F32, LC_DT_BF16, LC_DT_F16};
+    const lc_dtype dts[] = {LC_DT_F32, LC_DT_BF16, LC_DT_F16, LC_DT_F8_E4M3, LC_DT_Q8_0, LC_DT_Q4_0};
     enum { NC = 6 };
     const int64_t cols[NC] = {1, 17, 64, 299, 1024, 33};
     float *x = malloc(sizeof(float) * 2048), *o1 = malloc(sizeof(float) * 4096), *o2 = malloc(sizeof(float) * 4096);
@@ -431,7 +432,7 @@ static void test_rowdotn(void) {
             for (int i = 0; i < NC; i++) free_mat(&w[i]);
         }
     }
-    if (checked) printf("    1-4 rows side by side = one-row kernels, bit for bit (F32/BF16/F16, 6 row lengths)\n");
+    if (checked) printf("    1-4 rows side by side = one-row kernels, bit for bit (F32/BF16/F16/FP8/Q8_0/Q4_0, 6 row lengths)\n");
     free(x);
     free(o1);
     free(o2);

@@ -235,6 +235,57 @@ AVX512 static void rowdots_fp8(float *out, int64_t ld_out, const lc_mat *w, int6
     BY_TOKEN_GROUPS(T, rowdots_fp8_n(out + t * ld_out, ld_out, w, r, x + t * ld_x, ld_x, nt_));
 }
 
+/* NS (1-4) FP8 rows side by side (see DEFINE_ROWDOTN): per column block the streams' steps of
+ * 32 interleaved, each row's rest of the block, then each row's block sum times its scale:
+ * every row gets the operations, in the order, of rowdots_fp8_n with NT = 1. */
+AVX512 static INLINE void rowdotn_fp8_k(float *const *out, const lc_mat *w, const int64_t *r, const float *x, int64_t n,
+                                        const int NS) {
+    const int64_t C = w->cols, bc = w->block_cols, nbc = (C + bc - 1) / bc;
+    const uint8_t *p[LC_ROW_STREAMS];
+    for (int q = 0; q < NS; q++) p[q] = w->data + (size_t)(r[q] * C);
+    for (int64_t i = 0; i < n; i++) {
+        const float *scale[LC_ROW_STREAMS];
+        __m512 tot[LC_ROW_STREAMS], a0[LC_ROW_STREAMS], a1[LC_ROW_STREAMS];
+#pragma GCC unroll 4
+        for (int q = 0; q < NS; q++) {
+            scale[q] = w->scale_inv + ((r[q] + i) / w->block_rows) * nbc;
+            tot[q] = _mm512_setzero_ps();
+        }
+        for (int64_t c0 = 0, b = 0; c0 < C; c0 += bc, b++) {
+            const int64_t c1 = LC_MIN(c0 + bc, C), body = c0 + (c1 - c0) / 32 * 32;
+#pragma GCC unroll 4
+            for (int q = 0; q < NS; q++) a0[q] = a1[q] = _mm512_setzero_ps();
+            for (int64_t c = c0; c < body; c += 32) {
+                const __m512 x0 = _mm512_loadu_ps(x + c), x1 = _mm512_loadu_ps(x + c + 16);
+#pragma GCC unroll 4
+                for (int q = 0; q < NS; q++) {
+                    _mm_prefetch((const char *)p[q] + c + ROW_AHEAD, _MM_HINT_NTA);
+                    a0[q] = _mm512_fmadd_ps(load_fp8(p[q], c, 16), x0, a0[q]);
+                    a1[q] = _mm512_fmadd_ps(load_fp8(p[q], c + 16, 16), x1, a1[q]);
+                }
+            }
+#pragma GCC unroll 4
+            for (int q = 0; q < NS; q++) {
+                ROW_SPAN(load_fp8, 1, p[q], body, c1, x, 0, (a0 + q), (a1 + q));
+                tot[q] = _mm512_fmadd_ps(_mm512_add_ps(a0[q], a1[q]), _mm512_set1_ps(scale[q][b]), tot[q]);
+            }
+        }
+#pragma GCC unroll 4
+        for (int q = 0; q < NS; q++) {
+            out[q][i] = _mm512_reduce_add_ps(tot[q]);
+            p[q] += C;
+        }
+    }
+}
+AVX512 static void rowdotn_fp8(float *const *out, const lc_mat *w, const int64_t *r, int ns, const float *x, int64_t n) {
+    switch (ns) {
+    case 4: rowdotn_fp8_k(out, w, r, x, n, 4); break;
+    case 3: rowdotn_fp8_k(out, w, r, x, n, 3); break;
+    case 2: rowdotn_fp8_k(out, w, r, x, n, 2); break;
+    default: rowdotn_fp8_k(out, w, r, x, n, 1); break;
+    }
+}
+
 /* Q8_0 / Q4_0: one block of 32 weights (n of them real) as two vectors of f32, scale applied. */
 AVX512 static INLINE void load_q_block(const uint8_t *p, const uint8_t *sp, int64_t b, int n, int q4, __m512 *w0,
                                        __m512 *w1) {
@@ -295,6 +346,59 @@ AVX512 static void rowdots_q4_0(float *out, int64_t ld_out, const lc_mat *w, int
                                 int64_t T) {
     BY_TOKEN_GROUPS(T, rowdots_q_n(out + t * ld_out, ld_out, w, r, x + t * ld_x, ld_x, nt_, 1));
 }
+/* NS (1-4) Q8_0 / Q4_0 rows side by side (see DEFINE_ROWDOTN), block by block, weights and
+ * scales each prefetched ahead: every row gets the FMAs, in the order, of rowdots_q_n with
+ * NT = 1. */
+AVX512 static INLINE void rowdotn_q_k(float *const *out, const lc_mat *w, const int64_t *r, const float *x, int64_t n,
+                                      const int NS, const int q4) {
+    const int64_t C = w->cols, nb = lc_q_blocks(C), rb = lc_mat_row_bytes(w), full = C / LC_QK;
+    const int64_t bb = q4 ? LC_QK / 2 : LC_QK; /* bytes of weights per block */
+    const uint8_t *p[LC_ROW_STREAMS], *sp[LC_ROW_STREAMS];
+    for (int q = 0; q < NS; q++) {
+        p[q] = w->data + r[q] * rb;
+        sp[q] = w->qscale + 2 * r[q] * nb;
+    }
+    for (int64_t i = 0; i < n; i++) {
+        __m512 a0[LC_ROW_STREAMS], a1[LC_ROW_STREAMS], w0, w1;
+#pragma GCC unroll 4
+        for (int q = 0; q < NS; q++) a0[q] = a1[q] = _mm512_setzero_ps();
+        for (int64_t b = 0; b < full; b++) {
+            const __m512 x0 = _mm512_loadu_ps(x + b * LC_QK), x1 = _mm512_loadu_ps(x + b * LC_QK + 16);
+#pragma GCC unroll 4
+            for (int q = 0; q < NS; q++) {
+                _mm_prefetch((const char *)p[q] + b * bb + ROW_AHEAD, _MM_HINT_NTA);
+                if (!(b & 15)) _mm_prefetch((const char *)sp[q] + 2 * b + ROW_AHEAD / 8, _MM_HINT_NTA);
+                load_q_block(p[q], sp[q], b, LC_QK, q4, &w0, &w1);
+                a0[q] = _mm512_fmadd_ps(w0, x0, a0[q]);
+                a1[q] = _mm512_fmadd_ps(w1, x1, a1[q]);
+            }
+        }
+#pragma GCC unroll 4
+        for (int q = 0; q < NS; q++) {
+            if (full < nb) { /* the last block, n < 32 real weights */
+                const int nr = (int)(C - full * LC_QK);
+                const __mmask16 m0 = first_lanes(nr), m1 = first_lanes(nr > 16 ? nr - 16 : 0);
+                load_q_block(p[q], sp[q], full, nr, q4, &w0, &w1);
+                a0[q] = _mm512_fmadd_ps(w0, _mm512_maskz_loadu_ps(m0, x + full * LC_QK), a0[q]);
+                a1[q] = _mm512_fmadd_ps(w1, _mm512_maskz_loadu_ps(m1, x + full * LC_QK + 16), a1[q]);
+            }
+            out[q][i] = _mm512_reduce_add_ps(_mm512_add_ps(a0[q], a1[q]));
+            p[q] += rb;
+            sp[q] += 2 * nb;
+        }
+    }
+}
+#define DEFINE_ROWDOTN_Q(NAME, Q4)                                                                               \
+    AVX512 static void NAME(float *const *out, const lc_mat *w, const int64_t *r, int ns, const float *x, int64_t n) { \
+        switch (ns) {                                                                                             \
+        case 4: rowdotn_q_k(out, w, r, x, n, 4, Q4); break;                                                       \
+        case 3: rowdotn_q_k(out, w, r, x, n, 3, Q4); break;                                                       \
+        case 2: rowdotn_q_k(out, w, r, x, n, 2, Q4); break;                                                       \
+        default: rowdotn_q_k(out, w, r, x, n, 1, Q4); break;                                                      \
+        }                                                                                                         \
+    }
+DEFINE_ROWDOTN_Q(rowdotn_q8_0, 0)
+DEFINE_ROWDOTN_Q(rowdotn_q4_0, 1)
 AVX512 static INLINE void row_q(float *dst, const lc_mat *w, int64_t r, const int q4) {
     const int64_t C = w->cols, nb = lc_q_blocks(C);
     const uint8_t *p = w->data + r * lc_mat_row_bytes(w), *sp = w->qscale + 2 * r * nb;
@@ -1221,6 +1325,9 @@ void lc_kernels_fill_avx512(lc_kernels *k) {
     k->rowdotn[LC_DT_F32] = rowdotn_f32;
     k->rowdotn[LC_DT_BF16] = rowdotn_bf16;
     k->rowdotn[LC_DT_F16] = rowdotn_f16;
+    k->rowdotn[LC_DT_F8_E4M3] = rowdotn_fp8;
+    k->rowdotn[LC_DT_Q8_0] = rowdotn_q8_0;
+    k->rowdotn[LC_DT_Q4_0] = rowdotn_q4_0;
     k->rowdots[LC_DT_F8_E4M3] = rowdots_fp8;
     k->rowdots[LC_DT_Q8_0] = rowdots_q8_0;
     k->rowdots[LC_DT_Q4_0] = rowdots_q4_0;
