@@ -126,11 +126,14 @@ static void matmul_all_dtypes(void) {
     const int64_t shapes[][3] = {{1, 1, 1},      {13, 37, 3},    {7, 129, 1},   {33, 16, 5},    {64, 80, 2},
                                  {29, 37, 9},    {127, 300, 17}, {15, 513, 40}, {35, 1024, 23}, {67, 130, 89},
                                  {130, 300, 48}, {118, 260, 100}};
-    for (size_t d = 0; d < sizeof dts / sizeof dts[0]; d++)
+    /* FP8 twice: blocks of 5 x 8 columns (all tails) and of 5 x 128 (LongCat's width: whole
+     * steps of 32) */
+    for (size_t d = 0; d <= sizeof dts / sizeof dts[0]; d++)
         for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
             int64_t R = shapes[s][0], C = shapes[s][1], T = shapes[s][2];
+            const lc_dtype dt = d < sizeof dts / sizeof dts[0] ? dts[d] : LC_DT_F8_E4M3;
             test_mat w;
-            make_mat(&w, dts[d], R, C, 5, 8, 100 + s);
+            make_mat(&w, dt, R, C, 5, d == sizeof dts / sizeof dts[0] ? 128 : 8, 100 + s);
             float *x = malloc((size_t)(T * C) * sizeof *x), *out = malloc((size_t)(T * R) * sizeof *out);
             float *ref = malloc((size_t)(T * R) * sizeof *ref);
             lc_rng r;
@@ -144,7 +147,7 @@ static void matmul_all_dtypes(void) {
                 }
             lc_matmul(out, x, &w.m, T);
             double e = t_rel_err(out, ref, T * R);
-            CHECK(e < 1e-5, "%s [%lld x %lld] T=%lld: rel err %.3g", lc_dtype_name(dts[d]), (long long)R,
+            CHECK(e < 1e-5, "%s [%lld x %lld] T=%lld: rel err %.3g", lc_dtype_name(dt), (long long)R,
                   (long long)C, (long long)T, e);
             /* a row sub-range with strided output */
             if (R > 3) {
@@ -153,7 +156,7 @@ static void matmul_all_dtypes(void) {
                 for (int64_t t = 0; t < T; t++)
                     for (int64_t i = 0; i < R - 3; i++)
                         e2 = fmax(e2, fabs(out[t * R + i] - ref[t * R + i + 2]) / (fabs(ref[t * R + i + 2]) + 1));
-                CHECK(e2 < 1e-5 * fmax(1.0, sqrt((double)C / 64)), "%s row range: err %.3g", lc_dtype_name(dts[d]), e2);
+                CHECK(e2 < 1e-5 * fmax(1.0, sqrt((double)C / 64)), "%s row range: err %.3g", lc_dtype_name(dt), e2);
             }
             /* transposed product: out[c] = sum_i W[r0+i, c] x[i] */
             int64_t r0 = R > 2 ? 1 : 0, nr = R - r0;
@@ -166,7 +169,7 @@ static void matmul_all_dtypes(void) {
                 for (int64_t i = 0; i < nr; i++) acc += (double)w.ref[(r0 + i) * C + c] * xt[i];
                 yr[c] = (float)acc;
             }
-            CHECK(t_rel_err(yt, yr, C) < 1e-5, "%s matvec_t err %.3g", lc_dtype_name(dts[d]), t_rel_err(yt, yr, C));
+            CHECK(t_rel_err(yt, yr, C) < 1e-5, "%s matvec_t err %.3g", lc_dtype_name(dt), t_rel_err(yt, yr, C));
             free(xt);
             free(yt);
             free(yr);
@@ -436,6 +439,30 @@ static void test_rowdotn(void) {
     free(x);
     free(o1);
     free(o2);
+    lc_kernels_select(orig);
+}
+
+/* An FP8 NaN code (0x7f / 0xff) makes its row's output NaN and no other, on every level, one
+ * row at a time and side by side. */
+static void test_fp8_nan_rows(void) {
+    char orig[16];
+    snprintf(orig, sizeof orig, "%s", lc_k.name);
+    const char *levels[] = {"scalar", "avx2", "avx512"};
+    float x[300], out[64];
+    for (int i = 0; i < 300; i++) x[i] = 0.01f * (float)(i % 17) - 0.08f;
+    for (int l = 0; l < 3; l++) {
+        if (lc_kernels_select(levels[l]) != LC_OK) continue;
+        test_mat w;
+        make_mat(&w, LC_DT_F8_E4M3, 64, 300, 5, 128, 90);
+        uint8_t *d = (uint8_t *)(uintptr_t)w.m.data;
+        d[9 * 300 + 40] = 0x7f;   /* row 9: in a whole step of 32 */
+        d[33 * 300 + 290] = 0xff; /* row 33: in the tail */
+        lc_matmul(out, x, &w.m, 1);
+        int bad = 0;
+        for (int i = 0; i < 64; i++) bad += (i == 9 || i == 33) != (isnan(out[i]) != 0);
+        CHECK(!bad, "%s: %d rows with NaN codes not NaN, or others NaN", levels[l], bad);
+        free_mat(&w);
+    }
     lc_kernels_select(orig);
 }
 
@@ -1015,6 +1042,7 @@ void suite_kernels(void) {
     RUN(test_batch_invariance);
     RUN(test_matmul_many);
     RUN(test_rowdotn);
+    RUN(test_fp8_nan_rows);
     RUN(test_rope);
     RUN(test_norm_softmax);
     RUN(test_attention_levels);

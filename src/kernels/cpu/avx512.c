@@ -14,6 +14,7 @@
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -210,25 +211,61 @@ static void matvec_t_avx512(float *out, const float *x, const lc_mat *w, int64_t
     }
 }
 
-/* FP8 with [block_rows, block_cols] scales: per column block, the plain sum, then times its scale. */
+/* FP8 in the row kernels: 32 weights at p + c as f32 times 2^-8. An e4m3 code's magnitude bits
+ * shifted left 7 are an f16 with the same mantissa and an exponent bias 8 larger (15 against
+ * 7), subnormals included: sign-extend each byte to 16 bits, shift left 7 (the sign lands in
+ * bit 15 and bit 14), clear bit 14, convert f16 -> f32 — exact, 6 operations for 32 weights
+ * where load_fp8 takes 18. The block scale is taken times 2^8, so each row's sums are the ones
+ * of load_fp8's values scaled by a power of two: the same bits (as long as nothing underflows
+ * to an f32 subnormal: below 1e-36). The codes 0x7f/0xff (NaN) decode to a finite value here;
+ * *nan gathers the max of (code | 0x80), 0xff in a lane when a NaN went by. */
+AVX512 static INLINE void load_fp8_32(const uint8_t *p, int64_t c, __m512 *w0, __m512 *w1, __m256i *nan) {
+    const __m256i raw = _mm256_loadu_si256((const __m256i *)(const void *)(p + c));
+    const __m512i h = _mm512_and_si512(_mm512_slli_epi16(_mm512_cvtepi8_epi16(raw), 7), _mm512_set1_epi16((short)0xbfff));
+    *w0 = _mm512_cvtph_ps(_mm512_castsi512_si256(h));
+    *w1 = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(h, 1));
+    *nan = _mm256_max_epu8(*nan, _mm256_or_si256(raw, _mm256_set1_epi8((char)0x80)));
+}
+/* load_fp8 times 2^-8 (exact; NaN stays NaN): the tails of a row, in steps of 16. */
+AVX512 static INLINE __m512 load_fp8_tail(const uint8_t *p, int64_t c, int n) {
+    return _mm512_mul_ps(load_fp8(p, c, n), _mm512_set1_ps(0x1p-8f));
+}
+/* A NaN among the codes gathered by load_fp8_32? */
+AVX512 static INLINE int fp8_saw_nan(__m256i nan) {
+    return _mm256_cmpeq_epi8_mask(nan, _mm256_set1_epi8((char)0xff)) != 0;
+}
+
+/* FP8 with [block_rows, block_cols] scales: per column block, the plain sum (steps of 32 through
+ * load_fp8_32, the rest in 16s), then times its scale (times 2^8). */
 AVX512 static INLINE void rowdots_fp8_n(float *out, int64_t ld_out, const lc_mat *w, int64_t r, const float *x,
                                         int64_t ld_x, const int NT) {
     const uint8_t *p = w->data + (size_t)(r * w->cols);
     const int64_t C = w->cols, bc = w->block_cols;
     const float *scale = w->scale_inv + (r / w->block_rows) * ((C + bc - 1) / bc);
-    __m512 tot[8], a0[8], a1[8];
+    __m512 tot[8], a0[8], a1[8], f0, f1;
+    __m256i nan = _mm256_setzero_si256();
 #pragma GCC unroll 8
     for (int t = 0; t < NT; t++) tot[t] = _mm512_setzero_ps();
     for (int64_t c0 = 0, b = 0; c0 < C; c0 += bc, b++) {
+        const int64_t c1 = LC_MIN(c0 + bc, C), body = c0 + (c1 - c0) / 32 * 32;
 #pragma GCC unroll 8
         for (int t = 0; t < NT; t++) a0[t] = a1[t] = _mm512_setzero_ps();
-        ROW_SPAN(load_fp8, NT, p, c0, LC_MIN(c0 + bc, C), x, ld_x, a0, a1);
-        __m512 s = _mm512_set1_ps(scale[b]);
+        for (int64_t c = c0; c < body; c += 32) {
+            load_fp8_32(p, c, &f0, &f1, &nan);
+#pragma GCC unroll 8
+            for (int t = 0; t < NT; t++) {
+                a0[t] = _mm512_fmadd_ps(f0, _mm512_loadu_ps(x + t * ld_x + c), a0[t]);
+                a1[t] = _mm512_fmadd_ps(f1, _mm512_loadu_ps(x + t * ld_x + c + 16), a1[t]);
+            }
+        }
+        ROW_SPAN(load_fp8_tail, NT, p, body, c1, x, ld_x, a0, a1);
+        __m512 s = _mm512_set1_ps(scale[b] * 0x1p8f);
 #pragma GCC unroll 8
         for (int t = 0; t < NT; t++) tot[t] = _mm512_fmadd_ps(_mm512_add_ps(a0[t], a1[t]), s, tot[t]);
     }
+    const int saw_nan = fp8_saw_nan(nan);
 #pragma GCC unroll 8
-    for (int t = 0; t < NT; t++) out[t * ld_out] = _mm512_reduce_add_ps(tot[t]);
+    for (int t = 0; t < NT; t++) out[t * ld_out] = saw_nan ? NAN : _mm512_reduce_add_ps(tot[t]);
 }
 AVX512 static void rowdots_fp8(float *out, int64_t ld_out, const lc_mat *w, int64_t r, const float *x, int64_t ld_x,
                                int64_t T) {
@@ -236,8 +273,8 @@ AVX512 static void rowdots_fp8(float *out, int64_t ld_out, const lc_mat *w, int6
 }
 
 /* NS (1-4) FP8 rows side by side (see DEFINE_ROWDOTN): per column block the streams' steps of
- * 32 interleaved, each row's rest of the block, then each row's block sum times its scale:
- * every row gets the operations, in the order, of rowdots_fp8_n with NT = 1. */
+ * 32 interleaved, each row's rest of the block, then each row's block sum times its scale (times
+ * 2^8): every row gets the operations, in the order, of rowdots_fp8_n with NT = 1. */
 AVX512 static INLINE void rowdotn_fp8_k(float *const *out, const lc_mat *w, const int64_t *r, const float *x, int64_t n,
                                         const int NS) {
     const int64_t C = w->cols, bc = w->block_cols, nbc = (C + bc - 1) / bc;
@@ -245,11 +282,13 @@ AVX512 static INLINE void rowdotn_fp8_k(float *const *out, const lc_mat *w, cons
     for (int q = 0; q < NS; q++) p[q] = w->data + (size_t)(r[q] * C);
     for (int64_t i = 0; i < n; i++) {
         const float *scale[LC_ROW_STREAMS];
-        __m512 tot[LC_ROW_STREAMS], a0[LC_ROW_STREAMS], a1[LC_ROW_STREAMS];
+        __m512 tot[LC_ROW_STREAMS], a0[LC_ROW_STREAMS], a1[LC_ROW_STREAMS], f0, f1;
+        __m256i nan[LC_ROW_STREAMS];
 #pragma GCC unroll 4
         for (int q = 0; q < NS; q++) {
             scale[q] = w->scale_inv + ((r[q] + i) / w->block_rows) * nbc;
             tot[q] = _mm512_setzero_ps();
+            nan[q] = _mm256_setzero_si256();
         }
         for (int64_t c0 = 0, b = 0; c0 < C; c0 += bc, b++) {
             const int64_t c1 = LC_MIN(c0 + bc, C), body = c0 + (c1 - c0) / 32 * 32;
@@ -260,19 +299,20 @@ AVX512 static INLINE void rowdotn_fp8_k(float *const *out, const lc_mat *w, cons
 #pragma GCC unroll 4
                 for (int q = 0; q < NS; q++) {
                     _mm_prefetch((const char *)p[q] + c + ROW_AHEAD, _MM_HINT_NTA);
-                    a0[q] = _mm512_fmadd_ps(load_fp8(p[q], c, 16), x0, a0[q]);
-                    a1[q] = _mm512_fmadd_ps(load_fp8(p[q], c + 16, 16), x1, a1[q]);
+                    load_fp8_32(p[q], c, &f0, &f1, &nan[q]);
+                    a0[q] = _mm512_fmadd_ps(f0, x0, a0[q]);
+                    a1[q] = _mm512_fmadd_ps(f1, x1, a1[q]);
                 }
             }
 #pragma GCC unroll 4
             for (int q = 0; q < NS; q++) {
-                ROW_SPAN(load_fp8, 1, p[q], body, c1, x, 0, (a0 + q), (a1 + q));
-                tot[q] = _mm512_fmadd_ps(_mm512_add_ps(a0[q], a1[q]), _mm512_set1_ps(scale[q][b]), tot[q]);
+                ROW_SPAN(load_fp8_tail, 1, p[q], body, c1, x, 0, (a0 + q), (a1 + q));
+                tot[q] = _mm512_fmadd_ps(_mm512_add_ps(a0[q], a1[q]), _mm512_set1_ps(scale[q][b] * 0x1p8f), tot[q]);
             }
         }
 #pragma GCC unroll 4
         for (int q = 0; q < NS; q++) {
-            out[q][i] = _mm512_reduce_add_ps(tot[q]);
+            out[q][i] = fp8_saw_nan(nan[q]) ? NAN : _mm512_reduce_add_ps(tot[q]);
             p[q] += C;
         }
     }
