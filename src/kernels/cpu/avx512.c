@@ -332,18 +332,20 @@ AVX512 static INLINE void load_q_block(const uint8_t *p, const uint8_t *sp, int6
     uint16_t h;
     memcpy(&h, sp + 2 * b, 2);
     const __m512 d = _mm512_set1_ps(_cvtsh_ss(h));
-    __m512i lo, hi;
     if (q4) { /* 16 bytes per block are always stored (padding decodes to 0) */
-        __m128i raw = _mm_loadu_si128((const __m128i *)(const void *)(p + b * (LC_QK / 2))), m = _mm_set1_epi8(15);
-        lo = _mm512_sub_epi32(_mm512_cvtepu8_epi32(_mm_and_si128(raw, m)), _mm512_set1_epi32(8));
-        hi = _mm512_sub_epi32(_mm512_cvtepu8_epi32(_mm_and_si128(_mm_srli_epi16(raw, 4), m)), _mm512_set1_epi32(8));
-    } else {
-        const void *q = p + b * LC_QK;
-        int n0 = n < 16 ? n : 16, n1 = n - n0;
-        lo = _mm512_cvtepi8_epi32(n0 == 16 ? _mm_loadu_si128((const __m128i *)q) : _mm_maskz_loadu_epi8(first_lanes(n0), q));
-        hi = n1 == 16 ? _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(const void *)((const uint8_t *)q + 16)))
-                      : _mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(first_lanes(n1), (const uint8_t *)q + 16));
+        /* (q - 8) * d for the 16 nibble values, then looked up: vpermps reads only the low 4
+         * bits of each index, so the bytes need no masking (the same products as converting) */
+        const __m512 table = _mm512_mul_ps(_mm512_setr_ps(-8, -7, -6, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7), d);
+        const __m128i raw = _mm_loadu_si128((const __m128i *)(const void *)(p + b * (LC_QK / 2)));
+        *w0 = _mm512_permutexvar_ps(_mm512_cvtepu8_epi32(raw), table);
+        *w1 = _mm512_permutexvar_ps(_mm512_cvtepu8_epi32(_mm_srli_epi16(raw, 4)), table);
+        return;
     }
+    const void *q = p + b * LC_QK;
+    const int n0 = n < 16 ? n : 16, n1 = n - n0;
+    const __m512i lo = _mm512_cvtepi8_epi32(n0 == 16 ? _mm_loadu_si128((const __m128i *)q) : _mm_maskz_loadu_epi8(first_lanes(n0), q));
+    const __m512i hi = n1 == 16 ? _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(const void *)((const uint8_t *)q + 16)))
+                                : _mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(first_lanes(n1), (const uint8_t *)q + 16));
     *w0 = _mm512_mul_ps(_mm512_cvtepi32_ps(lo), d);
     *w1 = _mm512_mul_ps(_mm512_cvtepi32_ps(hi), d);
 }
