@@ -141,12 +141,13 @@ void lc_team_init(lc_team_slot *b, int nt);
  * of memory. */
 lc_share *lc_shares_alloc(int phases, int nt, lc_team_slot **team, const char *what);
 void lc_team_barrier(lc_team_slot *b, int id, int nt);
-/* The same, prefetching (into L2) the n ranges `ahead` while it waits, a line of each in turn. */
+/* The same, prefetching (into L2) the n_ahead ranges `ahead` while it waits, a line of each in
+ * turn. */
 typedef struct {
     const uint8_t *p;
     size_t bytes;
 } lc_prefetch_range;
-void lc_team_barrier_ahead(lc_team_slot *b, int id, int nt, const lc_prefetch_range *ahead, int n);
+void lc_team_barrier_ahead(lc_team_slot *b, int id, int nt, const lc_prefetch_range *ahead, int n_ahead);
 /* The next item a share's owner would take (its low end), -1 when empty. */
 int64_t lc_share_first(const lc_share *q);
 

@@ -158,22 +158,28 @@ static int item_streams(void) { return lc_k.rowdotn[LC_DT_BF16] || lc_k.rowdotn[
  * (rows of one length: the streams advance together). */
 static int64_t items_of_slices(int64_t m) { return (m + item_streams() - 1) / item_streams(); }
 
-/* The g slices s[0..g) of one job (the same matrix, tokens and x; lengths not increasing, the
- * empty ones last): side by side, row with row, where they are single-token rows with a
- * rowdotn kernel; otherwise one after the other. The same bits either way. */
+/* How many of the slices s[0..g), from the first, still have rows. */
+static int live_slices(const row_span *s, int g) {
+    int ns = 0;
+    while (ns < g && s[ns].r < s[ns].end) ns++;
+    return ns;
+}
+
+/* The g slices s[0..g) of one job (the same matrix, tokens and x; the empty ones last): side by
+ * side, row with row, where they are single-token rows with a rowdotn kernel — the rows all the
+ * slices still holding some have, then again for the rest — otherwise one after the other. The
+ * same bits either way. */
 static void run_spans(row_span *s, int g) {
     const lc_mat *w = s[0].w;
     void (*side)(float *const *, const lc_mat *, const int64_t *, int, const float *, int64_t) =
         s[0].T == 1 ? lc_k.rowdotn[w->dtype] : NULL;
-    while (side) { /* the rows the first ns slices all still have, ns streams */
-        int ns = 0;
-        while (ns < g && s[ns].r < s[ns].end) ns++;
-        if (!ns) return;
+    for (int ns; side && (ns = live_slices(s, g)) > 0;) {
         float *out[LC_ROW_STREAMS];
-        int64_t r[LC_ROW_STREAMS], n = s[ns - 1].end - s[ns - 1].r;
+        int64_t r[LC_ROW_STREAMS], n = s[0].end - s[0].r;
         for (int q = 0; q < ns; q++) {
             out[q] = s[q].out + (s[q].r - s[q].base);
             r[q] = s[q].r;
+            n = LC_MIN(n, s[q].end - s[q].r);
         }
         side(out, w, r, ns, s[0].x, n);
         for (int q = 0; q < ns; q++) s[q].r += n;
