@@ -122,7 +122,7 @@ DEFINE_ROWDOTS(rowdots_f16, load_f16, 2)
 
 /* How far ahead (bytes) rowdotn prefetches each of its streams. The hardware prefetcher alone
  * keeps too few lines in flight for a stream of a few hundred KB (a decode product's share):
- * with these prefetches decode runs 20-25% faster here (docs/PERFORMANCE.md, session 16);
+ * with these prefetches decode runs 12-27% faster here (docs/PERFORMANCE.md, session 16);
  * 1-2 KB ahead all do about as well, 512 B or 4 KB worse. */
 #define ROW_AHEAD 1536
 
