@@ -432,6 +432,13 @@ static void spin_pause(void) {
 #endif
 }
 
+/* One round of a wait for another thread: a pause, and after 65536 of them a yield (a long wait
+ * — a serial stretch, or an oversubscribed machine: let the one awaited run). */
+static void spin_wait(long spins) {
+    if (spins < (1 << 16)) spin_pause();
+    else sched_yield();
+}
+
 void lc_team_barrier_ahead(lc_team_slot *b, int id, int nt, const lc_prefetch_range *ahead, int n_ahead) {
     /* only this thread writes its slot: its count plus one is this arrival */
     const int64_t n = atomic_load_explicit(&b[id].arrived, memory_order_relaxed) + 1;
@@ -444,8 +451,7 @@ void lc_team_barrier_ahead(lc_team_slot *b, int id, int nt, const lc_prefetch_ra
                 for (int q = 0; q < n_ahead; q++)
                     if (off < ahead[q].bytes) __builtin_prefetch(ahead[q].p + off, 0, 2);
                 off += 64;
-            } else if (spins < (1 << 16)) spin_pause();
-            else sched_yield(); /* a long wait (an oversubscribed machine): let the one awaited run */
+            } else spin_wait(spins);
         }
 }
 
@@ -468,11 +474,12 @@ void lc_team_run(void (*fn)(void *arg), void *arg) {
         lc_team_barrier(sc->done, 0, sc->nt);
         return;
     }
-    if (!lc_in_parallel() && lc_max_threads() == 1) { /* thread 0 of 1 already */
+    const int inside = lc_in_parallel();
+    if (!inside && lc_max_threads() == 1) { /* thread 0 of 1 already */
         fn(arg);
         return;
     }
-#pragma omp parallel if (!lc_in_parallel())
+#pragma omp parallel if (!inside)
     fn(arg);
 }
 
@@ -483,8 +490,7 @@ static void scope_serve(team_scope *sc, int id) {
     for (;;) {
         uint64_t g;
         for (long spins = 0; (g = atomic_load_explicit(&sc->gen, memory_order_acquire)) == seen; spins++)
-            if (spins < (1 << 16)) spin_pause();
-            else sched_yield(); /* the leader is in a long serial stretch, or the machine is oversubscribed */
+            spin_wait(spins); /* the leader may be in a long serial stretch */
         seen = g;
         if (sc->stop) return;
         tl_in_call = 1;

@@ -100,6 +100,18 @@ AVX512 static INLINE __m512 load_fp8(const uint8_t *p, int64_t c, int n) {
         }                                                                                       \
     } while (0)
 
+/* CALL with ns_ the constant 1-4 that ns is (the side-by-side kernels' loops over their streams
+ * unroll into registers for each count). */
+#define BY_STREAM_COUNT(ns, ...)                                                                  \
+    do {                                                                                        \
+        switch (ns) {                                                                           \
+        case 4: { const int ns_ = 4; __VA_ARGS__; } break;                                      \
+        case 3: { const int ns_ = 3; __VA_ARGS__; } break;                                      \
+        case 2: { const int ns_ = 2; __VA_ARGS__; } break;                                      \
+        default: { const int ns_ = 1; __VA_ARGS__; } break;                                     \
+        }                                                                                       \
+    } while (0)
+
 #define DEFINE_ROWDOTS(NAME, LOAD, BYTES)                                                                      \
     AVX512 static INLINE void NAME##_n(float *out, int64_t ld_out, const uint8_t *p, const float *x, int64_t ld_x, \
                                        int64_t n, const int NT) {                                             \
@@ -162,12 +174,7 @@ DEFINE_ROWDOTS(rowdots_f16, load_f16, 2)
     }                                                                                                         \
     AVX512 static void NAME(float *const *out, const lc_mat *w, const int64_t *r, int ns, const float *x,      \
                             int64_t n) {                                                                      \
-        switch (ns) {                                                                                         \
-        case 4: NAME##_k(out, w, r, x, n, 4); break;                                                          \
-        case 3: NAME##_k(out, w, r, x, n, 3); break;                                                          \
-        case 2: NAME##_k(out, w, r, x, n, 2); break;                                                          \
-        default: NAME##_k(out, w, r, x, n, 1); break;                                                         \
-        }                                                                                                     \
+        BY_STREAM_COUNT(ns, NAME##_k(out, w, r, x, n, ns_));                                                  \
     }
 DEFINE_ROWDOTN(rowdotn_f32, load_f32, 4)
 DEFINE_ROWDOTN(rowdotn_bf16, load_bf16, 2)
@@ -318,12 +325,7 @@ AVX512 static INLINE void rowdotn_fp8_k(float *const *out, const lc_mat *w, cons
     }
 }
 AVX512 static void rowdotn_fp8(float *const *out, const lc_mat *w, const int64_t *r, int ns, const float *x, int64_t n) {
-    switch (ns) {
-    case 4: rowdotn_fp8_k(out, w, r, x, n, 4); break;
-    case 3: rowdotn_fp8_k(out, w, r, x, n, 3); break;
-    case 2: rowdotn_fp8_k(out, w, r, x, n, 2); break;
-    default: rowdotn_fp8_k(out, w, r, x, n, 1); break;
-    }
+    BY_STREAM_COUNT(ns, rowdotn_fp8_k(out, w, r, x, n, ns_));
 }
 
 /* Q8_0 / Q4_0: one block of 32 weights (n of them real) as two vectors of f32, scale applied. */
@@ -432,12 +434,7 @@ AVX512 static INLINE void rowdotn_q_k(float *const *out, const lc_mat *w, const 
 }
 #define DEFINE_ROWDOTN_Q(NAME, Q4)                                                                               \
     AVX512 static void NAME(float *const *out, const lc_mat *w, const int64_t *r, int ns, const float *x, int64_t n) { \
-        switch (ns) {                                                                                             \
-        case 4: rowdotn_q_k(out, w, r, x, n, 4, Q4); break;                                                       \
-        case 3: rowdotn_q_k(out, w, r, x, n, 3, Q4); break;                                                       \
-        case 2: rowdotn_q_k(out, w, r, x, n, 2, Q4); break;                                                       \
-        default: rowdotn_q_k(out, w, r, x, n, 1, Q4); break;                                                      \
-        }                                                                                                         \
+        BY_STREAM_COUNT(ns, rowdotn_q_k(out, w, r, x, n, ns_, Q4));                                               \
     }
 DEFINE_ROWDOTN_Q(rowdotn_q8_0, 0)
 DEFINE_ROWDOTN_Q(rowdotn_q4_0, 1)

@@ -156,7 +156,10 @@ static int item_streams(void) { return lc_k.rowdotn[LC_DT_BF16] || lc_k.rowdotn[
 /* Work items for m slices in groups of g = item_streams(): item i is slices i, i + n, i + 2n,
  * ... (n = ceil(m / g) items; those >= m empty), the g parts of the rows streamed side by side
  * (rows of one length: the streams advance together). */
-static int64_t items_of_slices(int64_t m) { return (m + item_streams() - 1) / item_streams(); }
+static int64_t items_of_slices(int64_t m) {
+    const int g = item_streams();
+    return (m + g - 1) / g;
+}
 
 /* How many of the slices s[0..g), from the first, still have rows. */
 static int live_slices(const row_span *s, int g) {
@@ -307,11 +310,17 @@ static row_span plan_job_span(const lc_row_plan *p, int64_t j) {
     return (row_span){jb->out, w->rows, jb->x, w->cols, w, 0, w->rows, jb->T, 0};
 }
 
-void lc_row_plan_item(int64_t k, void *plan) {
-    const lc_row_plan *p = plan;
+/* The slices of plan item k (into s), as item_slices gives them; returns how many. */
+static int plan_item_slices(const lc_row_plan *p, int64_t k, row_span s[LC_ROW_STREAMS]) {
     const int64_t j = plan_job_of(p, k);
     const row_span all = plan_job_span(p, j);
-    run_item(all, slice_rows(all.w), k - p->first[j]);
+    return item_slices(all, slice_rows(all.w), k - p->first[j], s);
+}
+
+void lc_row_plan_item(int64_t k, void *plan) {
+    row_span s[LC_ROW_STREAMS];
+    const int g = plan_item_slices(plan, k, s);
+    run_spans(s, g);
 }
 
 void lc_row_plan_barrier(lc_team_slot *b, int id, int nt, const lc_row_plan *next, const lc_share *shares) {
@@ -320,14 +329,12 @@ void lc_row_plan_barrier(lc_team_slot *b, int id, int nt, const lc_row_plan *nex
         lc_team_barrier(b, id, nt);
         return;
     }
-    const int64_t j = plan_job_of(next, k);
-    const row_span all = plan_job_span(next, j);
     row_span s[LC_ROW_STREAMS];
-    const int g = item_slices(all, slice_rows(all.w), k - next->first[j], s);
-    const size_t rb = (size_t)lc_mat_row_bytes(all.w);
+    const int g = plan_item_slices(next, k, s);
+    const size_t rb = (size_t)lc_mat_row_bytes(s[0].w);
     lc_prefetch_range ahead[LC_ROW_STREAMS];
     for (int q = 0; q < g; q++)
-        ahead[q] = (lc_prefetch_range){all.w->data + (size_t)s[q].r * rb, (size_t)(s[q].end - s[q].r) * rb};
+        ahead[q] = (lc_prefetch_range){s[q].w->data + (size_t)s[q].r * rb, (size_t)(s[q].end - s[q].r) * rb};
     lc_team_barrier_ahead(b, id, nt, ahead, g);
 }
 
