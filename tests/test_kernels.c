@@ -536,6 +536,14 @@ static void test_rope(void) {
     lc_rope(q2, DR, 10, 1e4);
     lc_rope(k2, DR, 5, 1e4);
     CHECK(fabsf(lc_dot(q, k, DR) - lc_dot(q2, k2, DR)) < 1e-4f, "relative-position property");
+    /* the rows of a run of positions (one per forward pass, shared by the layers): each the bits
+     * of its own position's coefficients */
+    float rows[5 * DR], one[DR];
+    lc_rope_rows(rows, DR, 37, 5, 1e7);
+    for (int p = 0; p < 5; p++) {
+        lc_rope_coeffs(one, DR, 37 + p, 1e7);
+        CHECK(!memcmp(rows + p * DR, one, sizeof one), "lc_rope_rows row %d = lc_rope_coeffs(%d)", p, 37 + p);
+    }
 }
 
 static void test_norm_softmax(void) {

@@ -207,7 +207,9 @@ void lc_rope(float *x, int64_t dr, int64_t pos, double theta);
  * angles, then their sines; apply rotates x in place as lc_rope does. */
 void lc_rope_coeffs(float *cs, int64_t dr, int64_t pos, double theta);
 void lc_rope_apply(float *x, const float *cs, int64_t dr);
-/* lc_rope_coeffs of positions 0..n-1 as rows of cs [n, dr] (the same bits, one pow per frequency). */
+/* lc_rope_coeffs of positions p0..p0+n-1 as rows of cs [n, dr] (the same bits, one pow per
+ * frequency); lc_rope_table: from position 0. */
+void lc_rope_rows(float *cs, int64_t dr, int64_t p0, int64_t n, double theta);
 void lc_rope_table(float *cs, int64_t dr, int64_t n, double theta);
 /* ---- backward (training; weights in F32) ----
  * Gradients of out = x @ W^T for W [rows, cols], x [T, cols], dout [T, rows]:

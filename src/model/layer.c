@@ -73,7 +73,7 @@ lc_status scmoe_layer_forward(float *h,            /* [T, H] residual stream */
         const int64_t a = 2 * layer + sub; /* attention sublayer index into the caches */
         for (int64_t i = 0, t0 = 0; i < n_seq; t0 += seqs[i].T, i++) {
             const lc_session *se = seqs[i].sess;
-            ms[i] = (mla_seq){.p0 = se->pos, .T = seqs[i].T, .absorbed = seqs[i].absorbed};
+            ms[i] = (mla_seq){.p0 = se->pos, .T = seqs[i].T, .absorbed = seqs[i].absorbed, .rope_cs = seqs[i].rope_cs};
             if (acts) { /* training: the kept activations are the cache (sessions hold none) */
                 ms[i].latent = acts->attn[sub].lat + t0 * kvr;
                 ms[i].rope = acts->attn[sub].kpe + t0 * dr;
@@ -268,11 +268,15 @@ lc_status lc_forward_batch(lc_session *const *sessions, const int32_t *tokens, c
     float *hn = lc_malloc((size_t)(T * H) * sizeof *hn, "final normed states");
     int32_t *idx = lc_malloc((size_t)(T * K) * sizeof *idx, "router choices");
     batch_seq *seqs = lc_malloc((size_t)n_seq * sizeof *seqs, "forward sequences");
-    lc_status st = (h && hn && idx && seqs) ? LC_OK : LC_ERR_NOMEM;
-    for (int64_t i = 0; i < n_seq && !st; i++) {
+    const int64_t dr = c->qk_rope_head_dim;
+    float *cs = lc_malloc((size_t)(T * dr + 1) * sizeof *cs, "RoPE coefficients"); /* every layer's */
+    lc_status st = (h && hn && idx && seqs && cs) ? LC_OK : LC_ERR_NOMEM;
+    for (int64_t i = 0, t0 = 0; i < n_seq && !st; t0 += n_tokens[i], i++) {
         lc_attn_mode am = sessions[i]->attn_mode;
+        lc_rope_rows(cs + t0 * dr, dr, sessions[i]->pos, n_tokens[i], c->rope_theta);
         seqs[i] = (batch_seq){.sess = sessions[i], .T = n_tokens[i],
-                              .absorbed = am == LC_ATTN_ABSORBED || (am == LC_ATTN_AUTO && n_tokens[i] == 1)};
+                              .absorbed = am == LC_ATTN_ABSORBED || (am == LC_ATTN_AUTO && n_tokens[i] == 1),
+                              .rope_cs = cs + t0 * dr};
     }
     forward_pass fp = {sessions, tokens, n_tokens, n_seq, T, out, h, hn, idx, seqs, st};
     if (!st && T < LC_GEMM_MIN_T) lc_team_scope(forward_layers, &fp); /* decode: one team for every product */
@@ -282,5 +286,6 @@ lc_status lc_forward_batch(lc_session *const *sessions, const int32_t *tokens, c
     free(hn);
     free(idx);
     free(seqs);
+    free(cs);
     return st;
 }

@@ -217,7 +217,8 @@ static void mla_decode_part(void *arg) {
     lc_row_plan_barrier(d->team, id, nt, &d->plan_q_b, d->share[1]);
     const mla_scratch s = mla_step_scratch(d);
     lc_rmsnorm(s.qn, d->qa, w->q_a_layernorm, qr, MLA_NORM_EPS);
-    lc_rope_coeffs(s.cs, dr, p0, c->rope_theta);
+    if (d->sq->rope_cs) memcpy(s.cs, d->sq->rope_cs, (size_t)dr * sizeof *s.cs);
+    else lc_rope_coeffs(s.cs, dr, p0, c->rope_theta);
     lc_rmsnorm(s.lat, d->ckv, w->kv_a_layernorm, kvr, MLA_NORM_EPS);
     for (int64_t j = 0; j < kvr; j++) s.lat[j] *= skv;
     memcpy(s.kr, d->ckv + kvr, (size_t)dr * sizeof *s.kr);
@@ -318,7 +319,9 @@ lc_status mla_forward(float *out, const float *x, const mla_seq *seqs, int64_t n
         if (!sq_->absorbed) expanded[n_exp++] = i;
         LC_FOR(sq_->T * nh * dr > 16384 && !lc_in_parallel(), t, sq_->T, {
             float cs_row[dr > 0 ? dr : 1]; /* this position's rotation, shared by every head and the key */
-            const float *cs = acts && acts->rope_cs ? acts->rope_cs + (sq_->p0 + t) * dr : cs_row;
+            const float *cs = sq_->rope_cs             ? sq_->rope_cs + t * dr
+                              : acts && acts->rope_cs ? acts->rope_cs + (sq_->p0 + t) * dr
+                                                      : cs_row;
             if (cs == cs_row) lc_rope_coeffs(cs_row, dr, sq_->p0 + t, c->rope_theta);
             for (int64_t h = 0; h < nh; h++) lc_rope_apply(qi + (t * nh + h) * dq + dn, cs, dr);
             float *lat = sq_->latent + (sq_->p0 + t) * kvr, *kr = sq_->rope + (sq_->p0 + t) * dr;

@@ -36,6 +36,8 @@ typedef struct {
     float *rope;   /* [n_ctx, qk_rope_head_dim] */
     int64_t p0, T;
     int absorbed;
+    const float *rope_cs; /* [T, qk_rope_head_dim] lc_rope_coeffs of positions p0.. (once per forward
+                             pass, shared by every layer), or NULL: computed where needed */
 } mla_seq;
 
 /* MLA (SPEC §3) for the rows of n_seq sequences (T = the sum of their T): projections run once
@@ -134,7 +136,8 @@ typedef struct {
 typedef struct {
     lc_session *sess;
     int64_t T;
-    int absorbed; /* attention mode of its MLA sublayers */
+    int absorbed;         /* attention mode of its MLA sublayers */
+    const float *rope_cs; /* as mla_seq's: [T, qk_rope_head_dim] or NULL */
 } batch_seq;
 
 /* One layer in place on h [T, H], T the sum over seqs (see layer.c); acts: NULL, or where to

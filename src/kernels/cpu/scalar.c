@@ -413,11 +413,13 @@ void lc_rope_coeffs(float *cs, int64_t dr, int64_t pos, double theta) {
     rope_row(cs, dr, pos, inv);
 }
 
-void lc_rope_table(float *cs, int64_t dr, int64_t n, double theta) {
+void lc_rope_rows(float *cs, int64_t dr, int64_t p0, int64_t n, double theta) {
     double inv[dr / 2 > 0 ? dr / 2 : 1];
     rope_inv_freq(inv, dr, theta);
-    for (int64_t p = 0; p < n; p++) rope_row(cs + p * dr, dr, p, inv);
+    for (int64_t p = 0; p < n; p++) rope_row(cs + p * dr, dr, p0 + p, inv);
 }
+
+void lc_rope_table(float *cs, int64_t dr, int64_t n, double theta) { lc_rope_rows(cs, dr, 0, n, theta); }
 
 void lc_rope_apply(float *x, const float *cs, int64_t dr) {
     const int64_t half = dr / 2;
