@@ -217,6 +217,41 @@ static void test_moe_invariants(void) {
             CHECK(fabsf(tw2[t * K + k] - want) <= 1e-6f * fabsf(want), "weight = unbiased softmax x scale");
         }
     }
+    /* 2b. Ties (+-inf biases), NaNs (a NaN bias), and NaNs needed to fill the K slots: the
+     * choice of repeated selection — the highest s + bias not yet taken, ties to the lower id,
+     * a NaN never over a number. */
+    for (int pass = 0; pass < 4; pass++) {
+        for (int64_t e = 0; e < E; e++) {
+            const int64_t k = (e * 7 + pass) % 5;
+            bias[e] = k == 0 ? INFINITY : k == 1 ? NAN : k == 2 ? -INFINITY : 0.1f * (float)(e % 3);
+            if (pass == 2) bias[e] = e % (E / 2) == 1 ? 0.0f : NAN; /* two numbers: NaNs fill the rest */
+            if (pass == 3) bias[e] = e == 2 ? NAN : INFINITY;   /* more ties than slots: the lowest ids */
+        }
+        CHECK_OK(router_forward(idx2, tw2, x, &w, &c, NT));
+        lc_matmul(s, x, &w.router_classifier, NT);
+        for (int t = 0; t < NT; t++) {
+            float *st = s + t * E;
+            unsigned char taken[256] = {0};
+            int32_t want[16];
+            lc_softmax(st, E);
+            for (int k = 0; k < K; k++) {
+                int64_t best = -1;
+                float bv = 0;
+                for (int64_t e = 0; e < E; e++) {
+                    const float v = st[e] + bias[e];
+                    if (!taken[e] && (best < 0 || v > bv || (isnan(bv) && !isnan(v)))) {
+                        best = e;
+                        bv = v;
+                    }
+                }
+                if (best >= 0) taken[best] = 1;
+            }
+            for (int64_t e = 0, k = 0; e < E; e++)
+                if (taken[e]) want[k++] = (int32_t)e; /* ascending ids, as the router gives them */
+            CHECK(!memcmp(idx2 + t * K, want, (size_t)K * sizeof *want), "top-k with ties/NaNs (pass %d, token %d)",
+                  pass, t);
+        }
+    }
     free(s);
     free(bias);
 

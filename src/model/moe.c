@@ -10,10 +10,10 @@ lc_status router_forward(int32_t *topk_idx, float *topk_w, const float *x, const
                          const lc_config *c, int64_t T) {
     const int64_t E = c->n_routed_experts + c->zero_expert_num, K = c->moe_topk;
     float *s = lc_malloc((size_t)(T * E) * sizeof *s, "router scores");
-    unsigned char *taken = lc_malloc((size_t)(T * E), "router selection");
-    if (!s || !taken) {
+    float *best = lc_malloc((size_t)(T * K) * sizeof *best, "router selection");
+    if (!s || !best) {
         free(s);
-        free(taken);
+        free(best);
         return LC_ERR_NOMEM;
     }
     lc_matmul(s, x, &w->router_classifier, T);
@@ -21,25 +21,25 @@ lc_status router_forward(int32_t *topk_idx, float *topk_w, const float *x, const
     LC_FOR(T * E * K > 65536 && !lc_in_parallel(), t, T, {
         float *st = s + t * E;
         int32_t *idx = topk_idx + t * K;
-        float *wt = topk_w + t * K;
-        unsigned char *tk = taken + t * E;
+        float *wt = topk_w + t * K, *bv = best + t * K;
         lc_softmax(st, E);
-        /* Top-K of s + bias by repeated selection; ties go to the lower id; a NaN never wins
-         * over a number, and each id is taken once. */
-        memset(tk, 0, (size_t)E);
-        for (int64_t k = 0; k < K; k++) {
-            int64_t best = -1;
-            float best_v = 0;
-            for (int64_t e = 0; e < E; e++) {
-                if (tk[e]) continue;
-                float v = st[e] + w->e_score_correction_bias[e];
-                if (best < 0 || v > best_v || (isnan(best_v) && !isnan(v))) {
-                    best = e;
-                    best_v = v;
-                }
+        /* Top-K of s + bias in one pass (K <= E, checked with the config): idx/bv [0..n) the
+         * best so far, best first. Ranks: numbers by value, ties to the lower id (an equal value
+         * never moves ahead of one seen before it), a NaN after every number (NaNs among
+         * themselves by id) — the choice of repeated selection of the best not yet taken. */
+        int64_t n = 0;
+        for (int64_t e = 0; e < E; e++) {
+            const float v = st[e] + w->e_score_correction_bias[e];
+            int64_t j = n; /* where v goes: past every entry that ranks at least as high */
+            while (j > 0 && !isnan(v) && (isnan(bv[j - 1]) || v > bv[j - 1])) j--;
+            if (j >= K) continue;
+            for (int64_t q = n < K ? n : K - 1; q > j; q--) {
+                bv[q] = bv[q - 1];
+                idx[q] = idx[q - 1];
             }
-            idx[k] = (int32_t)best;
-            tk[best] = 1;
+            bv[j] = v;
+            idx[j] = (int32_t)e;
+            if (n < K) n++;
         }
         /* ascending ids (insertion sort, K is small) */
         for (int64_t i = 1; i < K; i++)
@@ -51,7 +51,7 @@ lc_status router_forward(int32_t *topk_idx, float *topk_w, const float *x, const
         for (int64_t k = 0; k < K; k++) wt[k] = st[idx[k]] * (float)c->routed_scaling_factor;
     });
     free(s);
-    free(taken);
+    free(best);
     return LC_OK;
 }
 
