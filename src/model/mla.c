@@ -319,9 +319,7 @@ lc_status mla_forward(float *out, const float *x, const mla_seq *seqs, int64_t n
         if (!sq_->absorbed) expanded[n_exp++] = i;
         LC_FOR(sq_->T * nh * dr > 16384 && !lc_in_parallel(), t, sq_->T, {
             float cs_row[dr > 0 ? dr : 1]; /* this position's rotation, shared by every head and the key */
-            const float *cs = sq_->rope_cs             ? sq_->rope_cs + t * dr
-                              : acts && acts->rope_cs ? acts->rope_cs + (sq_->p0 + t) * dr
-                                                      : cs_row;
+            const float *cs = sq_->rope_cs ? sq_->rope_cs + t * dr : cs_row;
             if (cs == cs_row) lc_rope_coeffs(cs_row, dr, sq_->p0 + t, c->rope_theta);
             for (int64_t h = 0; h < nh; h++) lc_rope_apply(qi + (t * nh + h) * dq + dn, cs, dr);
             float *lat = sq_->latent + (sq_->p0 + t) * kvr, *kr = sq_->rope + (sq_->p0 + t) * dr;

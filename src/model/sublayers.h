@@ -19,8 +19,9 @@ typedef struct {
     float *kv;   /* [T, nh, dn+dv] kv_b_proj @ latent */
     float *p;    /* per sequence [nh, T_i, T_i] attention probabilities (row t covers u <= t) */
     float *ctx;  /* [T, nh*dv] attention output before o_proj */
-    const float *rope_cs; /* [T_max, dr] lc_rope_table rows of positions 0.. (set by the caller, shared
-                             by every layer; NULL: each row's coefficients computed where needed) */
+    const float *rope_cs; /* [T_max, dr] lc_rope_table rows of positions 0.. for the backward pass (set
+                             by the caller, shared by every layer; NULL: each row's coefficients
+                             computed where needed); the forward pass takes mla_seq.rope_cs */
 } mla_acts;
 
 /* Floats of an mla_acts for sequences of lengths seq_T[0..n_seq) (see mla_acts_carve). */

@@ -238,7 +238,7 @@ static lc_status mtp_loss_backward(lc_train *tr, const int32_t *tokens, int64_t 
     acts.rope_cs = rope_cs;
     for (int64_t i = 0; i < n_seq; i++) /* the kept activations are the head's cache */
         ms[i] = (mla_seq){.latent = acts.lat + i * n * c->kv_lora_rank, .rope = acts.kpe + i * n * c->qk_rope_head_dim,
-                          .p0 = 0, .T = n, .absorbed = 0};
+                          .p0 = 0, .T = n, .absorbed = 0, .rope_cs = rope_cs};
     float *logits = carve(&p, R * V);
     /* forward: row r = (sequence i, position j) reads hn row i * T + j and token i * T + j + 1 */
     for (int64_t r = 0; r < R; r++) {
@@ -368,14 +368,15 @@ static lc_status shard_forward_backward(lc_train *tr, const int32_t *tokens, int
     batch_seq *seqs = lc_calloc((size_t)n_seq, sizeof *seqs, "sequences");
     int64_t *seq_T = lc_malloc((size_t)n_seq * sizeof *seq_T, "sequence lengths");
     lc_status s = seqs && seq_T ? LC_OK : LC_ERR_NOMEM;
-    for (int64_t i = 0; i < n_seq && !s; i++) {
-        seqs[i] = (batch_seq){.sess = &sess, .T = T, .absorbed = 0};
+    float *rope = s ? NULL : lc_malloc((size_t)(T * c->qk_rope_head_dim + 1) * sizeof *rope, "rope table");
+    if (!s && !rope) s = LC_ERR_NOMEM;
+    for (int64_t i = 0; i < n_seq && !s; i++) { /* every window's positions 0..T-1: one table */
+        seqs[i] = (batch_seq){.sess = &sess, .T = T, .absorbed = 0, .rope_cs = rope};
         seq_T[i] = T;
     }
     int64_t per_layer = s ? 0 : layer_acts_floats(c, seq_T, n_seq, BT);
     float *act_mem = s ? NULL : lc_malloc((size_t)(L * per_layer) * sizeof(float), "activations");
     layer_acts *acts = s ? NULL : lc_calloc((size_t)L, sizeof *acts, "activations");
-    float *rope = s ? NULL : lc_malloc((size_t)(T * c->qk_rope_head_dim + 1) * sizeof *rope, "rope table");
     float *h = s ? NULL : lc_malloc((size_t)(BT * H) * sizeof *h, "hidden");
     float *hn = s ? NULL : lc_malloc((size_t)(BT * H) * sizeof *hn, "normed");
     float *logits = s ? NULL : lc_malloc((size_t)(BT * V) * sizeof *logits, "logits");
@@ -383,7 +384,7 @@ static lc_status shard_forward_backward(lc_train *tr, const int32_t *tokens, int
     float *dhn = s ? NULL : lc_calloc((size_t)(BT * H), sizeof *dhn, "d normed");
     int32_t *idx = s ? NULL : lc_malloc((size_t)(BT * K) * sizeof *idx, "routes");
     unsigned char *touched = s ? NULL : lc_calloc((size_t)(L * N), 1, "expert use");
-    if (!s && (!act_mem || !acts || !rope || !h || !hn || !logits || !dh || !dhn || !idx || !touched)) s = LC_ERR_NOMEM;
+    if (!s && (!act_mem || !acts || !h || !hn || !logits || !dh || !dhn || !idx || !touched)) s = LC_ERR_NOMEM;
     /* ---- forward: all sequences' rows through each layer at once ---- */
     if (!s) lc_rope_table(rope, c->qk_rope_head_dim, T, c->rope_theta); /* every window's positions 0..T-1 */
     for (int64_t t = 0; t < BT && !s; t++) lc_mat_row(h + t * H, &pm->embed_tokens, tokens[t]);
