@@ -139,8 +139,9 @@ static lc_status experts_forward_rows(const moe_buckets *b, float *ye, const flo
     float *ge = gu + Td * Fd, *ae = act + Td * Fd; /* the experts' part: bucket rows j0.. */
     for (int64_t u = 0; u < b->n_used; u++) {
         const int64_t e = b->used[u], j0 = b->count[e], n = b->count[e + 1] - j0;
-        jobs[2 * (nd + u)] = (lc_matmul_job){ge + j0 * Fe, xe + j0 * H, &w->experts[e].gate_proj, n};
-        jobs[2 * (nd + u) + 1] = (lc_matmul_job){ae + j0 * Fe, xe + j0 * H, &w->experts[e].up_proj, n};
+        const float *xr = n == 1 ? x + (b->slot[j0] / c->moe_topk) * H : xe + j0 * H; /* not gathered */
+        jobs[2 * (nd + u)] = (lc_matmul_job){ge + j0 * Fe, xr, &w->experts[e].gate_proj, n};
+        jobs[2 * (nd + u) + 1] = (lc_matmul_job){ae + j0 * Fe, xr, &w->experts[e].up_proj, n};
         down[nd + u] = (lc_matmul_job){ye + j0 * H, ge + j0 * Fe, &w->experts[e].down_proj, n};
     }
     lc_status s = ffn_rows(jobs, 2 * n_ffn, gu, gu, act, n_act, down, n_ffn);
@@ -165,13 +166,16 @@ lc_status moe_dense_forward(float *out, float *dense_out, const float *x, const 
     float *xe = lc_malloc((size_t)(used * H + 1) * sizeof *xe, "MoE gathered tokens");
     float *ye = keep ? keep->y : lc_malloc((size_t)(used * H + 1) * sizeof *ye, "MoE expert output");
     if (!xe || !ye) s = LC_ERR_NOMEM;
-    LC_FOR(used * H > 65536 && !lc_in_parallel(), j, s ? 0 : used,
-           memcpy(xe + j * H, x + (b.slot[j] / K) * H, (size_t)H * sizeof *xe););
+    int64_t most = 0; /* the most tokens any expert got */
+    for (int64_t u = 0; u < (s ? 0 : b.n_used); u++) most = LC_MAX(most, b.count[b.used[u] + 1] - b.count[b.used[u]]);
+    /* gathered rows for the experts that got several tokens (and for training's kept inputs); an
+     * expert with one token reads its row of x in place (decode: no copies at all) */
+    if (keep || most > 1)
+        LC_FOR(used * H > 65536 && !lc_in_parallel(), j, s ? 0 : used,
+               memcpy(xe + j * H, x + (b.slot[j] / K) * H, (size_t)H * sizeof *xe););
     /* FFN experts, each on the tokens routed to it; an expert no token chose is never read.
      * (No `if` clause: kernels inside even an inactive region would start nested teams.) */
     int fail = 0;
-    int64_t most = 0; /* the most tokens any expert got */
-    for (int64_t u = 0; u < (s ? 0 : b.n_used); u++) most = LC_MAX(most, b.count[b.used[u] + 1] - b.count[b.used[u]]);
     const int with_dense = dense && T < LC_GEMM_MIN_T; /* the dense FFN on the row kernels too */
     if (!s && !keep && most < LC_GEMM_MIN_T) { /* decode: every expert's rows in one region per product */
         s = experts_forward_rows(&b, ye, xe, w, c, with_dense ? dense : NULL, dense_out, x, T);
