@@ -375,6 +375,70 @@ static void test_matmul_many(void) {
     lc_kernels_select(orig);
 }
 
+/* lc_row_plan_first_ranges (what a waiting thread prefetches for the team's next call): for
+ * every team size and thread, exactly the weight rows the first item of its share computes —
+ * found by running that item alone on NaN-filled outputs — on every level (items of one slice
+ * or of four side by side). */
+static void test_row_plan_first_ranges(void) {
+    char orig[16];
+    snprintf(orig, sizeof orig, "%s", lc_k.name);
+    const char *levels[] = {"scalar", "avx2", "avx512"};
+    enum { NJ = 3, C = 300 };
+    const lc_dtype dts[NJ] = {LC_DT_BF16, LC_DT_F32, LC_DT_Q8_0};
+    const int64_t rows[NJ] = {700, 37, 2000};
+    float *x = malloc(sizeof(float) * C), *o[NJ];
+    for (int i = 0; i < C; i++) x[i] = 0.01f * (float)(i % 17);
+    for (int l = 0; l < 3; l++) {
+        if (lc_kernels_select(levels[l]) != LC_OK) continue;
+        test_mat w[NJ];
+        lc_matmul_job jobs[NJ];
+        for (int j = 0; j < NJ; j++) {
+            make_mat(&w[j], dts[j], rows[j], C, 5, 128, 70 + j);
+            o[j] = malloc(sizeof(float) * (size_t)rows[j]);
+            jobs[j] = (lc_matmul_job){o[j], x, &w[j].m, 1};
+        }
+        lc_row_plan p;
+        if (!lc_row_plan_make(&p, jobs, NJ)) { /* this level has no row kernels for them: nothing announced */
+            lc_prefetch_range r[LC_ROW_STREAMS];
+            CHECK(lc_row_plan_first_ranges(jobs, NJ, 0, 2, r) == 0, "%s: ranges without a plan", levels[l]);
+        }
+        for (int nt = 1; nt <= 9 && p.first; nt += 2)
+            for (int id = 0; id < nt; id++) {
+                lc_prefetch_range r[LC_ROW_STREAMS];
+                const int n = lc_row_plan_first_ranges(jobs, NJ, id, nt, r);
+                const int64_t k = p.n_items * id / nt, end = p.n_items * (id + 1) / nt;
+                CHECK((n == 0) == (k >= end), "%s: thread %d of %d: %d ranges for a share of %lld items", levels[l], id, nt, n,
+                      (long long)(end - k));
+                if (k >= end) continue;
+                for (int j = 0; j < NJ; j++)
+                    for (int64_t i = 0; i < rows[j]; i++) o[j][i] = NAN;
+                lc_row_plan_item(k, &p);
+                int64_t written = 0, in_ranges = 0, bad = 0;
+                for (int j = 0; j < NJ; j++) {
+                    const size_t rb = lc_mat_row_bytes(&w[j].m);
+                    for (int64_t i = 0; i < rows[j]; i++) {
+                        const uint8_t *row = w[j].m.data + (size_t)i * rb;
+                        int in = 0;
+                        for (int q = 0; q < n; q++) in |= row >= r[q].p && row + rb <= r[q].p + r[q].bytes;
+                        written += !isnan(o[j][i]);
+                        in_ranges += in;
+                        bad += in != !isnan(o[j][i]);
+                    }
+                }
+                CHECK(!bad && written > 0 && written == in_ranges, "%s: thread %d of %d, item %lld: %lld rows computed, "
+                      "%lld in the ranges, %lld disagree", levels[l], id, nt, (long long)k, (long long)written,
+                      (long long)in_ranges, (long long)bad);
+            }
+        lc_row_plan_free(&p);
+        for (int j = 0; j < NJ; j++) {
+            free_mat(&w[j]);
+            free(o[j]);
+        }
+    }
+    free(x);
+    lc_kernels_select(orig);
+}
+
 /* The side-by-side row kernels (rowdotn: 1-4 single-token rows of one matrix streamed at once,
  * every tail) give each row the bits of the one-row kernel; and lc_matmul_many / lc_matmul,
  * whose work items take slices from LC_ROW_STREAMS parts of their rows, equal one product at a
@@ -1032,10 +1096,65 @@ done:
     free(probe);
 }
 
+/* lc_team_ahead: inside a scope, every thread waiting for the next call gets the announcement
+ * (its own number, the team's size, the arg as it was when announced: a copy), once per call;
+ * a second announcement before the same call is dropped; outside a scope nothing happens. */
+enum { AHEAD_ROUNDS = 20 };
+typedef struct {
+    _Atomic int seen[PROBE_T];
+    _Atomic int id_bad, arg_bad;
+    int team;
+} ahead_probe;
+static ahead_probe g_ahead;
+
+static int ahead_probe_fn(const void *arg, int id, int nt, lc_prefetch_range *r) {
+    const int *a = arg; /* {1234, team} as announced */
+    if (id <= 0 || id >= nt || nt != g_ahead.team || id >= PROBE_T) atomic_fetch_add(&g_ahead.id_bad, 1);
+    else atomic_fetch_add(&g_ahead.seen[id], 1);
+    if (a[0] != 1234 || a[1] != g_ahead.team) atomic_fetch_add(&g_ahead.arg_bad, 1);
+    r[0] = (lc_prefetch_range){(const uint8_t *)arg, 2 * sizeof(int)};
+    return 1;
+}
+
+static void ahead_nop(void *arg) { (void)arg; }
+
+static void ahead_body(void *arg) {
+    (void)arg;
+    for (int round = 0; round < AHEAD_ROUNDS; round++) {
+        int a[2] = {1234, g_ahead.team}, b[2] = {99, 99};
+        lc_team_ahead(ahead_probe_fn, a, sizeof a);
+        a[0] = 99; /* the announcement holds its own copy */
+        lc_team_ahead(ahead_probe_fn, b, sizeof b); /* dropped: the first one stands */
+        for (double t0 = lc_time_sec(); lc_time_sec() - t0 < 2;) { /* until every waiting thread took it */
+            int all = 1;
+            for (int t = 1; t < g_ahead.team; t++) all &= atomic_load(&g_ahead.seen[t]) == round + 1;
+            if (all) break;
+        }
+        lc_team_run(ahead_nop, NULL);
+    }
+}
+
+static void test_team_ahead(void) {
+    const int team = lc_max_threads();
+    if (team < 2 || team > PROBE_T) return;
+    g_ahead.team = team;
+    lc_team_scope(ahead_body, NULL);
+    int missed = 0;
+    for (int t = 1; t < team; t++) missed += atomic_load(&g_ahead.seen[t]) != AHEAD_ROUNDS;
+    CHECK(missed == 0, "%d of %d waiting threads did not get each of %d announcements once", missed, team - 1, AHEAD_ROUNDS);
+    CHECK(g_ahead.id_bad == 0 && g_ahead.arg_bad == 0, "announcements: %d with a wrong thread or team, %d with a wrong arg",
+          (int)g_ahead.id_bad, (int)g_ahead.arg_bad);
+    const int a[2] = {1234, team};
+    lc_team_ahead(ahead_probe_fn, a, sizeof a); /* outside a scope: nothing */
+    lc_team_run(ahead_nop, NULL);
+    CHECK(atomic_load(&g_ahead.seen[1]) == AHEAD_ROUNDS, "an announcement outside a scope reached a thread");
+}
+
 void suite_kernels(void) {
     RUN(test_parallel_steal);
     RUN(test_team_barrier);
     RUN(test_team_scope);
+    RUN(test_team_ahead);
     RUN(test_fp8_roundtrip);
     RUN(test_half_roundtrip);
     RUN(test_matmul_all_dtypes);
@@ -1049,6 +1168,7 @@ void suite_kernels(void) {
     RUN(test_dots_equal_dot);
     RUN(test_batch_invariance);
     RUN(test_matmul_many);
+    RUN(test_row_plan_first_ranges);
     RUN(test_rowdotn);
     RUN(test_fp8_nan_rows);
     RUN(test_rope);

@@ -335,6 +335,10 @@ typedef struct {
     void (*fn)(void *);
     void *arg;
     int nt, stop;
+    /* lc_team_ahead: what the call gen == ahead_for reads first (fn on a copy of its arg) */
+    _Atomic uint64_t ahead_for;
+    lc_ahead_fn ahead_fn;
+    _Alignas(16) unsigned char ahead_arg[LC_AHEAD_ARG_BYTES];
     lc_team_slot done[]; /* [nt] */
 } team_scope;
 
@@ -462,6 +466,19 @@ int64_t lc_share_first(const lc_share *q) {
     return (v & 0xffffffffu) < (v >> 32) ? (int64_t)(v & 0xffffffffu) : -1;
 }
 
+void lc_team_ahead(lc_ahead_fn fn, const void *arg, size_t bytes) {
+    team_scope *sc = scope_led();
+    if (!sc || bytes > LC_AHEAD_ARG_BYTES) return;
+    const uint64_t next = atomic_load_explicit(&sc->gen, memory_order_relaxed) + 1;
+    /* The first announcement of a call stands: a waiting thread may be reading it. One for an
+     * earlier call no one reads any more (each thread left its wait for that call before the
+     * call, which this leader has seen end), so it can be overwritten. */
+    if (atomic_load_explicit(&sc->ahead_for, memory_order_relaxed) == next) return;
+    sc->ahead_fn = fn;
+    memcpy(sc->ahead_arg, arg, bytes);
+    atomic_store_explicit(&sc->ahead_for, next, memory_order_release);
+}
+
 void lc_team_run(void (*fn)(void *arg), void *arg) {
     team_scope *sc = scope_led();
     if (sc) {
@@ -489,8 +506,22 @@ static void scope_serve(team_scope *sc, int id) {
     uint64_t seen = 0;
     for (;;) {
         uint64_t g;
-        for (long spins = 0; (g = atomic_load_explicit(&sc->gen, memory_order_acquire)) == seen; spins++)
-            spin_wait(spins); /* the leader may be in a long serial stretch */
+        lc_prefetch_range r[LC_AHEAD_RANGES];
+        int n_r = -1; /* the next call's first reads: not known yet */
+        size_t off = 0, most = 0;
+        for (long spins = 0; (g = atomic_load_explicit(&sc->gen, memory_order_acquire)) == seen; spins++) {
+            /* the leader may be in a long serial stretch: this thread's first reads of the
+             * call it has announced, a line of each in turn, meanwhile */
+            if (n_r < 0 && atomic_load_explicit(&sc->ahead_for, memory_order_acquire) == seen + 1) {
+                n_r = sc->ahead_fn(sc->ahead_arg, id, sc->nt, r);
+                for (int q = 0; q < n_r; q++) most = r[q].bytes > most ? r[q].bytes : most;
+            }
+            if (off < most) {
+                for (int q = 0; q < n_r; q++)
+                    if (off < r[q].bytes) __builtin_prefetch(r[q].p + off, 0, 2);
+                off += 64;
+            } else spin_wait(spins);
+        }
         seen = g;
         if (sc->stop) return;
         tl_in_call = 1;
@@ -511,6 +542,7 @@ void lc_team_scope(void (*body)(void *arg), void *arg) {
         return;
     }
     atomic_init(&sc->gen, 0);
+    atomic_init(&sc->ahead_for, 0);
     sc->stop = 0;
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nt)

@@ -148,6 +148,16 @@ typedef struct {
     size_t bytes;
 } lc_prefetch_range;
 void lc_team_barrier_ahead(lc_team_slot *b, int id, int nt, const lc_prefetch_range *ahead, int n_ahead);
+/* Announces the next lc_team_run call of the scope the caller leads (no effect outside one):
+ * fn(arg, id, nt, ranges) gives the byte ranges thread id of nt reads first in it (at most
+ * LC_AHEAD_RANGES; returns how many), and the team's other threads, while they wait for that
+ * call (the leader's serial stretch between calls), prefetch theirs into L2. arg (bytes <=
+ * LC_AHEAD_ARG_BYTES) is copied; what it points to must stay valid while the scope lasts (the
+ * model's weights). The first announcement before a call stands (later ones are dropped); one
+ * not followed by the call it announces is harmless: only prefetches are issued. */
+enum { LC_AHEAD_RANGES = 4, LC_AHEAD_ARG_BYTES = 256 };
+typedef int (*lc_ahead_fn)(const void *arg, int id, int nt, lc_prefetch_range *ranges);
+void lc_team_ahead(lc_ahead_fn fn, const void *arg, size_t bytes);
 /* The next item a share's owner would take (its low end), -1 when empty. */
 int64_t lc_share_first(const lc_share *q);
 

@@ -186,6 +186,14 @@ void lc_row_plan_free(lc_row_plan *p);
 /* A team barrier (lc_team_barrier) before a phase that runs `next` from `shares`: while it
  * waits, this thread prefetches the weights of the first item its share holds. */
 void lc_row_plan_barrier(lc_team_slot *b, int id, int nt, const lc_row_plan *next, const lc_share *shares);
+/* Announces (lc_team_ahead) that the team's next call runs a row plan of jobs[0..n), n <=
+ * LC_ROW_STREAMS, with lc_shares_init's split (lc_matmul, lc_matmul_many, the FFN's gate and
+ * up, the attention's first phase): each waiting thread prefetches the slices of its first
+ * item. Only where bandwidth would go unused: no effect outside a team scope. */
+void lc_row_plan_ahead(const lc_matmul_job *jobs, int n);
+/* The weights thread id of nt reads first in that plan (its first item's slices, non-empty
+ * ones): how many ranges; 0 when its share is empty or the jobs make no row plan. */
+int lc_row_plan_first_ranges(const lc_matmul_job *jobs, int n, int id, int nt, lc_prefetch_range r[LC_ROW_STREAMS]);
 int lc_mat_dtype_supported(lc_dtype t);
 
 /* out[n] = w * x / sqrt(mean(x^2) + eps), in f32. out may equal x. */

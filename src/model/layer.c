@@ -69,8 +69,16 @@ lc_status scmoe_layer_forward(float *h,            /* [T, H] residual stream */
     mla_seq *ms = lc_malloc((size_t)n_seq * sizeof *ms, "attention sequences");
     lc_status s = (xn && y && m && tw && ms) ? LC_OK : LC_ERR_NOMEM;
     if (acts && !s) memcpy(acts->h0, h, row_bytes);
+    /* decode: each sublayer's first products announced to the team's threads that wait while
+     * this one does the norms and residual adds between the products (lc_row_plan_ahead) */
+    const int ahead = !acts && T == 1;
     for (int sub = 0; sub < 2 && !s; sub++) {
         const int64_t a = 2 * layer + sub; /* attention sublayer index into the caches */
+        if (ahead) {
+            const lc_mla_weights *at = &w->self_attn[sub];
+            const lc_matmul_job first[2] = {{NULL, NULL, &at->q_a_proj, 1}, {NULL, NULL, &at->kv_a_proj_with_mqa, 1}};
+            lc_row_plan_ahead(first, 2);
+        }
         for (int64_t i = 0, t0 = 0; i < n_seq; t0 += seqs[i].T, i++) {
             const lc_session *se = seqs[i].sess;
             ms[i] = (mla_seq){.p0 = se->pos, .T = seqs[i].T, .absorbed = seqs[i].absorbed, .rope_cs = seqs[i].rope_cs};
@@ -88,6 +96,13 @@ lc_status scmoe_layer_forward(float *h,            /* [T, H] residual stream */
         s = mla_forward(y, xa, ms, n_seq, &w->self_attn[sub], c, acts ? &acts->attn[sub] : NULL);
         prof_end(LC_PROF_ATTENTION, t0);
         if (s) break;
+        if (ahead && sub == 0) {
+            const lc_matmul_job router = {NULL, NULL, &w->router_classifier, 1};
+            lc_row_plan_ahead(&router, 1);
+        } else if (ahead) {
+            const lc_matmul_job gu[2] = {{NULL, NULL, &w->mlps[1].gate_proj, 1}, {NULL, NULL, &w->mlps[1].up_proj, 1}};
+            lc_row_plan_ahead(gu, 2);
+        }
         residual_add(h, y, NULL, T, H);
         if (acts) memcpy(sub ? acts->h3 : acts->h1, h, row_bytes);
         float *xf = acts ? (sub ? acts->x4 : acts->x) : xn;
@@ -213,6 +228,10 @@ static void forward_layers(void *arg) {
         if (!st && out && out->topk_idx) memcpy(out->topk_idx + L * T * K, idx, (size_t)(T * K) * sizeof *idx);
     }
     if (!st) {
+        if (out && out->logits) {
+            const lc_matmul_job head = {NULL, NULL, &mdl->lm_head, out->logits_last_only ? n_seq : T};
+            lc_row_plan_ahead(&head, 1);
+        }
         rmsnorm_rows(hn, h, mdl->norm, T, H, (float)c->rms_norm_eps);
         if (out && out->normed) memcpy(out->normed, hn, (size_t)(T * H) * sizeof *hn);
         double t0 = prof_begin();

@@ -338,6 +338,45 @@ void lc_row_plan_barrier(lc_team_slot *b, int id, int nt, const lc_row_plan *nex
     lc_team_barrier_ahead(b, id, nt, ahead, g);
 }
 
+/* lc_row_plan_ahead's announcement: the jobs, copied. */
+typedef struct {
+    int n;
+    lc_matmul_job jobs[LC_ROW_STREAMS];
+} plan_ahead;
+
+int lc_row_plan_first_ranges(const lc_matmul_job *jobs, int n, int id, int nt, lc_prefetch_range r[LC_ROW_STREAMS]) {
+    int64_t first[LC_ROW_STREAMS + 1] = {0};
+    if (n < 1 || n > LC_ROW_STREAMS) return 0;
+    for (int j = 0; j < n; j++) {
+        if (!row_job(&jobs[j])) return 0;
+        first[j + 1] = first[j] + items_of(jobs[j].w->rows, slice_rows(jobs[j].w));
+    }
+    const lc_row_plan p = {.jobs = jobs, .first = first, .n_jobs = n, .n_items = first[n]};
+    const int64_t k = p.n_items * id / nt;
+    if (k >= p.n_items * (id + 1) / nt) return 0; /* an empty share */
+    row_span s[LC_ROW_STREAMS];
+    const int g = plan_item_slices(&p, k, s);
+    const size_t rb = (size_t)lc_mat_row_bytes(s[0].w);
+    int m = 0;
+    for (int q = 0; q < g; q++)
+        if (s[q].r < s[q].end) r[m++] = (lc_prefetch_range){s[q].w->data + (size_t)s[q].r * rb, (size_t)(s[q].end - s[q].r) * rb};
+    return m;
+}
+
+static int plan_ahead_ranges(const void *arg, int id, int nt, lc_prefetch_range *r) {
+    const plan_ahead *a = arg;
+    return lc_row_plan_first_ranges(a->jobs, a->n, id, nt, r);
+}
+
+void lc_row_plan_ahead(const lc_matmul_job *jobs, int n) {
+    _Static_assert(sizeof(plan_ahead) <= LC_AHEAD_ARG_BYTES, "an announcement's jobs fit its copy");
+    _Static_assert(LC_ROW_STREAMS <= LC_AHEAD_RANGES, "an item's slices fit an announcement's ranges");
+    if (n < 1 || n > LC_ROW_STREAMS) return;
+    plan_ahead a = {.n = n};
+    memcpy(a.jobs, jobs, (size_t)n * sizeof *jobs);
+    lc_team_ahead(plan_ahead_ranges, &a, sizeof a);
+}
+
 void lc_row_plan_free(lc_row_plan *p) {
     free(p->first);
     *p = (lc_row_plan){0};
