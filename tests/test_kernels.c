@@ -1150,11 +1150,101 @@ static void test_team_ahead(void) {
     CHECK(atomic_load(&g_ahead.seen[1]) == AHEAD_ROUNDS, "an announcement outside a scope reached a thread");
 }
 
+#if defined(__SANITIZE_ADDRESS__)
+#define LC_TEST_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define LC_TEST_ASAN 1
+#endif
+#endif
+#ifdef LC_TEST_ASAN
+#include <sanitizer/asan_interface.h>
+#endif
+
+/* The scratch stack (lc_scratch_*): 64-byte-aligned blocks that keep their contents while later
+ * ones (nested marks, chunks of several MB) come and go; a released mark gives its memory to the
+ * next allocation (the same address: nothing leaks past a release); each thread has its own
+ * stack; an absurd size fails with a message; under AddressSanitizer released memory and the
+ * redzone after a block are poisoned. */
+static void scratch_fill(unsigned char *p, size_t n, unsigned seed) {
+    for (size_t i = 0; i < n; i++) p[i] = (unsigned char)(seed + i * 31);
+}
+static int scratch_intact(const unsigned char *p, size_t n, unsigned seed) {
+    for (size_t i = 0; i < n; i++)
+        if (p[i] != (unsigned char)(seed + i * 31)) return 0;
+    return 1;
+}
+
+/* One round of nested scratch blocks (each under its own mark), checked as they come and as
+ * they go; their addresses into blk. */
+static void scratch_round(unsigned char **blk, const size_t *sizes, int ns, int *misaligned, int *broken) {
+    lc_scratch_mark marks[16];
+    for (int i = 0; i < ns; i++) {
+        marks[i] = lc_scratch_mark_get();
+        blk[i] = lc_scratch_alloc(sizes[i], "test");
+        CHECK(blk[i] != NULL, "scratch block %d (%zu bytes): %s", i, sizes[i], lc_last_error());
+        if (!blk[i]) {
+            lc_scratch_release(marks[0]);
+            return;
+        }
+        *misaligned += ((uintptr_t)blk[i] & 63) != 0;
+        scratch_fill(blk[i], sizes[i], (unsigned)i);
+        for (int j = 0; j < i; j++) *broken += !scratch_intact(blk[j], sizes[j], (unsigned)j);
+#ifdef LC_TEST_ASAN
+        CHECK(__asan_address_is_poisoned(blk[i] + sizes[i]), "no redzone after a %zu-byte block", sizes[i]);
+#endif
+    }
+    for (int i = ns - 1; i >= 0; i--) { /* innermost first; the outer blocks keep their bytes */
+        lc_scratch_release(marks[i]);
+        for (int j = 0; j < i; j++) *broken += !scratch_intact(blk[j], sizes[j], (unsigned)j);
+#ifdef LC_TEST_ASAN
+        CHECK(__asan_address_is_poisoned(blk[i]), "a released %zu-byte block is not poisoned", sizes[i]);
+#endif
+    }
+}
+
+static void test_scratch(void) {
+    const size_t sizes[] = {1, 63, 64, 100, 4096, 3 << 20, 17, 9 << 20, 200};
+    enum { NS = sizeof sizes / sizeof sizes[0], ROUNDS = 4 };
+    unsigned char *blk[ROUNDS][NS];
+    int misaligned = 0, broken = 0;
+    for (int r = 0; r < ROUNDS; r++) scratch_round(blk[r], sizes, NS, &misaligned, &broken);
+    CHECK(misaligned == 0, "%d scratch blocks not 64-byte aligned", misaligned);
+    CHECK(broken == 0, "%d times a scratch block changed under a later one or a release", broken);
+    /* released memory is used again: after the first rounds (chunks growing to fit the round)
+     * every round gets the same blocks, no new chunks */
+    CHECK(!memcmp(blk[ROUNDS - 2], blk[ROUNDS - 1], sizeof blk[0]), "rounds %d and %d got different blocks", ROUNDS - 1,
+          ROUNDS);
+    const lc_scratch_mark m0 = lc_scratch_mark_get();
+    unsigned char *base = lc_scratch_alloc(64, "test"); /* a release inside a chunk: its space comes back */
+    const lc_scratch_mark m1 = lc_scratch_mark_get();
+    unsigned char *p1 = lc_scratch_alloc(100, "test");
+    lc_scratch_release(m1);
+    unsigned char *p2 = lc_scratch_alloc(100, "test");
+    CHECK(base && p1 && p1 == p2, "a block after a release inside a chunk at %p, not %p", (void *)p2, (void *)p1);
+    lc_scratch_release(m0);
+    CHECK(lc_scratch_alloc(SIZE_MAX - 10, "an absurd block") == NULL && strstr(lc_last_error(), "an absurd block"),
+          "an absurd scratch size: %s", lc_last_error());
+    lc_scratch_release(m0);
+    int other = 0;
+#pragma omp parallel num_threads(2) reduction(+ : other)
+    { /* every thread its own stack: blocks of two threads never overlap */
+        const lc_scratch_mark m = lc_scratch_mark_get();
+        unsigned char *p = lc_scratch_alloc(1 << 16, "test");
+        if (p) scratch_fill(p, 1 << 16, 7u + (unsigned)lc_thread_num());
+#pragma omp barrier
+        other += !p || !scratch_intact(p, 1 << 16, 7u + (unsigned)lc_thread_num());
+        lc_scratch_release(m);
+    }
+    CHECK(other == 0, "a thread's scratch block was written by another");
+}
+
 void suite_kernels(void) {
     RUN(test_parallel_steal);
     RUN(test_team_barrier);
     RUN(test_team_scope);
     RUN(test_team_ahead);
+    RUN(test_scratch);
     RUN(test_fp8_roundtrip);
     RUN(test_half_roundtrip);
     RUN(test_matmul_all_dtypes);

@@ -14,6 +14,7 @@
 #include <sched.h>
 #include <fcntl.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -92,6 +93,106 @@ void *lc_aligned_alloc(size_t n, const char *what) {
 }
 
 void lc_free(void *p) { free(p); }
+
+/* The scratch stack: chunks newest first; each chunk's blocks from data[0] up to used. The
+ * chunk popped last is kept as the spare (up to SCRATCH_SPARE_MAX bytes), so a thread that
+ * repeats the same calls stops calling malloc after the first. */
+#if defined(__SANITIZE_ADDRESS__)
+#define LC_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define LC_ASAN 1
+#endif
+#endif
+#ifdef LC_ASAN
+#include <sanitizer/asan_interface.h>
+#define SCRATCH_POISON(p, n) ASAN_POISON_MEMORY_REGION(p, n)
+#define SCRATCH_UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION(p, n)
+enum { SCRATCH_REDZONE = 64 };
+#else
+#define SCRATCH_POISON(p, n) ((void)(p), (void)(n))
+#define SCRATCH_UNPOISON(p, n) ((void)(p), (void)(n))
+enum { SCRATCH_REDZONE = 0 };
+#endif
+typedef struct scratch_chunk {
+    struct scratch_chunk *prev;
+    size_t size, used;
+    _Alignas(64) unsigned char data[];
+} scratch_chunk;
+enum { SCRATCH_CHUNK_MIN = 1 << 20 };
+#define SCRATCH_SPARE_MAX ((size_t)64 << 20)
+static _Thread_local scratch_chunk *tl_scratch, *tl_scratch_spare;
+static _Thread_local int tl_scratch_keyed; /* this thread's chunks are freed when it exits */
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+
+static void scratch_thread_exit(void *unused) {
+    (void)unused;
+    lc_scratch_release((lc_scratch_mark){NULL, 0});
+    if (tl_scratch_spare) {
+        SCRATCH_UNPOISON(tl_scratch_spare->data, tl_scratch_spare->size);
+        lc_free(tl_scratch_spare);
+        tl_scratch_spare = NULL;
+    }
+}
+static void scratch_key_make(void) {
+    if (pthread_key_create(&scratch_key, scratch_thread_exit) != 0) scratch_key = 0;
+}
+
+lc_scratch_mark lc_scratch_mark_get(void) { return (lc_scratch_mark){tl_scratch, tl_scratch ? tl_scratch->used : 0}; }
+
+void *lc_scratch_alloc(size_t n, const char *what) {
+    if (n > SIZE_MAX / 2) {
+        lc_error(LC_ERR_NOMEM, "scratch allocation of %zu bytes for %s is too large", n, what);
+        return NULL;
+    }
+    const size_t need = (n + 63) / 64 * 64 + SCRATCH_REDZONE;
+    scratch_chunk *c = tl_scratch;
+    if (!c || c->size - c->used < need) { /* a new chunk on top: the spare when it is big enough */
+        scratch_chunk *f = tl_scratch_spare;
+        if (f && f->size >= need) tl_scratch_spare = NULL;
+        else {
+            size_t size = need > SCRATCH_CHUNK_MIN ? need : SCRATCH_CHUNK_MIN;
+            if (c && c->size > size / 2 && c->size <= SIZE_MAX / 4) size = size > 2 * c->size ? size : 2 * c->size;
+            f = lc_aligned_alloc(sizeof *f + size, what);
+            if (!f) return NULL;
+            if (!tl_scratch_keyed) { /* a thread's first chunk: its exit frees them */
+                pthread_once(&scratch_once, scratch_key_make);
+                tl_scratch_keyed = pthread_setspecific(scratch_key, &tl_scratch_keyed) == 0;
+            }
+            f->size = size;
+            SCRATCH_POISON(f->data, size);
+        }
+        f->prev = c;
+        f->used = 0;
+        tl_scratch = c = f;
+    }
+    unsigned char *p = c->data + c->used;
+    c->used += need;
+    SCRATCH_UNPOISON(p, n);
+    return p;
+}
+
+void lc_scratch_release(lc_scratch_mark m) {
+    while (tl_scratch && tl_scratch != m.chunk) { /* chunks opened after the mark */
+        scratch_chunk *c = tl_scratch, *keep = tl_scratch_spare, *gone = c;
+        tl_scratch = c->prev;
+        SCRATCH_POISON(c->data, c->size);
+        if (c->size <= SCRATCH_SPARE_MAX && (!keep || keep->size < c->size)) { /* the bigger one stays */
+            gone = keep;
+            keep = c;
+        }
+        tl_scratch_spare = keep;
+        if (gone) {
+            SCRATCH_UNPOISON(gone->data, gone->size); /* the allocator's own again */
+            lc_free(gone);
+        }
+    }
+    if (tl_scratch) {
+        SCRATCH_POISON(tl_scratch->data + m.used, tl_scratch->used - m.used);
+        tl_scratch->used = m.used;
+    }
+}
 
 char *lc_strdup(const char *s) {
     size_t n = strlen(s) + 1;
@@ -422,7 +523,7 @@ void lc_team_init(lc_team_slot *b, int nt) {
 }
 
 lc_share *lc_shares_alloc(int phases, int nt, lc_team_slot **team, const char *what) {
-    lc_share *q = lc_aligned_alloc((size_t)(phases * nt) * sizeof *q + (size_t)nt * sizeof **team, what);
+    lc_share *q = lc_scratch_alloc((size_t)(phases * nt) * sizeof *q + (size_t)nt * sizeof **team, what);
     if (q) {
         *team = (lc_team_slot *)(void *)(q + phases * nt); /* 64-byte aligned: a share is a cache line */
         lc_team_init(*team, nt);
@@ -578,15 +679,16 @@ static void steal_run(void *p) {
 
 void lc_parallel_steal(int par, int64_t n, void (*body)(int64_t i, void *arg), void *arg) {
     const int nt = lc_max_threads();
-    lc_share *q = par && nt > 1 && n > 1 ? aligned_alloc(64, (size_t)nt * sizeof *q) : NULL;
+    const lc_scratch_mark mark = lc_scratch_mark_get();
+    lc_share *q = par && nt > 1 && n > 1 ? lc_scratch_alloc((size_t)nt * sizeof *q, "work shares") : NULL;
     if (!q) { /* one thread (or no room for the shares): in order */
         for (int64_t i = 0; i < n; i++) body(i, arg);
-        return;
+    } else {
+        lc_shares_init(q, nt, n);
+        steal_call c = {q, nt, body, arg};
+        lc_team_run(steal_run, &c);
     }
-    lc_shares_init(q, nt, n);
-    steal_call c = {q, nt, body, arg};
-    lc_team_run(steal_run, &c);
-    free(q);
+    lc_scratch_release(mark);
 }
 
 int lc_thread_num(void) {

@@ -42,6 +42,20 @@ void *lc_aligned_alloc(size_t n, const char *what); /* 64-byte aligned; free wit
 void lc_free(void *p);
 char *lc_strdup(const char *s);
 
+/* Scratch memory for the short-lived buffers of one call (a decode step allocates ~500 per
+ * token, each ~100-200 ns through malloc/free): a stack per thread, in chunks it keeps. Take a
+ * mark, allocate (64-byte aligned; NULL with an error message when out of memory), and release
+ * the mark before returning: every block allocated since is gone at once (blocks are never
+ * freed one by one). Marks are released innermost first. Under AddressSanitizer released
+ * memory and a redzone after each block are poisoned. */
+typedef struct {
+    void *chunk;
+    size_t used;
+} lc_scratch_mark;
+lc_scratch_mark lc_scratch_mark_get(void);
+void *lc_scratch_alloc(size_t n, const char *what);
+void lc_scratch_release(lc_scratch_mark m);
+
 /* Paths: join dir and name into a new string. */
 char *lc_path_join(const char *dir, const char *name);
 int lc_is_dir(const char *path);
@@ -137,8 +151,8 @@ typedef struct {
 } lc_team_slot;
 void lc_team_init(lc_team_slot *b, int nt);
 /* Shares for `phases` phases of nt threads (phase p's at + p * nt) and, after them, a team
- * barrier's nt slots (*team, initialised): one 64-byte-aligned block, lc_free; NULL when out
- * of memory. */
+ * barrier's nt slots (*team, initialised): one 64-byte-aligned block from the scratch stack
+ * (gone with the caller's lc_scratch_release); NULL when out of memory. */
 lc_share *lc_shares_alloc(int phases, int nt, lc_team_slot **team, const char *what);
 void lc_team_barrier(lc_team_slot *b, int id, int nt);
 /* The same, prefetching (into L2) the n_ahead ranges `ahead` while it waits, a line of each in

@@ -174,11 +174,13 @@ void lc_matmul_many(const lc_matmul_job *jobs, int64_t n);
  * LC_ROW_STREAMS slices of one job, one from each of that many parts of its rows, streamed side
  * by side: a thread's contiguous run of items reads four contiguous runs of weights at once.
  * The jobs must outlive the plan. */
+enum { LC_PLAN_INLINE = 32 }; /* plans of up to this many jobs keep `first` inside (no malloc) */
 typedef struct {
     const lc_matmul_job *jobs;
     int64_t *first; /* [n_jobs + 1]: job j's items are first[j] .. first[j + 1] - 1 */
     int64_t n_jobs, n_items;
     int64_t work; /* multiply-adds of all the jobs */
+    int64_t first_inline[LC_PLAN_INLINE + 1]; /* `first` for small plans: the plan stays where made */
 } lc_row_plan;
 int lc_row_plan_make(lc_row_plan *p, const lc_matmul_job *jobs, int64_t n);
 void lc_row_plan_item(int64_t k, void *plan);

@@ -30,6 +30,7 @@ static void ffn_rows_part(void *arg) {
 lc_status ffn_rows(const lc_matmul_job *gu, int64_t n_gu, float *act, const float *g, const float *u, int64_t n_act,
                    const lc_matmul_job *down, int64_t n_down) {
     ffn_rows_step d = {.act = act, .g = g, .u = u, .n_act = n_act, .threads = lc_max_threads()};
+    const lc_scratch_mark mark = lc_scratch_mark_get();
     const int planned = !lc_in_parallel() && d.threads > 1 && lc_row_plan_make(&d.gu, gu, n_gu) &&
                         lc_row_plan_make(&d.down, down, n_down);
     /* a region only from about 3 us of multiply-adds on, as lc_matmul_many */
@@ -50,7 +51,7 @@ lc_status ffn_rows(const lc_matmul_job *gu, int64_t n_gu, float *act, const floa
     }
     lc_row_plan_free(&d.gu);
     lc_row_plan_free(&d.down);
-    lc_free(d.share);
+    lc_scratch_release(mark);
     return LC_OK;
 }
 
@@ -66,19 +67,16 @@ lc_status ffn_forward(float *out, const float *x, const lc_ffn_weights *w, int64
         free(a);
         return LC_OK;
     }
-    float *g = keep ? keep : lc_malloc((size_t)(T * F) * sizeof *g, "FFN gate");
-    float *u = keep ? keep + T * F : lc_malloc((size_t)(T * F) * sizeof *u, "FFN up");
-    float *a = lc_malloc((size_t)(T * F) * sizeof *a, "FFN act");
+    const lc_scratch_mark mark = lc_scratch_mark_get();
+    float *g = keep ? keep : lc_scratch_alloc((size_t)(T * F) * sizeof *g, "FFN gate");
+    float *u = keep ? keep + T * F : lc_scratch_alloc((size_t)(T * F) * sizeof *u, "FFN up");
+    float *a = lc_scratch_alloc((size_t)(T * F) * sizeof *a, "FFN act");
     lc_status s = g && u && a ? LC_OK : LC_ERR_NOMEM;
     if (!s) {
         const lc_matmul_job gu[2] = {{g, x, &w->gate_proj, T}, {u, x, &w->up_proj, T}}, dn = {out, a, &w->down_proj, T};
         s = ffn_rows(gu, 2, a, g, u, T * F, &dn, 1);
     }
-    if (!keep) {
-        free(g);
-        free(u);
-    }
-    free(a);
+    lc_scratch_release(mark);
     return s;
 }
 

@@ -62,11 +62,12 @@ lc_status scmoe_layer_forward(float *h,            /* [T, H] residual stream */
     int64_t T = 0;
     for (int64_t i = 0; i < n_seq; i++) T += seqs[i].T;
     const size_t row_bytes = (size_t)(T * H) * sizeof(float);
-    float *xn = lc_malloc(row_bytes, "layer normed input");
-    float *y = lc_malloc(row_bytes, "layer sublayer output");
-    float *m = lc_malloc(row_bytes, "layer MoE output");
-    float *tw = acts ? acts->topk_w : lc_malloc((size_t)(T * K) * sizeof *tw, "router weights");
-    mla_seq *ms = lc_malloc((size_t)n_seq * sizeof *ms, "attention sequences");
+    const lc_scratch_mark mark = lc_scratch_mark_get();
+    float *xn = lc_scratch_alloc(row_bytes, "layer normed input");
+    float *y = lc_scratch_alloc(row_bytes, "layer sublayer output");
+    float *m = lc_scratch_alloc(row_bytes, "layer MoE output");
+    float *tw = acts ? acts->topk_w : lc_scratch_alloc((size_t)(T * K) * sizeof *tw, "router weights");
+    mla_seq *ms = lc_scratch_alloc((size_t)n_seq * sizeof *ms, "attention sequences");
     lc_status s = (xn && y && m && tw && ms) ? LC_OK : LC_ERR_NOMEM;
     if (acts && !s) memcpy(acts->h0, h, row_bytes);
     /* decode: each sublayer's first products announced to the team's threads that wait while
@@ -139,11 +140,7 @@ lc_status scmoe_layer_forward(float *h,            /* [T, H] residual stream */
             if (!s) residual_add(h, y, m, T, H); /* ScMoE: the MoE branch joins here */
         }
     }
-    free(xn);
-    free(y);
-    free(m);
-    free(ms);
-    if (!acts) free(tw);
+    lc_scratch_release(mark);
     return s;
 }
 

@@ -247,7 +247,8 @@ static int mla_decode_step(float *out, const float *x, const mla_seq *sq, const 
     mla_step d = {.sq = sq, .w = w, .c = c, .threads = threads,
                   .per_thread = (qr + kvr + 2 * dr + 2 * kvr + sq->p0 + 1 + 15) / 16 * 16};
     const int64_t shared = qr + kvr + dr + nh * dq + nh * dv;
-    float *buf = lc_malloc((size_t)(shared + threads * d.per_thread) * sizeof *buf, "MLA decode step");
+    const lc_scratch_mark mark = lc_scratch_mark_get();
+    float *buf = lc_scratch_alloc((size_t)(shared + threads * d.per_thread) * sizeof *buf, "MLA decode step");
     lc_share *shares = lc_shares_alloc(4, threads, &d.team, "MLA decode shares");
     int planned = 0;
     if (buf && shares) {
@@ -274,8 +275,7 @@ static int mla_decode_step(float *out, const float *x, const mla_seq *sq, const 
     lc_row_plan_free(&d.plan_qkv_a);
     lc_row_plan_free(&d.plan_q_b);
     lc_row_plan_free(&d.plan_o);
-    free(buf);
-    lc_free(shares);
+    lc_scratch_release(mark);
     return planned;
 }
 

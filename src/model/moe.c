@@ -9,11 +9,11 @@
 lc_status router_forward(int32_t *topk_idx, float *topk_w, const float *x, const lc_layer_weights *w,
                          const lc_config *c, int64_t T) {
     const int64_t E = c->n_routed_experts + c->zero_expert_num, K = c->moe_topk;
-    float *s = lc_malloc((size_t)(T * E) * sizeof *s, "router scores");
-    float *best = lc_malloc((size_t)(T * K) * sizeof *best, "router selection");
+    const lc_scratch_mark mark = lc_scratch_mark_get();
+    float *s = lc_scratch_alloc((size_t)(T * E) * sizeof *s, "router scores");
+    float *best = lc_scratch_alloc((size_t)(T * K) * sizeof *best, "router selection");
     if (!s || !best) {
-        free(s);
-        free(best);
+        lc_scratch_release(mark);
         return LC_ERR_NOMEM;
     }
     lc_matmul(s, x, &w->router_classifier, T);
@@ -50,13 +50,13 @@ lc_status router_forward(int32_t *topk_idx, float *topk_w, const float *x, const
             }
         for (int64_t k = 0; k < K; k++) wt[k] = st[idx[k]] * (float)c->routed_scaling_factor;
     });
-    free(s);
-    free(best);
+    lc_scratch_release(mark);
     return LC_OK;
 }
 
 /* The FFN-expert slots bucketed by expert: slots of expert e at slot[count[e] .. count[e+1]),
- * token order within each (a stable counting sort); pos[i] = where slot i went (-1: identity). */
+ * token order within each (a stable counting sort); pos[i] = where slot i went (-1: identity).
+ * In the caller's scratch (gone with its mark). */
 typedef struct {
     int64_t *count; /* [N + 1] */
     int64_t *slot;  /* [T * K] */
@@ -65,21 +65,15 @@ typedef struct {
     int64_t n_used;
 } moe_buckets;
 
-static void buckets_free(moe_buckets *b) {
-    free(b->count);
-    free(b->slot);
-    free(b->pos);
-    free(b->used);
-}
-
 static lc_status buckets_make(moe_buckets *b, const int32_t *topk_idx, int64_t T, int64_t K, int64_t N) {
-    b->count = lc_calloc((size_t)N + 1, sizeof *b->count, "MoE expert counts");
-    b->slot = lc_malloc((size_t)(T * K) * sizeof *b->slot, "MoE routing slots");
-    b->pos = lc_malloc((size_t)(T * K) * sizeof *b->pos, "MoE slot positions");
-    b->used = lc_malloc((size_t)N * sizeof *b->used, "MoE experts used");
-    int64_t *fill = lc_malloc((size_t)N * sizeof *fill, "MoE fill");
+    b->count = lc_scratch_alloc(((size_t)N + 1) * sizeof *b->count, "MoE expert counts");
+    b->slot = lc_scratch_alloc((size_t)(T * K) * sizeof *b->slot, "MoE routing slots");
+    b->pos = lc_scratch_alloc((size_t)(T * K) * sizeof *b->pos, "MoE slot positions");
+    b->used = lc_scratch_alloc((size_t)N * sizeof *b->used, "MoE experts used");
+    int64_t *fill = lc_scratch_alloc((size_t)N * sizeof *fill, "MoE fill");
     lc_status s = b->count && b->slot && b->pos && b->used && fill ? LC_OK : LC_ERR_NOMEM;
     if (!s) {
+        memset(b->count, 0, ((size_t)N + 1) * sizeof *b->count);
         for (int64_t i = 0; i < T * K; i++)
             if (topk_idx[i] < N) b->count[topk_idx[i] + 1]++;
         b->n_used = 0;
@@ -93,8 +87,6 @@ static lc_status buckets_make(moe_buckets *b, const int32_t *topk_idx, int64_t T
             if (b->pos[i] >= 0) b->slot[b->pos[i]] = i;
         }
     }
-    free(fill);
-    if (s) buckets_free(b);
     return s;
 }
 
@@ -123,11 +115,11 @@ static lc_status experts_forward_rows(const moe_buckets *b, float *ye, const flo
     const int64_t H = c->hidden_size, Fe = c->expert_ffn_hidden_size, used = b->count[c->n_routed_experts];
     const int64_t Td = dense ? T : 0, Fd = dense ? dense->gate_proj.rows : 0, n_act = Td * Fd + used * Fe;
     const int64_t nd = dense ? 1 : 0, n_ffn = b->n_used + nd;
-    float *gu = lc_malloc((size_t)(2 * n_act + 1) * sizeof *gu, "expert gate/up"), *act = gu ? gu + n_act : NULL;
-    lc_matmul_job *jobs = lc_malloc((size_t)(3 * n_ffn + 1) * sizeof *jobs, "expert products");
+    const lc_scratch_mark mark = lc_scratch_mark_get();
+    float *gu = lc_scratch_alloc((size_t)(2 * n_act + 1) * sizeof *gu, "expert gate/up"), *act = gu ? gu + n_act : NULL;
+    lc_matmul_job *jobs = lc_scratch_alloc((size_t)(3 * n_ffn + 1) * sizeof *jobs, "expert products");
     if (!gu || !jobs) {
-        free(gu);
-        free(jobs);
+        lc_scratch_release(mark);
         return LC_ERR_NOMEM;
     }
     lc_matmul_job *down = jobs + 2 * n_ffn;
@@ -145,8 +137,7 @@ static lc_status experts_forward_rows(const moe_buckets *b, float *ye, const flo
         down[nd + u] = (lc_matmul_job){ye + j0 * H, ge + j0 * Fe, &w->experts[e].down_proj, n};
     }
     lc_status s = ffn_rows(jobs, 2 * n_ffn, gu, gu, act, n_act, down, n_ffn);
-    free(gu);
-    free(jobs);
+    lc_scratch_release(mark);
     return s;
 }
 
@@ -159,18 +150,23 @@ lc_status moe_dense_forward(float *out, float *dense_out, const float *x, const 
                             const lc_layer_weights *w, const lc_config *c, int64_t T, int64_t *n_ffn, moe_keep *keep,
                             const lc_ffn_weights *dense) {
     const int64_t H = c->hidden_size, K = c->moe_topk, N = c->n_routed_experts;
+    const lc_scratch_mark mark = lc_scratch_mark_get();
     moe_buckets b;
     lc_status s = buckets_make(&b, topk_idx, T, K, N);
-    if (s) return s;
+    if (s) {
+        lc_scratch_release(mark);
+        return s;
+    }
     const int64_t used = b.count[N];
-    float *xe = lc_malloc((size_t)(used * H + 1) * sizeof *xe, "MoE gathered tokens");
-    float *ye = keep ? keep->y : lc_malloc((size_t)(used * H + 1) * sizeof *ye, "MoE expert output");
-    if (!xe || !ye) s = LC_ERR_NOMEM;
     int64_t most = 0; /* the most tokens any expert got */
-    for (int64_t u = 0; u < (s ? 0 : b.n_used); u++) most = LC_MAX(most, b.count[b.used[u] + 1] - b.count[b.used[u]]);
+    for (int64_t u = 0; u < b.n_used; u++) most = LC_MAX(most, b.count[b.used[u] + 1] - b.count[b.used[u]]);
     /* gathered rows for the experts that got several tokens (and for training's kept inputs); an
      * expert with one token reads its row of x in place (decode: no copies at all) */
-    if (keep || most > 1)
+    const int gather = keep || most > 1;
+    float *xe = gather ? lc_scratch_alloc((size_t)(used * H + 1) * sizeof *xe, "MoE gathered tokens") : NULL;
+    float *ye = keep ? keep->y : lc_scratch_alloc((size_t)(used * H + 1) * sizeof *ye, "MoE expert output");
+    if ((gather && !xe) || !ye) s = LC_ERR_NOMEM;
+    if (gather)
         LC_FOR(used * H > 65536 && !lc_in_parallel(), j, s ? 0 : used,
                memcpy(xe + j * H, x + (b.slot[j] / K) * H, (size_t)H * sizeof *xe););
     /* FFN experts, each on the tokens routed to it; an expert no token chose is never read.
@@ -199,9 +195,7 @@ lc_status moe_dense_forward(float *out, float *dense_out, const float *x, const 
     });
     if (!s && dense) s = ffn_forward(dense_out, x, dense, T, NULL); /* not shared: on its own */
     if (n_ffn) *n_ffn = used;
-    buckets_free(&b);
-    free(xe);
-    if (!keep) free(ye);
+    lc_scratch_release(mark);
     return s;
 }
 
@@ -234,9 +228,13 @@ lc_status moe_backward(float *dx, lc_layer_weights *g, unsigned char *touched, c
                        int64_t T, moe_aux *aux, moe_keep *kept) {
     const int64_t H = c->hidden_size, K = c->moe_topk, N = c->n_routed_experts, E = N + c->zero_expert_num;
     const float scale = (float)c->routed_scaling_factor;
+    const lc_scratch_mark mark = lc_scratch_mark_get();
     moe_buckets b;
     lc_status st = buckets_make(&b, topk_idx, T, K, N);
-    if (st) return st;
+    if (st) {
+        lc_scratch_release(mark);
+        return st;
+    }
     const int64_t used = b.count[N];
     float *s = lc_malloc((size_t)(T * E) * sizeof *s, "router scores"), *ds = calloc((size_t)(T * E), sizeof *ds);
     float *xe = lc_malloc((size_t)(used * H + 1) * sizeof *xe, "MoE gathered");
@@ -296,7 +294,7 @@ lc_status moe_backward(float *dx, lc_layer_weights *g, unsigned char *touched, c
         aux->lb_loss = lb;
         lc_matmul_backward(dx, aux->dwr_lb, ds, x, &w->router_classifier, T);
     }
-    buckets_free(&b);
+    lc_scratch_release(mark);
     free(s); free(ds); free(xe); free(dye); free(dxe);
     if (!kept) free(ye);
     return st;

@@ -284,7 +284,7 @@ int lc_row_plan_make(lc_row_plan *p, const lc_matmul_job *jobs, int64_t n) {
         if (!row_job(&jobs[j])) return 0;
         p->work += jobs[j].w->rows * jobs[j].w->cols * jobs[j].T;
     }
-    p->first = malloc((size_t)(n + 1) * sizeof *p->first);
+    p->first = n <= LC_PLAN_INLINE ? p->first_inline : malloc((size_t)(n + 1) * sizeof *p->first);
     if (!p->first) return 0;
     p->first[0] = 0;
     for (int64_t j = 0; j < n; j++) p->first[j + 1] = p->first[j] + items_of(jobs[j].w->rows, slice_rows(jobs[j].w));
@@ -378,7 +378,7 @@ void lc_row_plan_ahead(const lc_matmul_job *jobs, int n) {
 }
 
 void lc_row_plan_free(lc_row_plan *p) {
-    free(p->first);
+    if (p->first != p->first_inline) free(p->first);
     *p = (lc_row_plan){0};
 }
 
