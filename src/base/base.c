@@ -124,6 +124,7 @@ enum { SCRATCH_CHUNK_MIN = 1 << 20 };
 static _Thread_local scratch_chunk *tl_scratch, *tl_scratch_spare;
 static _Thread_local int tl_scratch_keyed; /* this thread's chunks are freed when it exits */
 static pthread_key_t scratch_key;
+static int scratch_key_ok; /* set once, under scratch_once */
 static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
 
 static void scratch_thread_exit(void *unused) {
@@ -136,7 +137,7 @@ static void scratch_thread_exit(void *unused) {
     }
 }
 static void scratch_key_make(void) {
-    if (pthread_key_create(&scratch_key, scratch_thread_exit) != 0) scratch_key = 0;
+    scratch_key_ok = pthread_key_create(&scratch_key, scratch_thread_exit) == 0;
 }
 
 lc_scratch_mark lc_scratch_mark_get(void) { return (lc_scratch_mark){tl_scratch, tl_scratch ? tl_scratch->used : 0}; }
@@ -157,8 +158,8 @@ void *lc_scratch_alloc(size_t n, const char *what) {
             f = lc_aligned_alloc(sizeof *f + size, what);
             if (!f) return NULL;
             if (!tl_scratch_keyed) { /* a thread's first chunk: its exit frees them */
-                pthread_once(&scratch_once, scratch_key_make);
-                tl_scratch_keyed = pthread_setspecific(scratch_key, &tl_scratch_keyed) == 0;
+                pthread_once(&scratch_once, scratch_key_make); /* without a key: kept until the process ends */
+                tl_scratch_keyed = scratch_key_ok && pthread_setspecific(scratch_key, &tl_scratch_keyed) == 0;
             }
             f->size = size;
             SCRATCH_POISON(f->data, size);
