@@ -1150,14 +1150,7 @@ static void test_team_ahead(void) {
     CHECK(atomic_load(&g_ahead.seen[1]) == AHEAD_ROUNDS, "an announcement outside a scope reached a thread");
 }
 
-#if defined(__SANITIZE_ADDRESS__)
-#define LC_TEST_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define LC_TEST_ASAN 1
-#endif
-#endif
-#ifdef LC_TEST_ASAN
+#ifdef LC_ASAN
 #include <sanitizer/asan_interface.h>
 #endif
 
@@ -1190,14 +1183,14 @@ static void scratch_round(unsigned char **blk, const size_t *sizes, int ns, int 
         *misaligned += ((uintptr_t)blk[i] & 63) != 0;
         scratch_fill(blk[i], sizes[i], (unsigned)i);
         for (int j = 0; j < i; j++) *broken += !scratch_intact(blk[j], sizes[j], (unsigned)j);
-#ifdef LC_TEST_ASAN
+#ifdef LC_ASAN
         CHECK(__asan_address_is_poisoned(blk[i] + sizes[i]), "no redzone after a %zu-byte block", sizes[i]);
 #endif
     }
     for (int i = ns - 1; i >= 0; i--) { /* innermost first; the outer blocks keep their bytes */
         lc_scratch_release(marks[i]);
         for (int j = 0; j < i; j++) *broken += !scratch_intact(blk[j], sizes[j], (unsigned)j);
-#ifdef LC_TEST_ASAN
+#ifdef LC_ASAN
         CHECK(__asan_address_is_poisoned(blk[i]), "a released %zu-byte block is not poisoned", sizes[i]);
 #endif
     }

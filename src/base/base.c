@@ -97,13 +97,6 @@ void lc_free(void *p) { free(p); }
 /* The scratch stack: chunks newest first; each chunk's blocks from data[0] up to used. The
  * chunk popped last is kept as the spare (up to SCRATCH_SPARE_MAX bytes), so a thread that
  * repeats the same calls stops calling malloc after the first. */
-#if defined(__SANITIZE_ADDRESS__)
-#define LC_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define LC_ASAN 1
-#endif
-#endif
 #ifdef LC_ASAN
 #include <sanitizer/asan_interface.h>
 #define SCRATCH_POISON(p, n) ASAN_POISON_MEMORY_REGION(p, n)
@@ -154,7 +147,7 @@ void *lc_scratch_alloc(size_t n, const char *what) {
         if (f && f->size >= need) tl_scratch_spare = NULL;
         else {
             size_t size = need > SCRATCH_CHUNK_MIN ? need : SCRATCH_CHUNK_MIN;
-            if (c && c->size > size / 2 && c->size <= SIZE_MAX / 4) size = size > 2 * c->size ? size : 2 * c->size;
+            if (c && c->size <= SIZE_MAX / 4 && 2 * c->size > size) size = 2 * c->size; /* geometric growth */
             f = lc_aligned_alloc(sizeof *f + size, what);
             if (!f) return NULL;
             if (!tl_scratch_keyed) { /* a thread's first chunk: its exit frees them */
@@ -545,20 +538,36 @@ static void spin_wait(long spins) {
     else sched_yield();
 }
 
+/* A wait's time put to use: ranges prefetched a line of each in turn, one step per spin. */
+typedef struct {
+    const lc_prefetch_range *r;
+    int n;
+    size_t off, most;
+} wait_ahead;
+
+static wait_ahead wait_ahead_of(const lc_prefetch_range *r, int n) {
+    wait_ahead a = {r, n, 0, 0};
+    for (int q = 0; q < n; q++) a.most = r[q].bytes > a.most ? r[q].bytes : a.most;
+    return a;
+}
+
+/* One spin of a wait: the next line of each range, or (all prefetched) a pause. */
+static void wait_step(wait_ahead *a, long spins) {
+    if (a->off < a->most) {
+        for (int q = 0; q < a->n; q++)
+            if (a->off < a->r[q].bytes) __builtin_prefetch(a->r[q].p + a->off, 0, 2);
+        a->off += 64;
+    } else spin_wait(spins);
+}
+
 void lc_team_barrier_ahead(lc_team_slot *b, int id, int nt, const lc_prefetch_range *ahead, int n_ahead) {
     /* only this thread writes its slot: its count plus one is this arrival */
     const int64_t n = atomic_load_explicit(&b[id].arrived, memory_order_relaxed) + 1;
     atomic_store_explicit(&b[id].arrived, n, memory_order_release); /* what it wrote before, seen by the others */
-    size_t off = 0, most = 0;
-    for (int q = 0; q < n_ahead; q++) most = ahead[q].bytes > most ? ahead[q].bytes : most;
+    wait_ahead a = wait_ahead_of(ahead, n_ahead);
     for (int k = 0; k < nt; k++)
-        for (long spins = 0; k != id && atomic_load_explicit(&b[k].arrived, memory_order_acquire) < n; spins++) {
-            if (off < most) { /* the wait's time put to use: a line of each range ahead */
-                for (int q = 0; q < n_ahead; q++)
-                    if (off < ahead[q].bytes) __builtin_prefetch(ahead[q].p + off, 0, 2);
-                off += 64;
-            } else spin_wait(spins);
-        }
+        for (long spins = 0; k != id && atomic_load_explicit(&b[k].arrived, memory_order_acquire) < n; spins++)
+            wait_step(&a, spins);
 }
 
 void lc_team_barrier(lc_team_slot *b, int id, int nt) { lc_team_barrier_ahead(b, id, nt, NULL, 0); }
@@ -609,20 +618,16 @@ static void scope_serve(team_scope *sc, int id) {
     for (;;) {
         uint64_t g;
         lc_prefetch_range r[LC_AHEAD_RANGES];
-        int n_r = -1; /* the next call's first reads: not known yet */
-        size_t off = 0, most = 0;
+        wait_ahead a = wait_ahead_of(r, 0);
+        int known = 0; /* the next call's first reads, once the leader announces them */
         for (long spins = 0; (g = atomic_load_explicit(&sc->gen, memory_order_acquire)) == seen; spins++) {
             /* the leader may be in a long serial stretch: this thread's first reads of the
-             * call it has announced, a line of each in turn, meanwhile */
-            if (n_r < 0 && atomic_load_explicit(&sc->ahead_for, memory_order_acquire) == seen + 1) {
-                n_r = sc->ahead_fn(sc->ahead_arg, id, sc->nt, r);
-                for (int q = 0; q < n_r; q++) most = r[q].bytes > most ? r[q].bytes : most;
+             * call it has announced, prefetched meanwhile */
+            if (!known && atomic_load_explicit(&sc->ahead_for, memory_order_acquire) == seen + 1) {
+                a = wait_ahead_of(r, sc->ahead_fn(sc->ahead_arg, id, sc->nt, r));
+                known = 1;
             }
-            if (off < most) {
-                for (int q = 0; q < n_r; q++)
-                    if (off < r[q].bytes) __builtin_prefetch(r[q].p + off, 0, 2);
-                off += 64;
-            } else spin_wait(spins);
+            wait_step(&a, spins);
         }
         seen = g;
         if (sc->stop) return;

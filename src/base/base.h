@@ -52,6 +52,13 @@ typedef struct {
     void *chunk;
     size_t used;
 } lc_scratch_mark;
+#if defined(__SANITIZE_ADDRESS__) /* LC_ASAN: built with AddressSanitizer (gcc, clang) */
+#define LC_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define LC_ASAN 1
+#endif
+#endif
 lc_scratch_mark lc_scratch_mark_get(void);
 void *lc_scratch_alloc(size_t n, const char *what);
 void lc_scratch_release(lc_scratch_mark m);

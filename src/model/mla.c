@@ -161,6 +161,7 @@ typedef struct {
     const lc_mla_weights *w;
     const lc_config *c;
     float *qa, *ckv, *q, *ctx; /* shared: [qr], [kvr + dr], [nh * dq], [nh * dv] */
+    const float *cs;           /* this position's RoPE coefficients [dr]: the pass's row, or made here */
     float *scratch;            /* per thread: per_thread floats */
     int64_t per_thread;
     lc_matmul_job qkv_a[2], q_b, o; /* q_b: its x is each thread's own normed copy */
@@ -170,9 +171,9 @@ typedef struct {
     int threads;
 } mla_step;
 
-/* This thread's scratch: q_a normed, the new latent and key, RoPE, then the head's. */
+/* This thread's scratch: q_a normed, the new latent and key, then the head's. */
 typedef struct {
-    float *qn, *lat, *kr, *cs, *q_lat, *ctx_lat, *scores;
+    float *qn, *lat, *kr, *q_lat, *ctx_lat, *scores;
 } mla_scratch;
 
 static mla_scratch mla_step_scratch(const mla_step *d) {
@@ -182,8 +183,7 @@ static mla_scratch mla_step_scratch(const mla_step *d) {
     s.qn = d->scratch + lc_thread_num() * d->per_thread;
     s.lat = s.qn + qr;
     s.kr = s.lat + kvr;
-    s.cs = s.kr + dr;
-    s.q_lat = s.cs + dr;
+    s.q_lat = s.kr + dr;
     s.ctx_lat = s.q_lat + kvr;
     s.scores = s.ctx_lat + kvr;
     return s;
@@ -200,7 +200,7 @@ static void mla_step_head(int64_t h, void *arg) {
     const mla_scratch s = mla_step_scratch(d);
     float *qh = d->q + h * dq;
     for (int64_t i = 0; i < dq; i++) qh[i] *= sq;
-    lc_rope_apply(qh + dn, s.cs, dr);
+    lc_rope_apply(qh + dn, d->cs, dr);
     absorbed_head(d->ctx + h * dv, qh, d->sq->latent, d->sq->rope, s.lat, s.kr, p0 + 1, h, d->w, c, s.q_lat, s.ctx_lat,
                   s.scores);
 }
@@ -217,12 +217,10 @@ static void mla_decode_part(void *arg) {
     lc_row_plan_barrier(d->team, id, nt, &d->plan_q_b, d->share[1]);
     const mla_scratch s = mla_step_scratch(d);
     lc_rmsnorm(s.qn, d->qa, w->q_a_layernorm, qr, MLA_NORM_EPS);
-    if (d->sq->rope_cs) memcpy(s.cs, d->sq->rope_cs, (size_t)dr * sizeof *s.cs);
-    else lc_rope_coeffs(s.cs, dr, p0, c->rope_theta);
     lc_rmsnorm(s.lat, d->ckv, w->kv_a_layernorm, kvr, MLA_NORM_EPS);
     for (int64_t j = 0; j < kvr; j++) s.lat[j] *= skv;
     memcpy(s.kr, d->ckv + kvr, (size_t)dr * sizeof *s.kr);
-    lc_rope_apply(s.kr, s.cs, dr);
+    lc_rope_apply(s.kr, d->cs, dr);
     if (id == 0) { /* no one reads row p0 of the cache in this step: each has its own copy */
         memcpy(d->sq->latent + p0 * kvr, s.lat, (size_t)kvr * sizeof *s.lat);
         memcpy(d->sq->rope + p0 * dr, s.kr, (size_t)dr * sizeof *s.kr);
@@ -245,8 +243,8 @@ static int mla_decode_step(float *out, const float *x, const mla_seq *sq, const 
     const int64_t dq = c->qk_nope_head_dim + c->qk_rope_head_dim, dr = c->qk_rope_head_dim, dv = c->v_head_dim;
     const int threads = lc_in_parallel() ? 1 : lc_max_threads();
     mla_step d = {.sq = sq, .w = w, .c = c, .threads = threads,
-                  .per_thread = (qr + kvr + 2 * dr + 2 * kvr + sq->p0 + 1 + 15) / 16 * 16};
-    const int64_t shared = qr + kvr + dr + nh * dq + nh * dv;
+                  .per_thread = (qr + kvr + dr + 2 * kvr + sq->p0 + 1 + 15) / 16 * 16};
+    const int64_t shared = qr + kvr + dr + nh * dq + nh * dv + dr;
     const lc_scratch_mark mark = lc_scratch_mark_get();
     float *buf = lc_scratch_alloc((size_t)(shared + threads * d.per_thread) * sizeof *buf, "MLA decode step");
     lc_share *shares = lc_shares_alloc(4, threads, &d.team, "MLA decode shares");
@@ -256,7 +254,13 @@ static int mla_decode_step(float *out, const float *x, const mla_seq *sq, const 
         d.ckv = d.qa + qr;
         d.q = d.ckv + kvr + dr;
         d.ctx = d.q + nh * dq;
-        d.scratch = d.ctx + nh * dv;
+        float *cs = d.ctx + nh * dv;
+        d.cs = sq->rope_cs;
+        if (!d.cs) { /* no row from the pass (MTP decode): made once here for every thread */
+            lc_rope_coeffs(cs, dr, sq->p0, c->rope_theta);
+            d.cs = cs;
+        }
+        d.scratch = cs + dr;
         d.qkv_a[0] = (lc_matmul_job){d.qa, x, &w->q_a_proj, 1};
         d.qkv_a[1] = (lc_matmul_job){d.ckv, x, &w->kv_a_proj_with_mqa, 1};
         d.q_b = (lc_matmul_job){d.q, NULL, &w->q_b_proj, 1};

@@ -323,19 +323,21 @@ void lc_row_plan_item(int64_t k, void *plan) {
     run_spans(s, g);
 }
 
+/* The weights plan item k reads: one range per slice that has rows (into r); how many. */
+static int plan_item_ranges(const lc_row_plan *p, int64_t k, lc_prefetch_range r[LC_ROW_STREAMS]) {
+    row_span s[LC_ROW_STREAMS];
+    const int g = plan_item_slices(p, k, s);
+    const size_t rb = (size_t)lc_mat_row_bytes(s[0].w);
+    int m = 0;
+    for (int q = 0; q < g; q++)
+        if (s[q].r < s[q].end) r[m++] = (lc_prefetch_range){s[q].w->data + (size_t)s[q].r * rb, (size_t)(s[q].end - s[q].r) * rb};
+    return m;
+}
+
 void lc_row_plan_barrier(lc_team_slot *b, int id, int nt, const lc_row_plan *next, const lc_share *shares) {
     const int64_t k = next ? lc_share_first(&shares[id]) : -1;
-    if (k < 0) {
-        lc_team_barrier(b, id, nt);
-        return;
-    }
-    row_span s[LC_ROW_STREAMS];
-    const int g = plan_item_slices(next, k, s);
-    const size_t rb = (size_t)lc_mat_row_bytes(s[0].w);
     lc_prefetch_range ahead[LC_ROW_STREAMS];
-    for (int q = 0; q < g; q++)
-        ahead[q] = (lc_prefetch_range){s[q].w->data + (size_t)s[q].r * rb, (size_t)(s[q].end - s[q].r) * rb};
-    lc_team_barrier_ahead(b, id, nt, ahead, g);
+    lc_team_barrier_ahead(b, id, nt, ahead, k < 0 ? 0 : plan_item_ranges(next, k, ahead));
 }
 
 /* lc_row_plan_ahead's announcement: the jobs, copied. */
@@ -345,21 +347,13 @@ typedef struct {
 } plan_ahead;
 
 int lc_row_plan_first_ranges(const lc_matmul_job *jobs, int n, int id, int nt, lc_prefetch_range r[LC_ROW_STREAMS]) {
-    int64_t first[LC_ROW_STREAMS + 1] = {0};
-    if (n < 1 || n > LC_ROW_STREAMS) return 0;
-    for (int j = 0; j < n; j++) {
-        if (!row_job(&jobs[j])) return 0;
-        first[j + 1] = first[j] + items_of(jobs[j].w->rows, slice_rows(jobs[j].w));
-    }
-    const lc_row_plan p = {.jobs = jobs, .first = first, .n_jobs = n, .n_items = first[n]};
-    const int64_t k = p.n_items * id / nt;
-    if (k >= p.n_items * (id + 1) / nt) return 0; /* an empty share */
-    row_span s[LC_ROW_STREAMS];
-    const int g = plan_item_slices(&p, k, s);
-    const size_t rb = (size_t)lc_mat_row_bytes(s[0].w);
+    lc_row_plan p = {0}; /* `first` inside the plan for so few jobs: no allocation */
     int m = 0;
-    for (int q = 0; q < g; q++)
-        if (s[q].r < s[q].end) r[m++] = (lc_prefetch_range){s[q].w->data + (size_t)s[q].r * rb, (size_t)(s[q].end - s[q].r) * rb};
+    if (n >= 1 && n <= LC_PLAN_INLINE && lc_row_plan_make(&p, jobs, n)) {
+        const int64_t k = p.n_items * id / nt; /* lc_shares_init's split */
+        if (k < p.n_items * (id + 1) / nt) m = plan_item_ranges(&p, k, r);
+    }
+    lc_row_plan_free(&p);
     return m;
 }
 
